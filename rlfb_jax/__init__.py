@@ -1,0 +1,1 @@
+"""rlfb_jax: train code-generating language models from execution feedback."""
