@@ -1,0 +1,203 @@
+"""Jit-compiled batched sampling with a KV cache; the whole decode loop is one `while_loop`.
+
+Layout (shared with the losses, so a rollout is a training batch as it stands):
+prompts are left-padded to P slots, completions right-padded to N slots; the sequence is
+``concat(prompt, completion)`` [B, P+N] with ``attention_mask`` False on padding.
+
+Returned logprobs are those of the model's own distribution (temperature 1, no top-k/top-p
+truncation) at the sampled tokens, i.e. exactly what teacher forcing the same tokens gives,
+so PPO ratios and KL terms compare like with like. The stop token that ends a completion is
+part of the completion (mask True): the model must learn to emit it.
+
+Compilations: one per (batch, prompt bucket, max_new_tokens, SamplingParams). `Sampler`
+pads the batch and the prompt length to buckets so that steady-state calls never recompile.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from rlfb_jax.models.lm import LanguageModel, Params, token_logprobs
+from rlfb_jax.models.transformer import KVCache
+
+
+@dataclasses.dataclass(frozen=True)
+class SamplingParams:
+    """How to pick each token. temperature 0 means greedy (top_k/top_p then unused)."""
+
+    temperature: float = 1.0
+    top_k: int = 0  # 0: off
+    top_p: float = 1.0  # 1.0: off
+    max_new_tokens: int = 64
+    stop_tokens: tuple[int, ...] = ()
+    pad_id: int = 0
+
+    def __post_init__(self):
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if not 0.0 < self.top_p <= 1.0:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.top_k < 0 or self.max_new_tokens < 1:
+            raise ValueError("top_k must be >= 0 and max_new_tokens >= 1")
+
+
+class Rollout(NamedTuple):
+    """Output of `sample`. All arrays have leading dim B (prompts x samples per prompt)."""
+
+    prompt_tokens: jax.Array  # [B, P] int32, left-padded
+    prompt_mask: jax.Array  # [B, P] bool
+    tokens: jax.Array  # [B, N] int32 completion, pad after the end
+    logprobs: jax.Array  # [B, N] float32 log p(token) under the model (T=1), 0 on padding
+    mask: jax.Array  # [B, N] bool, True on generated tokens (including the stop token)
+
+    @property
+    def lengths(self) -> jax.Array:
+        return jnp.sum(self.mask, axis=1)
+
+
+def filter_logits(logits: jax.Array, params: SamplingParams) -> jax.Array:
+    """Temperature, top-k and top-p (nucleus) applied to logits [B, V] (float32)."""
+    logits = logits / params.temperature
+    neg = jnp.finfo(jnp.float32).min
+    if params.top_k:
+        kth = jax.lax.top_k(logits, params.top_k)[0][:, -1:]
+        logits = jnp.where(logits < kth, neg, logits)
+    if params.top_p < 1.0:
+        sorted_logits = jnp.sort(logits, axis=-1)[:, ::-1]
+        probs = jax.nn.softmax(sorted_logits, axis=-1)
+        # keep a token if the mass strictly before it is below top_p (the first always stays)
+        before = jnp.cumsum(probs, axis=-1) - probs
+        keep = before < params.top_p
+        cutoff = jnp.min(jnp.where(keep, sorted_logits, jnp.inf), axis=-1, keepdims=True)
+        logits = jnp.where(logits < cutoff, neg, logits)
+    return logits
+
+
+def _pick(rng, logits, params: SamplingParams):
+    if params.temperature == 0.0:
+        return jnp.argmax(logits, axis=-1).astype(jnp.int32)
+    return jax.random.categorical(rng, filter_logits(logits, params), axis=-1).astype(jnp.int32)
+
+
+def sample(
+    lm: LanguageModel,
+    params: Params,
+    prompt_tokens: jax.Array,
+    prompt_mask: jax.Array,
+    rng: jax.Array,
+    sampling: SamplingParams,
+) -> Rollout:
+    """Samples completions for left-padded prompts [B, P]. Pure; jit with `sampling` static."""
+    b, p = prompt_tokens.shape
+    n = sampling.max_new_tokens
+    model = lm.bind(params)
+    cache = KVCache.empty(lm.config, b, p + n)
+    out = model.forward(prompt_tokens, attention_mask=prompt_mask, cache=cache)
+    stops = jnp.asarray(sampling.stop_tokens or (-1,), jnp.int32)
+
+    def cond(carry):
+        i, _, _, done, *_ = carry
+        return (i < n) & ~jnp.all(done)
+
+    def body(carry):
+        i, last_logits, cache, done, toks, logps, mask = carry
+        tok = _pick(jax.random.fold_in(rng, i), last_logits, sampling)
+        tok = jnp.where(done, sampling.pad_id, tok)
+        logp = jnp.where(done, 0.0, token_logprobs(last_logits, tok))
+        toks = toks.at[:, i].set(tok)
+        logps = logps.at[:, i].set(logp)
+        mask = mask.at[:, i].set(~done)
+        done = done | jnp.isin(tok, stops)
+        step = model.forward(tok[:, None], attention_mask=mask[:, i, None], cache=cache)
+        return i + 1, step.logits[:, 0], step.cache, done, toks, logps, mask
+
+    init = (
+        jnp.zeros((), jnp.int32),
+        out.logits[:, -1],
+        out.cache,
+        jnp.zeros((b,), jnp.bool_),
+        jnp.full((b, n), sampling.pad_id, jnp.int32),
+        jnp.zeros((b, n), jnp.float32),
+        jnp.zeros((b, n), jnp.bool_),
+    )
+    _, _, _, _, toks, logps, mask = jax.lax.while_loop(cond, body, init)
+    return Rollout(prompt_tokens, prompt_mask.astype(jnp.bool_), toks, logps, mask)
+
+
+def left_pad(
+    seqs: Sequence[Sequence[int]], length: int, pad_id: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Left-pads token lists to `length` -> (tokens [B, length] int32, mask [B, length] bool).
+
+    Prompts longer than `length` keep their last `length` tokens.
+    """
+    toks = np.full((len(seqs), length), pad_id, np.int32)
+    mask = np.zeros((len(seqs), length), bool)
+    for i, s in enumerate(seqs):
+        s = list(s)[-length:]
+        if s:
+            toks[i, length - len(s):] = s
+            mask[i, length - len(s):] = True
+    return toks, mask
+
+
+def bucket(n: int, buckets: Sequence[int]) -> int:
+    """The smallest bucket >= n (or n rounded up to a multiple of the last bucket)."""
+    for b in buckets:
+        if n <= b:
+            return b
+    last = buckets[-1]
+    return -(-n // last) * last
+
+
+class Sampler:
+    """Host-facing sampler: token lists in, padded `Rollout` out, one compile per bucket.
+
+    Prompt lengths are padded up to `prompt_buckets` and the batch (prompts x n) up to a
+    multiple of `batch_multiple`, so varied inputs reuse a few compiled programs.
+    """
+
+    def __init__(
+        self,
+        lm: LanguageModel,
+        prompt_buckets: Sequence[int] = (32, 64, 128, 256, 512),
+        batch_multiple: int = 8,
+        out_shardings=None,
+    ):
+        self.lm = lm
+        self.prompt_buckets = tuple(prompt_buckets)
+        self.batch_multiple = batch_multiple
+        self._fn = jax.jit(functools.partial(sample, lm), static_argnames=("sampling",))
+
+    def compiled_count(self) -> int:
+        """Number of programs compiled so far (for recompilation checks)."""
+        return self._fn._cache_size()
+
+    def __call__(
+        self,
+        params: Params,
+        prompts: Sequence[Sequence[int]],
+        rng: jax.Array,
+        sampling: SamplingParams,
+        n: int = 1,
+    ) -> Rollout:
+        """Samples `n` completions for each prompt; row i*n + j is sample j of prompt i."""
+        if not prompts:
+            raise ValueError("no prompts to sample from")
+        seqs = [p for p in prompts for _ in range(n)]
+        rows = len(seqs)
+        padded_rows = bucket(rows, [self.batch_multiple]) if self.batch_multiple else rows
+        length = bucket(max(len(s) for s in seqs), self.prompt_buckets)
+        seqs = seqs + [seqs[-1]] * (padded_rows - rows)
+        toks, mask = left_pad(seqs, length, sampling.pad_id)
+        out = self._fn(params, jnp.asarray(toks), jnp.asarray(mask), rng, sampling=sampling)
+        if padded_rows != rows:
+            out = jax.tree.map(lambda x: x[:rows], out)
+        return out
