@@ -1,0 +1,127 @@
+"""Run-directory outputs: metrics.jsonl, TensorBoard events, summary.json and PNG plots.
+
+Metrics are flat dicts with slash names (``train/loss``, ``eval/pass@1``). Each `write`
+appends one JSON object ``{"step": N, ...}`` to ``metrics.jsonl`` and the same scalars to
+TensorBoard (tensorboardX, no TensorFlow needed). When a run resumes from a checkpoint at
+step S, records after S (logged before the interruption, then lost) are dropped so the file
+never holds a step twice.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections import defaultdict
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+
+def _scalar(v) -> float | int | str | None:
+    if isinstance(v, str | bool | int) or v is None:
+        return v
+    arr = np.asarray(v)
+    if arr.size != 1:
+        raise ValueError(f"metric value of shape {arr.shape} is not a scalar")
+    x = arr.item()
+    return x if isinstance(x, int) else float(x)
+
+
+def read_jsonl(path: str) -> list[dict[str, Any]]:
+    """Reads a JSON-lines file; a malformed line raises ValueError naming file and line."""
+    rows = []
+    with open(path) as f:
+        for i, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}:{i}: malformed JSON line: {e.msg}") from None
+    return rows
+
+
+class MetricsWriter:
+    def __init__(self, workdir: str, resume_step: int | None = None, tensorboard: bool = True):
+        os.makedirs(workdir, exist_ok=True)
+        self.workdir = workdir
+        self.path = os.path.join(workdir, "metrics.jsonl")
+        if os.path.exists(self.path):
+            rows = read_jsonl(self.path)
+            keep = [r for r in rows if resume_step is not None and r.get("step", 0) <= resume_step]
+            if len(keep) != len(rows):
+                with open(self.path, "w") as f:
+                    f.writelines(json.dumps(r) + "\n" for r in keep)
+        self._file = open(self.path, "a")
+        self._tb = None
+        if tensorboard:
+            from tensorboardX import SummaryWriter
+
+            self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"), flush_secs=10)
+
+    def write(self, step: int, metrics: Mapping[str, Any]):
+        row = {"step": int(step)}
+        row.update({k: _scalar(v) for k, v in metrics.items()})
+        self._file.write(json.dumps(row) + "\n")
+        self._file.flush()
+        if self._tb is not None:
+            for k, v in row.items():
+                if k != "step" and isinstance(v, int | float) and not isinstance(v, bool):
+                    self._tb.add_scalar(k, v, int(step))
+
+    def close(self):
+        self._file.close()
+        if self._tb is not None:
+            self._tb.close()
+
+
+def write_summary(workdir: str, summary: Mapping[str, Any]) -> str:
+    """Writes summary.json (a flat dict of final metrics) and returns its path."""
+    path = os.path.join(workdir, "summary.json")
+    clean = {k: _scalar(v) for k, v in summary.items()}
+    with open(path, "w") as f:
+        json.dump(clean, f, indent=2, sort_keys=True)
+    return path
+
+
+def plot_metrics(workdir: str, max_panels: int = 12) -> list[str]:
+    """One PNG per metric prefix (train.png, eval.png, ...) with a panel per metric."""
+    path = os.path.join(workdir, "metrics.jsonl")
+    if not os.path.exists(path):
+        return []
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    series: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
+    for row in read_jsonl(path):
+        for k, v in row.items():
+            if k == "step" or not isinstance(v, int | float) or isinstance(v, bool):
+                continue
+            if not math.isfinite(v):
+                continue
+            prefix = k.split("/", 1)[0] if "/" in k else "misc"
+            series[prefix][k].append((row["step"], v))
+    written = []
+    for prefix, metrics in sorted(series.items()):
+        names = sorted(metrics)[:max_panels]
+        cols = min(3, len(names))
+        rows = math.ceil(len(names) / cols)
+        fig, axes = plt.subplots(rows, cols, figsize=(4.5 * cols, 3 * rows), squeeze=False)
+        for ax, name in zip(axes.flat, names):
+            xs, ys = zip(*metrics[name])
+            ax.plot(xs, ys, marker="." if len(xs) < 30 else None)
+            ax.set_title(name, fontsize=9)
+            ax.set_xlabel("step", fontsize=8)
+            ax.grid(alpha=0.3)
+        for ax in list(axes.flat)[len(names):]:
+            ax.axis("off")
+        fig.tight_layout()
+        out = os.path.join(workdir, f"{prefix.replace('@', '_')}.png")
+        fig.savefig(out, dpi=80)
+        plt.close(fig)
+        written.append(out)
+    return written

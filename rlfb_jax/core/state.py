@@ -1,0 +1,146 @@
+"""The one train state shared by every algorithm, created already sharded.
+
+``TrainState.params`` holds the *trainable* slots, ``TrainState.frozen`` the rest:
+
+=============  =====================================================================
+slot           what it is
+=============  =====================================================================
+"policy"       the language model being trained (SFT, PG/PPO, ReST-EM)
+"value"        PPO critic (a model with a value head), when it is not shared
+"verifier"     the verifier (a model with a score head), LEVER
+frozen         "reference" (KL anchor), "base" (ReST-EM restarts), a frozen policy
+=============  =====================================================================
+
+One optax optimizer covers all trainable slots, so a step is one pure function
+``step(state, batch) -> (state, metrics)``. The state holds arrays only; graph
+definitions and optimizer objects live on the algorithm.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+from jax.sharding import Mesh, NamedSharding
+
+from rlfb_jax.core import sharding as shd
+
+Params = dict[str, Any]
+
+
+@struct.dataclass
+class TrainState:
+    step: jax.Array  # [] int32, number of optimizer updates applied
+    rng: jax.Array  # PRNG key (raw uint32 [2] so checkpoints stay plain arrays)
+    params: dict[str, Params]  # trainable slots
+    opt_state: Any
+    frozen: dict[str, Params]  # frozen slots (no gradients, no optimizer state)
+
+    @property
+    def policy(self) -> Params:
+        return self.params.get("policy", self.frozen.get("policy"))
+
+
+def _logical_tree(slots: Mapping[str, Params], logical: Mapping[str, Any]):
+    return {k: logical[k] for k in slots}
+
+
+def state_shardings(
+    abstract: TrainState,
+    logical: Mapping[str, Any],
+    tx: optax.GradientTransformation,
+    mesh: Mesh,
+    rules=shd.DEFAULT_RULES,
+) -> TrainState:
+    """NamedShardings for every leaf of a TrainState (optimizer moments follow their params).
+
+    ``logical`` maps slot name -> tree of logical-axis tuples (`LanguageModel.logical_axes`).
+    """
+    rep = shd.replicated(mesh)
+    params_sh = shd.tree_shardings(abstract.params, _logical_tree(abstract.params, logical),
+                                   mesh, rules)
+    frozen_sh = shd.tree_shardings(abstract.frozen, _logical_tree(abstract.frozen, logical),
+                                   mesh, rules)
+
+    opt_sh = optax.tree_map_params(
+        tx,
+        lambda _, sh: sh,
+        abstract.opt_state,
+        params_sh,
+        transform_non_params=lambda _: rep,
+        is_leaf=lambda x: isinstance(x, NamedSharding),
+    )
+    # Factored optimizers (adafactor) keep moments whose shapes differ from the params;
+    # a sharding that no longer fits the shape falls back to replication.
+    opt_sh = jax.tree.map(
+        lambda x, sh: sh if _fits(x, sh) else rep, abstract.opt_state, opt_sh
+    )
+    return TrainState(step=rep, rng=rep, params=params_sh, opt_state=opt_sh, frozen=frozen_sh)
+
+
+def _fits(x, sh: NamedSharding) -> bool:
+    spec = tuple(sh.spec)
+    if len(spec) > len(x.shape):
+        return False
+    for dim, axes in zip(x.shape, spec):
+        if axes is None:
+            continue
+        axes = (axes,) if isinstance(axes, str) else axes
+        size = 1
+        for a in axes:
+            size *= sh.mesh.shape[a]
+        if dim % size:
+            return False
+    return True
+
+
+def create_state(
+    init_fn: Callable[[jax.Array], tuple[dict[str, Params], dict[str, Params]]],
+    tx: optax.GradientTransformation,
+    rng: jax.Array,
+    mesh: Mesh,
+    logical: Mapping[str, Any],
+    rules=shd.DEFAULT_RULES,
+) -> tuple[TrainState, TrainState]:
+    """Initializes a TrainState directly into its shardings (never whole on one device).
+
+    init_fn(rng) -> (trainable slots, frozen slots). Returns (state, shardings).
+    """
+
+    def make(rng):
+        init_rng, state_rng = jax.random.split(rng)
+        params, frozen = init_fn(init_rng)
+        return TrainState(
+            step=jnp.zeros((), jnp.int32),
+            rng=jax.random.key_data(state_rng),
+            params=params,
+            opt_state=tx.init(params),
+            frozen=frozen,
+        )
+
+    abstract = jax.eval_shape(make, rng)
+    shardings = state_shardings(abstract, logical, tx, mesh, rules)
+    state = jax.jit(make, out_shardings=shardings)(rng)
+    return state, shardings
+
+
+def state_from_params(
+    params: dict[str, Params],
+    frozen: dict[str, Params],
+    tx: optax.GradientTransformation,
+    rng: jax.Array,
+    shardings: TrainState | None = None,
+) -> TrainState:
+    """Wraps existing parameters (e.g. a pretrained checkpoint) into a fresh TrainState."""
+
+    def make(params, frozen, rng):
+        return TrainState(jnp.zeros((), jnp.int32), jax.random.key_data(rng), params,
+                          tx.init(params), frozen)
+
+    if shardings is None:
+        return jax.jit(make)(params, frozen, rng)
+    return jax.jit(make, out_shardings=shardings)(params, frozen, rng)
