@@ -48,6 +48,10 @@ class Job:
     kind: JobKind = "assert"
     setup: str = ""
     entry_point: str | None = None
+    # Trusted fixtures run in the program's namespace *after* the program and before the
+    # tests (MBPP's test_setup_code builds trees from the program's own Node class); names
+    # it defines are passed to the program by reference.
+    test_setup: str = ""
     # Per-test and whole-job wall-clock limits in seconds; None means the pool's default.
     timeout_per_test: float | None = None
     timeout: float | None = None
@@ -63,6 +67,7 @@ class TestResult:
     error_type: str | None = None
     error_message: str | None = None
     duration: float = 0.0
+    error_line: int | None = None  # 1-based line in Job.program, when the error is there
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,3 +99,7 @@ class Outcome:
         if not self.tests:
             return 1.0 if self.passed else 0.0
         return sum(t.passed for t in self.tests) / len(self.tests)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serializable dict (tests as a list of dicts)."""
+        return dataclasses.asdict(self)

@@ -1,0 +1,322 @@
+"""Trusted test runners: turn a `Job` into an `Outcome` using job processes.
+
+Tests never run inside the program's process. For assert jobs the test snippets (trusted
+benchmark code) execute here, in the worker; every name a test takes from the program
+(``candidate``'s target, MBPP's function, a fixture like ``root``) is a `Remote` whose calls
+go to the job process, which sends back only strictly-encoded values. Expected values and
+the test source never enter the job process, so a program can neither read them nor forge a
+verdict: it can only return values. Call jobs compare returned values to expected values by
+value and exact type. Stdin/stdout jobs run the program once per test and compare the output
+the worker captured itself, ignoring whitespace differences.
+
+Statuses (first failing test decides the job's status):
+  syntax_error    the program does not compile (found by compile() before running; no test).
+  wrong_answer    a test's assert failed, a returned value differs (or is an object the task
+                  cannot expect), the output differs, or the test itself raised on the value.
+  runtime_error   the program raised (type, message, program line are reported), exited or
+                  raised SystemExit/KeyboardInterrupt before all tests finished, was killed by
+                  a signal, or broke the result protocol.
+  timeout         a per-test or per-job wall-clock deadline, or the CPU-time limit, passed.
+  memory_exceeded MemoryError, or a kill while at the address-space limit.
+  output_exceeded the program wrote more than the output cap (stdout+stderr), or a file
+                  larger than the file-size limit.
+  sandbox_error   the job cannot be run as given (a test that does not compile, an argument
+                  that cannot be sent) or the executor itself failed.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import functools
+import time
+from typing import Any
+
+from . import codec
+from .jobs import Job, Outcome, TestResult
+from .session import ProcessEnded, SandboxLimitation, Session, ZygoteClient
+
+EXCERPT = 4096
+
+
+class Remote:
+    """A program name seen from the tests: calling it calls the program's object."""
+
+    __slots__ = ("_session", "_name")
+
+    def __init__(self, session: Session, name: str):
+        self._session, self._name = session, name
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._session.call(self._name, args, kwargs)
+
+    def __repr__(self) -> str:
+        return f"<program function {self._name}>"
+
+
+@functools.lru_cache(maxsize=256)
+def compile_test(source: str) -> tuple[Any, tuple[str, ...]]:
+    """Compile a test snippet; return the code and the names it takes from outside."""
+    tree = ast.parse(source, "<test>")
+    bound, loaded = set(), set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            (loaded if isinstance(node.ctx, ast.Load) else bound).add(node.id)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            bound.add(node.name)
+        elif isinstance(node, ast.arg):
+            bound.add(node.arg)
+        elif isinstance(node, ast.alias):
+            bound.add((node.asname or node.name).split(".")[0])
+        elif isinstance(node, ast.ExceptHandler) and node.name:
+            bound.add(node.name)
+    free = tuple(sorted(n for n in loaded - bound if not hasattr(builtins, n)))
+    return compile(tree, "<test>", "exec", dont_inherit=True), free
+
+
+class JobRunner:
+    """Runs jobs through one zygote with the pool's settings."""
+
+    def __init__(self, zygote: ZygoteClient, settings: dict):
+        self.zygote = zygote
+        self.settings = settings
+
+    # ----------------------------------------------------------------- helpers
+
+    def _spawn(self, job: Job, mode: str, deadline: float, stdin: str | None = None) -> Session:
+        payload = {"mode": mode, "program": job.program, "setup": job.setup,
+                   "test_setup": getattr(job, "test_setup", "")}
+        session = self.zygote.spawn(payload, stdin)
+        session.deadline = deadline
+        session.output_limit = self.settings["output_limit_bytes"]
+        session.memory_limit = self.settings["memory_limit_mb"] << 20
+        return session
+
+    def run(self, job: Job) -> Outcome:
+        start = time.monotonic()
+        timeout = job.timeout if job.timeout is not None else self.settings["timeout"]
+        per_test = (job.timeout_per_test if job.timeout_per_test is not None
+                    else self.settings["timeout_per_test"])
+        deadline = start + timeout
+        if job.kind == "stdio":
+            fields = self._run_stdio(job, deadline, per_test)
+        elif job.kind in ("assert", "call"):
+            fields = self._run_functions(job, deadline, per_test)
+        else:
+            fields = {"status": "sandbox_error", "error_type": "ValueError",
+                      "error_message": f"unknown job kind {job.kind!r}"}
+        return Outcome(duration=time.monotonic() - start, job_id=job.job_id, **fields)
+
+    # ----------------------------------------------------------- assert / call
+
+    def _start(self, session: Session) -> dict | None:
+        """Wait for the program to be defined; a dict of outcome fields if it failed."""
+        try:
+            message = session.wait_message()
+        except ProcessEnded as e:
+            return _fatal_fields(e)
+        kind = message[0]
+        if kind == "ready":
+            return None
+        info = message[1] if len(message) > 1 and type(message[1]) is dict else {}
+        etype, msg = str(info.get("type")), str(info.get("message"))[:2000]
+        line = info.get("line") if type(info.get("line")) is int else None
+        if kind == "syntax_error":
+            where = info.get("where")
+            status = "syntax_error" if where == "program" else "sandbox_error"
+            return {"status": status, "error_type": etype, "error_message": msg,
+                    "error_line": line}
+        if kind == "error":
+            where = info.get("where")
+            status = _status_for_exception(etype, msg)
+            if where == "setup":
+                status, line = "sandbox_error", None
+            return {"status": status, "error_type": etype, "error_message": msg,
+                    "error_line": line}
+        session.end("runtime_error", "ProtocolError", f"unexpected message {kind!r}")
+        return None
+
+    def _run_functions(self, job: Job, deadline: float, per_test: float) -> dict:
+        session = self._spawn(job, "functions", deadline)
+        results: list[TestResult] = []
+        try:
+            failed = self._start(session)
+            if failed is None:
+                for test in job.tests:
+                    results.append(self._one_call_test(job, session, test, deadline, per_test))
+        finally:
+            session.close()
+        fields = failed if failed is not None else _summarize(results)
+        fields["stdout"] = session.stdout[:EXCERPT].decode(errors="replace")
+        fields["stderr"] = session.stderr[:EXCERPT].decode(errors="replace")
+        return fields
+
+    def _one_call_test(self, job: Job, session: Session, test: Any, deadline: float,
+                       per_test: float) -> TestResult:
+        t0 = time.monotonic()
+        if session.fatal is not None:
+            e = session.fatal
+            return TestResult(False, e.status, e.error_type, "not run: " + e.message)
+        session.deadline = min(deadline, t0 + per_test)
+        try:
+            if job.kind == "call":
+                passed, etype, message = self._check_call(job, session, test)
+            else:
+                passed, etype, message = self._check_assert(session, test)
+            status = "passed" if passed else "wrong_answer"
+            line = None
+        except ProcessEnded as e:
+            status, etype, message, line = e.status, e.error_type, e.message, e.line
+        except SandboxLimitation as e:
+            status, etype, message, line = "sandbox_error", "SandboxLimitation", str(e), None
+        except BaseException as e:  # noqa: BLE001 - any exception of the test is a verdict
+            remote = getattr(e, "rlfb_remote", None)
+            if remote is not None:
+                etype, message, line = remote["type"], remote["message"], remote["line"]
+                status = _status_for_exception(etype, message)
+            else:
+                status = "wrong_answer"
+                etype, message, line = type(e).__name__, str(e)[:2000], None
+        if session.fatal is not None:  # the process ended even if the test swallowed it
+            e = session.fatal
+            status, etype, message, line = e.status, e.error_type, e.message, e.line
+        return TestResult(status == "passed", status, etype, message,
+                          time.monotonic() - t0, error_line=line)
+
+    def _check_assert(self, session: Session, test: Any) -> tuple[bool, Any, Any]:
+        if not isinstance(test, str):
+            raise SandboxLimitation(f"an assert test must be a string, got {type(test).__name__}")
+        try:
+            code, free = compile_test(test)
+        except SyntaxError as e:
+            raise SandboxLimitation(f"test does not compile: {e}") from None
+        namespace: dict[str, Any] = {"__builtins__": builtins, "__name__": "__test__"}
+        for name in free:
+            namespace[name] = Remote(session, name)
+        try:
+            exec(code, namespace)
+        except AssertionError as e:
+            if getattr(e, "rlfb_remote", None) is not None:
+                raise
+            return False, "AssertionError", str(e)[:2000] or "assertion failed"
+        return True, None, None
+
+    def _check_call(self, job: Job, session: Session, test: Any) -> tuple[bool, Any, Any]:
+        try:
+            args, expected = test
+        except (TypeError, ValueError):
+            raise SandboxLimitation("a call test must be an (args, expected) pair") from None
+        if not job.entry_point:
+            raise SandboxLimitation("call jobs need an entry_point")
+        value = session.call(job.entry_point, tuple(args), {})
+        if codec.strict_equal(value, expected):
+            return True, None, None
+        message = (f"expected {_short(expected)} ({type(expected).__name__}), "
+                   f"got {_short(value)} ({type(value).__name__})")
+        return False, "WrongAnswer", message
+
+    # ------------------------------------------------------------------- stdio
+
+    def _run_stdio(self, job: Job, deadline: float, per_test: float) -> dict:
+        results: list[TestResult] = []
+        first_out, first_err = b"", b""
+        for i, test in enumerate(job.tests):
+            t0 = time.monotonic()
+            try:
+                stdin, expected = test
+            except (TypeError, ValueError):
+                results.append(TestResult(False, "sandbox_error", "SandboxLimitation",
+                                          "a stdio test must be an (input, output) pair"))
+                continue
+            if t0 >= deadline:
+                results.append(TestResult(False, "timeout", "Timeout", "not run: job deadline"))
+                continue
+            session = self._spawn(job, "script", min(deadline, t0 + per_test), str(stdin))
+            try:
+                result, early = self._one_stdio_test(session, str(expected))
+            finally:
+                session.close()
+            if i == 0:
+                first_out, first_err = bytes(session.stdout), bytes(session.stderr)
+            if early is not None:
+                early["stdout"] = first_out[:EXCERPT].decode(errors="replace")
+                early["stderr"] = first_err[:EXCERPT].decode(errors="replace")
+                return early
+            results.append(TestResult(result.passed, result.status, result.error_type,
+                                      result.error_message, time.monotonic() - t0,
+                                      error_line=result.error_line))
+        fields = _summarize(results)
+        fields["stdout"] = first_out[:EXCERPT].decode(errors="replace")
+        fields["stderr"] = first_err[:EXCERPT].decode(errors="replace")
+        return fields
+
+    def _one_stdio_test(self, session: Session, expected: str) -> tuple[TestResult, dict | None]:
+        try:
+            session.wait_exit()
+        except ProcessEnded as e:
+            return TestResult(False, e.status, e.error_type, e.message), None
+        info = None
+        frame = session.frames.pop()
+        if frame is not None:
+            message = codec.loads(frame) if frame else None
+            if type(message) is list and len(message) == 2 and type(message[1]) is dict:
+                info = message
+        if info is not None and info[0] == "syntax_error":
+            d = info[1]
+            line = d.get("line") if type(d.get("line")) is int else None
+            return TestResult(False, "syntax_error"), {
+                "status": "syntax_error", "error_type": str(d.get("type")),
+                "error_message": str(d.get("message"))[:2000], "error_line": line}
+        try:
+            code = session.exit_code()
+        except ProcessEnded as e:
+            return TestResult(False, e.status, e.error_type, e.message, error_line=e.line), None
+        if code != 0:
+            d = info[1] if info is not None else {}
+            etype = str(d.get("type", "NonZeroExit"))
+            message = str(d.get("message", f"the program exited with code {code}"))[:2000]
+            line = d.get("line") if type(d.get("line")) is int else None
+            return TestResult(False, _status_for_exception(etype, message), etype, message,
+                              error_line=line), None
+        out = session.stdout.decode(errors="replace")
+        if outputs_match(out, expected):
+            return TestResult(True, "passed"), None
+        return TestResult(False, "wrong_answer", "WrongAnswer",
+                          f"expected {_short(expected)}, got {_short(out)}"), None
+
+
+def outputs_match(actual: str, expected: str) -> bool:
+    """Whitespace-tolerant comparison: same tokens in the same order (line breaks,
+    trailing spaces and blank lines don't matter)."""
+    return actual.split() == expected.split()
+
+
+def _status_for_exception(etype: str, message: str = "") -> str:
+    if etype == "MemoryError":
+        return "memory_exceeded"
+    if etype == "OSError" and "File too large" in message:
+        return "output_exceeded"  # RLIMIT_FSIZE: Python ignores SIGXFSZ and gets EFBIG
+    return "runtime_error"
+
+
+def _fatal_fields(e: ProcessEnded) -> dict:
+    return {"status": e.status, "error_type": e.error_type, "error_message": e.message,
+            "error_line": e.line}
+
+
+def _summarize(results: list[TestResult]) -> dict:
+    fields: dict[str, Any] = {"status": "passed", "tests": tuple(results)}
+    for r in results:
+        if not r.passed:
+            fields.update(status=r.status, error_type=r.error_type,
+                          error_message=r.error_message, error_line=r.error_line)
+            break
+    return fields
+
+
+def _short(value: Any, limit: int = 200) -> str:
+    try:
+        text = repr(value)
+    except Exception:  # noqa: BLE001
+        text = "<unprintable>"
+    return text if len(text) <= limit else text[:limit] + "..."

@@ -1,0 +1,295 @@
+"""Isolation layers, applied by the worker (once) and by each job process (after fork).
+
+Each layer protects against something specific; every one that this host cannot provide is
+recorded in `Layers` with the reason, reported by ``python -m rlfb_jax.executor.doctor`` and
+logged as a warning by the pool, which keeps working without it.
+
+Per worker (entered once, inherited by every job of that worker):
+
+* ``net_namespace`` - a private network namespace with no interfaces up: no connection to
+  the internet, to other hosts or to loopback services of the host. Fallback: the job
+  process replaces the ``socket`` module's constructors with ones that raise (best effort:
+  a program using ctypes can still reach the network).
+* ``mount_namespace`` + ``readonly_fs`` - every mount is remounted read-only (and nosuid)
+  in a private mount namespace; a fresh size-capped tmpfs on /tmp holds the job
+  directories. A program can't modify or plant files anywhere on the host, and nothing it
+  writes survives the worker.
+* ``pid_namespace`` - jobs run in a PID namespace whose init is the worker's zygote; after
+  each job the init sends SIGKILL to every process in the namespace, which reaches children
+  that escaped the process group with setsid(), and the program can't see or signal any
+  process outside. Fallback: the zygote is a child subreaper and kills every descendant it
+  finds in /proc.
+* ``ipc_uts_namespace`` - private System V IPC and hostname.
+* ``no_ptrace`` - the worker and the zygote are not dumpable, so a job running under the
+  same uid cannot ptrace them or open their file descriptors through /proc.
+
+Per job (in the forked child, before the program's first byte runs):
+
+* ``process_group`` - the job is its own process group; deadlines kill the whole group.
+* ``rlimits`` - CPU seconds (SIGXCPU/SIGKILL on spin loops that dodge the wall clock),
+  address space (default 2 GiB: memory bombs get MemoryError), file size (huge files),
+  process count (fork bombs), open files, core dumps off.
+* ``drop_privileges`` - when the worker runs as root, the job runs as ``nobody`` with no
+  supplementary groups: it can't touch root-owned files, signal the worker or ptrace it.
+* ``scrubbed_env`` - environment replaced by a minimal fixed one (no tokens or paths leak).
+* ``stdin_devnull`` - stdin is /dev/null (or the test input for stdin/stdout jobs).
+* ``temp_cwd`` - a fresh private working directory, removed after the job.
+* ``deadline`` - one wall-clock deadline per test and per job, enforced by the trusted side.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import dataclasses
+import os
+import pwd
+import resource
+import signal
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+
+MS_RDONLY = 1
+MS_NOSUID = 2
+MS_NODEV = 4
+MS_NOEXEC = 8
+MS_REMOUNT = 32
+MS_BIND = 4096
+MS_REC = 16384
+MS_PRIVATE = 1 << 18
+
+PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
+PR_SET_CHILD_SUBREAPER = 36
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+
+LAYER_NAMES = (
+    "process_group", "rlimits", "deadline", "temp_cwd", "stdin_devnull", "scrubbed_env",
+    "drop_privileges", "net_namespace", "socket_disabled", "mount_namespace", "readonly_fs",
+    "pid_namespace", "ipc_uts_namespace", "no_ptrace",
+)
+
+SAFE_ENV = {
+    "PATH": "/usr/local/bin:/usr/bin:/bin",
+    "LANG": "C.UTF-8",
+    "LC_ALL": "C.UTF-8",
+    "HOME": "/nonexistent",
+    "PYTHONHASHSEED": "0",
+    "PYTHONDONTWRITEBYTECODE": "1",
+    "OMP_NUM_THREADS": "1",
+}
+
+
+@dataclasses.dataclass
+class Layers:
+    """Which isolation layers are active; ``missing`` maps a layer name to why it is off."""
+
+    active: dict[str, bool] = dataclasses.field(default_factory=dict)
+    missing: dict[str, str] = dataclasses.field(default_factory=dict)
+
+    def on(self, name: str) -> None:
+        self.active[name] = True
+        self.missing.pop(name, None)
+
+    def off(self, name: str, reason: str) -> None:
+        self.active[name] = False
+        self.missing[name] = reason
+
+
+def _check(ret: int, what: str) -> None:
+    if ret != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+
+
+def unshare(flags: int) -> None:
+    _check(_libc.unshare(ctypes.c_int(flags)), "unshare")
+
+
+def mount(source: str | None, target: str, fstype: str | None, flags: int,
+          data: str | None = None) -> None:
+    enc = lambda s: None if s is None else s.encode()
+    _check(_libc.mount(enc(source), enc(target), enc(fstype), ctypes.c_ulong(flags),
+                       enc(data)), f"mount {target}")
+
+
+def prctl(option: int, arg: int) -> None:
+    _check(_libc.prctl(option, ctypes.c_ulong(arg), 0, 0, 0), f"prctl({option})")
+
+
+def _mount_points() -> list[str]:
+    points = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            point = line.split()[4].encode().decode("unicode_escape")
+            points.append(point)
+    return points
+
+
+def enter_worker_namespaces(tmp_root: str, tmpfs_mb: int, layers: Layers) -> bool:
+    """Enter private net/mount/IPC/UTS namespaces for this worker process (must be root).
+
+    Mounts a tmpfs of ``tmpfs_mb`` MiB on ``tmp_root`` and remounts everything else
+    read-only. Returns True when ``tmp_root`` is a private tmpfs. Each failure is recorded
+    in ``layers`` and the rest goes on.
+    """
+    if os.geteuid() != 0:
+        for name in ("net_namespace", "mount_namespace", "readonly_fs", "ipc_uts_namespace"):
+            layers.off(name, "needs root (the worker is not running as root)")
+        return False
+    try:
+        unshare(CLONE_NEWNET)
+        layers.on("net_namespace")
+    except OSError as e:
+        layers.off("net_namespace", str(e))
+    try:
+        unshare(CLONE_NEWIPC | CLONE_NEWUTS)
+        layers.on("ipc_uts_namespace")
+    except OSError as e:
+        layers.off("ipc_uts_namespace", str(e))
+    try:
+        unshare(CLONE_NEWNS)
+        mount(None, "/", None, MS_REC | MS_PRIVATE)
+        layers.on("mount_namespace")
+    except OSError as e:
+        layers.off("mount_namespace", str(e))
+        layers.off("readonly_fs", "no mount namespace")
+        return False
+    private_tmp = False
+    try:
+        os.makedirs(tmp_root, exist_ok=True)
+        mount("rlfb-sandbox", tmp_root, "tmpfs", MS_NOSUID | MS_NODEV,
+              f"size={tmpfs_mb}m,mode=0755")
+        private_tmp = True
+    except OSError as e:
+        layers.off("readonly_fs", f"cannot mount a private tmpfs on {tmp_root}: {e}")
+        return False
+    failed = []
+    for point in _mount_points():
+        if point == tmp_root or point.startswith(("/proc", "/sys")):
+            continue  # /proc is replaced per PID namespace; /sys is handled as a whole below
+        try:
+            mount(None, point, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID)
+        except OSError:
+            failed.append(point)
+    try:
+        mount(None, "/sys", None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID)
+    except OSError:
+        pass  # /sys writes need root capabilities the job does not have anyway
+    if "/" in failed:
+        layers.off("readonly_fs", "remounting / read-only failed")
+    else:
+        layers.on("readonly_fs")
+        if failed:
+            layers.missing["readonly_fs_partial"] = "could not remount: " + ", ".join(failed)
+    return private_tmp
+
+
+def enter_pid_namespace(layers: Layers) -> bool:
+    """Make this process's future children live in a new PID namespace (root only)."""
+    if os.geteuid() != 0:
+        layers.off("pid_namespace", "needs root")
+        return False
+    try:
+        unshare(CLONE_NEWPID)
+    except OSError as e:
+        layers.off("pid_namespace", str(e))
+        return False
+    layers.on("pid_namespace")
+    return True
+
+
+def mount_private_proc() -> None:
+    """Inside the new PID namespace: give it its own /proc (in its own mount namespace)."""
+    unshare(CLONE_NEWNS)
+    mount(None, "/", None, MS_REC | MS_PRIVATE)
+    mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+
+
+def harden_trusted_process(layers: Layers | None = None) -> None:
+    """Die with our parent, and refuse ptrace / /proc fd access from job processes."""
+    try:
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        prctl(PR_SET_DUMPABLE, 0)
+        if layers is not None:
+            layers.on("no_ptrace")
+    except OSError as e:
+        if layers is not None:
+            layers.off("no_ptrace", str(e))
+
+
+def become_subreaper() -> None:
+    prctl(PR_SET_CHILD_SUBREAPER, 1)
+
+
+def sandbox_user() -> tuple[int, int] | None:
+    """(uid, gid) of ``nobody`` when we are root and can drop to it, else None."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        entry = pwd.getpwnam("nobody")
+    except KeyError:
+        return 65534, 65534
+    return entry.pw_uid, entry.pw_gid
+
+
+@dataclasses.dataclass(frozen=True)
+class Limits:
+    """Resource limits of one job process (and each process it forks)."""
+
+    cpu_seconds: int = 10
+    memory_bytes: int = 2 << 30
+    file_bytes: int = 16 << 20
+    processes: int = 32
+    open_files: int = 64
+
+
+def apply_rlimits(limits: Limits) -> None:
+    """setrlimit in the job process; soft = hard so the program can't raise them back."""
+    pairs = (
+        (resource.RLIMIT_CPU, limits.cpu_seconds),
+        (resource.RLIMIT_AS, limits.memory_bytes),
+        (resource.RLIMIT_FSIZE, limits.file_bytes),
+        (resource.RLIMIT_NPROC, limits.processes),
+        (resource.RLIMIT_NOFILE, limits.open_files),
+        (resource.RLIMIT_CORE, 0),
+    )
+    for which, value in pairs:
+        resource.setrlimit(which, (value, value))
+
+
+def drop_privileges(ids: tuple[int, int] | None) -> None:
+    if ids is None:
+        return
+    uid, gid = ids
+    os.setgroups([])
+    os.setgid(gid)
+    os.setuid(uid)
+
+
+def scrub_environment() -> None:
+    os.environ.clear()
+    os.environ.update(SAFE_ENV)
+
+
+def disable_sockets() -> None:
+    """Fallback for hosts without a network namespace: refuse to create sockets."""
+    import _socket
+    import socket
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(1, "network access is disabled in the sandbox")
+
+    class _NoSocket(_socket.socket):
+        def __init__(self, *args, **kwargs):
+            refuse()
+
+    socket.socket = _NoSocket  # type: ignore[misc]
+    _socket.socket = _NoSocket  # type: ignore[misc]
+    for name in ("create_connection", "socketpair", "fromfd", "getaddrinfo", "create_server"):
+        setattr(socket, name, refuse)

@@ -1,0 +1,320 @@
+"""The trusted side of one job process: spawn it, talk to it, watch it, end it.
+
+A `Session` lives in the worker. It owns the job process's pipes: it sends call requests,
+reads replies (decoded by the strict codec), drains and caps stdout/stderr, enforces the
+deadline it is given, and learns from the zygote when the process has ended. Anything that
+ends the process early (exit, signal, deadline, output flood) becomes a sticky `fatal`
+status, raised as `ProcessEnded` - a BaseException, so test code's ``except Exception``
+can't swallow it - and every later test of the job is failed with it.
+"""
+
+from __future__ import annotations
+
+import builtins
+import os
+import pickle
+import select
+import signal
+import socket
+import time
+from typing import Any
+
+from . import codec
+
+MAX_REPLY = 64 << 20
+
+
+class ProcessEnded(BaseException):
+    """The job process is gone (or must be): carries the status and an error description."""
+
+    def __init__(self, status: str, error_type: str, message: str, line: int | None = None):
+        super().__init__(message)
+        self.status, self.error_type, self.message, self.line = status, error_type, message, line
+
+
+class SandboxLimitation(Exception):
+    """A trusted value that can't be sent to the program (e.g. a lambda as an argument)."""
+
+
+class ProgramError(Exception):
+    """An exception raised inside the program whose type has no builtin counterpart."""
+
+
+class ZygoteClient:
+    """The worker's handle on its zygote."""
+
+    def __init__(self, sock: socket.socket):
+        self.sock = sock
+        self.devnull = os.open(os.devnull, os.O_RDONLY)
+
+    def recv(self) -> tuple:
+        data = self.sock.recv(4096)
+        if not data:
+            raise ConnectionError("the zygote process ended")
+        return pickle.loads(data)
+
+    def spawn(self, payload: dict, stdin_text: str | None = None) -> Session:
+        memfd = os.memfd_create("payload")
+        stdin = self.devnull
+        if stdin_text is not None:
+            stdin = os.memfd_create("stdin")
+            os.write(stdin, stdin_text.encode())
+            os.lseek(stdin, 0, os.SEEK_SET)
+        try:
+            os.write(memfd, pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL))
+            req_r, req_w = os.pipe()
+            resp_r, resp_w = os.pipe()
+            out_r, out_w = os.pipe()
+            err_r, err_w = os.pipe()
+            theirs = [memfd, stdin, req_r, resp_w, out_w, err_w]
+            socket.send_fds(self.sock, [b"spawn"], theirs)
+        finally:
+            os.close(memfd)
+            if stdin != self.devnull:
+                os.close(stdin)
+        for fd in (req_r, resp_w, out_w, err_w):
+            os.close(fd)
+        return Session(self, req_w, resp_r, out_r, err_r)
+
+
+class Session:
+    def __init__(self, zygote: ZygoteClient, req: int, resp: int, out: int, err: int):
+        self.zygote = zygote
+        self.req, self.resp, self.out, self.err = req, resp, out, err
+        for fd in (req, resp, out, err):
+            os.set_blocking(fd, False)
+        self.frames = codec.FrameBuffer(MAX_REPLY)
+        self.stdout = bytearray()
+        self.stderr = bytearray()
+        self.output_limit = 1 << 20
+        self.deadline = float("inf")
+        self.deadline_status = "timeout"
+        self.fatal: ProcessEnded | None = None
+        self.exit_status: int | None = None  # raw wait status once the process ended
+        self.max_rss_kb = 0
+        self.memory_limit = 2 << 30
+        self.closed = False
+        self.open = {resp, out, err}
+
+    # ------------------------------------------------------------------ events
+
+    def _on_zygote(self) -> None:
+        kind, status, rss = self.zygote.recv()
+        if kind in ("exited", "done") and self.exit_status is None:
+            self.exit_status, self.max_rss_kb = status, rss
+
+    def _drain(self, fd: int) -> bool:
+        """Read what is available on ``fd``; return False once it hit EOF."""
+        while True:
+            try:
+                data = os.read(fd, 65536)
+            except BlockingIOError:
+                return True
+            if not data:
+                self.open.discard(fd)
+                return False
+            if fd == self.resp:
+                try:
+                    self.frames.feed(data)
+                except codec.DecodeError as e:
+                    self.end("runtime_error", "ProtocolError", str(e))
+            else:
+                buf = self.stdout if fd == self.out else self.stderr
+                buf += data
+                if len(self.stdout) + len(self.stderr) > self.output_limit:
+                    self.end("output_exceeded", "OutputLimitExceeded",
+                             f"the program wrote more than {self.output_limit} bytes")
+
+    def end(self, status: str, error_type: str, message: str, line: int | None = None):
+        """Record a fatal condition and raise it."""
+        if self.fatal is None:
+            self.fatal = ProcessEnded(status, error_type, message, line)
+        raise self.fatal
+
+    def _ended_by_exit(self) -> None:
+        """The process is gone without the reply we wait for: say why."""
+        status = self.exit_status
+        if status is None:
+            self.end("runtime_error", "EarlyExit", "the program closed its result channel")
+        code = os.waitstatus_to_exitcode(status)
+        if code >= 0:
+            self.end("runtime_error", "EarlyExit",
+                     f"the program exited with code {code} before finishing the tests")
+        sig = -code
+        name = signal.Signals(sig).name if sig in signal.valid_signals() else str(sig)
+        if sig == signal.SIGXCPU:
+            self.end("timeout", "Timeout", "CPU time limit exceeded")
+        if self.max_rss_kb * 1024 >= 0.9 * self.memory_limit:
+            self.end("memory_exceeded", "MemoryError", f"killed by {name} at the memory limit")
+        self.end("runtime_error", name, f"the program was killed by signal {name}")
+
+    def _await_exit_status(self, patience: float = 0.5) -> None:
+        """The reply channel closed: give the zygote a moment to report how the process
+        ended, so the verdict can name the reason (exit code, signal)."""
+        end = min(self.deadline, time.monotonic() + patience)
+        while self.exit_status is None:
+            timeout = end - time.monotonic()
+            if timeout <= 0:
+                return
+            ready, _, _ = select.select([self.zygote.sock], [], [], timeout)
+            if ready:
+                self._on_zygote()
+
+    def exit_code(self) -> int:
+        """Exit code of an ended process; raises ProcessEnded if a signal killed it."""
+        code = os.waitstatus_to_exitcode(self.exit_status)
+        if code < 0:
+            self._ended_by_exit()
+        return code
+
+    def wait_message(self) -> list:
+        """Block until the process sends a complete message; raise ProcessEnded otherwise."""
+        if self.fatal is not None:
+            raise self.fatal
+        while True:
+            frame = self.frames.pop()
+            if frame is not None:
+                return self._parse(frame)
+            if self.resp not in self.open and self.exit_status is None:
+                self._await_exit_status()
+            if self.exit_status is not None or self.resp not in self.open:
+                for fd in list(self.open):
+                    self._drain(fd)
+                frame = self.frames.pop()
+                if frame is not None:
+                    return self._parse(frame)
+                self._ended_by_exit()
+            timeout = self.deadline - time.monotonic()
+            if timeout <= 0:
+                self.end(self.deadline_status, "Timeout", "the time limit was exceeded")
+            fds = list(self.open) + [self.zygote.sock]
+            ready, _, _ = select.select(fds, [], [], timeout)
+            for fd in ready:
+                if fd is self.zygote.sock:
+                    self._on_zygote()
+                else:
+                    self._drain(fd)
+
+    def _parse(self, frame: bytes) -> list:
+        try:
+            message = codec.loads(frame)
+            if type(message) is not list or not message:
+                raise codec.DecodeError("reply is not a list")
+        except codec.DecodeError as e:
+            self.end("runtime_error", "ProtocolError", str(e))
+        return message
+
+    def wait_exit(self) -> None:
+        """Block until the process has ended (script jobs), collecting its output."""
+        while self.exit_status is None or self.open:
+            timeout = self.deadline - time.monotonic()
+            if timeout <= 0:
+                self.end(self.deadline_status, "Timeout", "the time limit was exceeded")
+            fds = list(self.open) + ([self.zygote.sock] if self.exit_status is None else [])
+            ready, _, _ = select.select(fds, [], [], timeout)
+            for fd in ready:
+                if fd is self.zygote.sock:
+                    self._on_zygote()
+                else:
+                    self._drain(fd)
+            if self.exit_status is not None:
+                for fd in list(self.open):
+                    self._drain(fd)
+                self.open.clear()
+
+    def _write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            try:
+                n = os.write(self.req, view)
+                view = view[n:]
+                continue
+            except BlockingIOError:
+                pass
+            except BrokenPipeError:
+                self.wait_message()  # raises with the reason the process ended
+            timeout = self.deadline - time.monotonic()
+            if timeout <= 0:
+                self.end(self.deadline_status, "Timeout", "the time limit was exceeded")
+            ready, _, _ = select.select(list(self.open) + [self.zygote.sock], [self.req], [],
+                                        timeout)
+            for fd in ready:
+                if fd is self.zygote.sock:
+                    self._on_zygote()
+                else:
+                    self._drain(fd)
+            if self.exit_status is not None:
+                self.wait_message()
+
+    # ------------------------------------------------------------------ calls
+
+    def call(self, name: str, args: tuple, kwargs: dict) -> Any:
+        """Call the program's function ``name``; return its value (strictly decoded)."""
+        if self.fatal is not None:
+            raise self.fatal
+        try:
+            wire = [codec.encode_value(_refs(args)), codec.encode_value(_refs(kwargs))]
+        except codec.Unencodable as e:
+            raise SandboxLimitation(f"cannot send a test argument to the program: {e}") from None
+        self._write(codec.frame_bytes(codec.dumps(["call", name, *wire])))
+        reply = self.wait_message()
+        kind = reply[0]
+        try:
+            if kind == "value" and len(reply) == 2:
+                return codec.decode_value(reply[1])
+            if kind == "handle" and len(reply) == 3:
+                return codec.Handle(int(reply[1]), str(reply[2]))
+            if kind == "raise" and len(reply) == 2 and type(reply[1]) is dict:
+                raise _program_exception(self, reply[1])
+        except codec.DecodeError as e:
+            self.end("runtime_error", "ProtocolError", f"malformed reply: {e}")
+        self.end("runtime_error", "ProtocolError", f"unexpected reply {kind!r}")
+
+    def close(self) -> None:
+        """Kill whatever is left of the job, reap it, remove its directory."""
+        if self.closed:
+            return
+        self.closed = True
+        for fd in (self.req, self.resp, self.out, self.err):
+            os.close(fd)
+        self.zygote.sock.send(b"cleanup")
+        while True:
+            kind, status, rss = self.zygote.recv()
+            if self.exit_status is None:
+                self.exit_status, self.max_rss_kb = status, rss
+            if kind == "done":
+                return
+
+
+def _refs(value: Any) -> Any:
+    from .runner import Remote
+
+    t = type(value)
+    if t is Remote:
+        return codec.Ref(value._name)
+    if t is list or t is tuple:
+        return t(_refs(v) for v in value)
+    if t is dict:
+        return {k: _refs(v) for k, v in value.items()}
+    return value
+
+
+_EXITS = ("SystemExit", "KeyboardInterrupt", "GeneratorExit")
+
+
+def _program_exception(session: Session, info: dict) -> BaseException:
+    """Re-create an exception the program raised, tagged with where it came from."""
+    etype, message = str(info.get("type")), str(info.get("message"))
+    line = info.get("line") if type(info.get("line")) is int else None
+    if etype in _EXITS:
+        session.end("runtime_error", etype, f"the program raised {etype} during a test", line)
+    cls = getattr(builtins, etype, None)
+    exc: BaseException
+    try:
+        if not (isinstance(cls, type) and issubclass(cls, Exception)):
+            raise TypeError
+        exc = cls(message)
+    except Exception:  # noqa: BLE001 - e.g. UnicodeDecodeError needs 5 arguments
+        exc = ProgramError(f"{etype}: {message}")
+    exc.rlfb_remote = {"type": etype, "message": message, "line": line}  # type: ignore[attr-defined]
+    return exc

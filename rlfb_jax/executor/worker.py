@@ -1,0 +1,122 @@
+"""A worker process: enters the namespaces once, starts its zygote, runs jobs for the pool.
+
+Started by `ExecutorPool` as ``python -I -c <bootstrap> CONFIG``; talks to the pool over two
+inherited pipes (pickled frames: a job in, an `Outcome` out). The worker is trusted: it runs
+the benchmark's test code (never the program) and builds every verdict. It holds the tests,
+the zygote never does, so no job process forked from the zygote can read a test or an
+expected value from its own memory.
+
+Start-up, as root: private net, IPC/UTS and mount namespaces (tmpfs on /tmp, everything
+else read-only), then ``unshare(CLONE_NEWPID)`` and fork: the zygote becomes PID 1 of a new
+PID namespace and mounts its own /proc. Without root, each missing layer is reported in the
+hello message and the worker goes on with what it has.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import sys
+import tempfile
+import traceback
+
+from . import codec, sandbox
+from .jobs import Outcome
+from .runner import JobRunner
+from .session import ZygoteClient
+from .zygote import zygote_main
+
+BOOTSTRAP = (
+    "import sys; sys.path.insert(0, sys.argv[1]); "
+    "from rlfb_jax.executor.worker import main; main(sys.argv[2])"
+)
+
+
+def _start_zygote(config: dict, keep: tuple[int, ...]) -> tuple[ZygoteClient, int, bool]:
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    pid = os.fork()
+    if pid == 0:
+        ours.close()
+        zygote_main(theirs, config, keep)
+    theirs.close()
+    client = ZygoteClient(ours)
+    kind, proc_ok = client.recv()[:2]
+    if kind != "hello":
+        raise RuntimeError(f"zygote said {kind!r} instead of hello")
+    return client, pid, bool(proc_ok)
+
+
+def main(config_json: str) -> None:
+    config = json.loads(config_json)
+    in_fd, out_fd = config.pop("fds")
+    layers = sandbox.Layers()
+    sandbox.harden_trusted_process(layers)
+    private = sandbox.enter_worker_namespaces("/tmp", config["tmpfs_mb"], layers)
+    tmp_root = "/tmp" if private else tempfile.mkdtemp(prefix="rlfb-exec-")
+    user = sandbox.sandbox_user() if config["drop_privileges"] else None
+    if user is None:
+        reason = "disabled by the pool" if not config["drop_privileges"] else "not root"
+        layers.off("drop_privileges", reason)
+    else:
+        layers.on("drop_privileges")
+    if not private:
+        os.chmod(tmp_root, 0o755)
+    layers.on("process_group")
+    layers.on("rlimits")
+    layers.on("deadline")
+    layers.on("temp_cwd")
+    layers.on("stdin_devnull")
+    layers.on("scrubbed_env")
+    if layers.active.get("net_namespace"):
+        layers.off("socket_disabled", "not needed: the network namespace has no network")
+    else:
+        layers.on("socket_disabled")
+    pid_ns = sandbox.enter_pid_namespace(layers)
+    zconfig = {
+        "tmp_root": tmp_root,
+        "user": user,
+        "pid_namespace": pid_ns,
+        "net_namespace": bool(layers.active.get("net_namespace")),
+        "limits": sandbox.Limits(**config["limits"]),
+        "preload": config.get("preload", ()),
+    }
+    zygote, zpid, proc_ok = _start_zygote(zconfig, ())
+    if pid_ns and not proc_ok:
+        layers.missing["pid_namespace_proc"] = "could not mount a private /proc"
+    # Trusted test code may print: keep it off the protocol pipes and the pool's stdout.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.close(devnull)
+    codec.send_message(out_fd, ("hello", layers.active, layers.missing, os.getpid()))
+    runner = JobRunner(zygote, config["settings"])
+    try:
+        while True:
+            message = codec.recv_message(in_fd)
+            if message is None or message[0] == "quit":
+                break
+            _, job = message
+            try:
+                outcome = runner.run(job)
+            except ConnectionError as e:
+                codec.send_message(out_fd, ("outcome", _broken(job, e)))
+                break  # the zygote is gone: let the pool start a fresh worker
+            except Exception as e:  # noqa: BLE001 - report, keep serving
+                outcome = _broken(job, e)
+            codec.send_message(out_fd, ("outcome", outcome))
+    finally:
+        zygote.sock.close()
+        try:
+            os.waitpid(zpid, 0)
+        except ChildProcessError:
+            pass
+        if not private:
+            shutil.rmtree(tmp_root, ignore_errors=True)
+
+
+def _broken(job, e: BaseException) -> Outcome:
+    detail = "".join(traceback.format_exception(e))[-2000:]
+    print(f"rlfb_jax executor worker: {detail}", file=sys.stderr)
+    return Outcome(status="sandbox_error", error_type=type(e).__name__,
+                   error_message=f"executor failure: {e}", job_id=job.job_id)

@@ -1,0 +1,216 @@
+"""The zygote: a warm, pre-imported process that forks one sandboxed process per job.
+
+It runs as the init (PID 1) of the worker's PID namespace when the host allows one, and
+never sees a test or an expected value: the worker sends it only the program (in a memfd)
+and the job's pipe ends (SCM_RIGHTS). After each job it kills every process left in the
+namespace (including children that called setsid() or ignore SIGTERM), reaps them, and
+removes the job's working directory.
+
+Messages to the worker (pickled, over a SOCK_SEQPACKET socket):
+``("exited", wait_status, max_rss_kb)`` when the job process ends by itself, and
+``("done", wait_status, max_rss_kb)`` after each ``cleanup`` request.
+"""
+
+from __future__ import annotations
+
+import importlib
+import itertools
+import os
+import pickle
+import select
+import shutil
+import signal
+import socket
+import sys
+
+from . import child, sandbox
+
+PRELOAD = (
+    "math", "re", "collections", "itertools", "functools", "heapq", "bisect", "string",
+    "typing", "random", "statistics", "fractions", "decimal", "copy", "operator", "json",
+    "hashlib", "datetime", "array", "cmath",
+)
+_JOB_FDS = 6  # payload memfd, stdin, requests, replies, stdout, stderr
+
+
+def _high_dup(fd: int) -> int:
+    import fcntl
+
+    return fcntl.fcntl(fd, fcntl.F_DUPFD, 100)
+
+
+def _exec_job(config: dict, payload: dict, fds: list[int], workdir: str) -> None:
+    """In the freshly forked job process: apply the per-job layers, then run the program."""
+    try:
+        os.setpgid(0, 0)
+        signal.set_wakeup_fd(-1)
+        for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, signal.SIG_DFL)
+        high = [_high_dup(fd) for fd in fds[1:]]
+        # stdin, requests, replies, stdout, stderr -> 0, 3, 4, 1, 2
+        for fd, target in zip(high, (0, child.REQUEST_FD, child.REPLY_FD, 1, 2)):
+            os.dup2(fd, target)
+        os.closerange(5, os.sysconf("SC_OPEN_MAX"))
+        os.chdir(workdir)
+        sandbox.apply_rlimits(config["limits"])
+        sandbox.drop_privileges(config["user"])
+        sandbox.scrub_environment()
+        if not config["net_namespace"]:
+            sandbox.disable_sockets()
+        sys.argv = ["program"]
+    except BaseException:  # noqa: BLE001 - never run the program without its sandbox
+        os._exit(71)
+    child.main(payload)
+
+
+def _descendants(root: int) -> list[int]:
+    """Every process whose parent chain leads to ``root`` (fallback without a PID ns)."""
+    parents: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        parents.setdefault(ppid, []).append(int(entry))
+    found, frontier = [], [root]
+    while frontier:
+        kids = parents.get(frontier.pop(), [])
+        found.extend(kids)
+        frontier.extend(kids)
+    return found
+
+
+class Zygote:
+    def __init__(self, sock: socket.socket, config: dict):
+        self.sock = sock
+        self.config = config
+        self.pid_ns = config["pid_namespace"]
+        self.counter = itertools.count()
+        self.job_pid: int | None = None
+        self.job_status: tuple[int, int] | None = None
+        self.workdir: str | None = None
+        self.wake_r, wake_w = os.pipe()
+        os.set_blocking(self.wake_r, False)
+        os.set_blocking(wake_w, False)
+        signal.set_wakeup_fd(wake_w)
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+
+    def send(self, message: tuple) -> None:
+        self.sock.send(pickle.dumps(message))
+
+    def spawn(self, fds: list[int]) -> None:
+        with os.fdopen(fds[0], "rb") as f:
+            f.seek(0)
+            payload = pickle.load(f)
+        workdir = os.path.join(self.config["tmp_root"], f"job-{os.getpid()}-{next(self.counter)}")
+        os.mkdir(workdir, 0o700)
+        if self.config["user"] is not None:
+            os.chown(workdir, *self.config["user"])
+        pid = os.fork()
+        if pid == 0:
+            _exec_job(self.config, payload, fds, workdir)
+        for fd in fds[1:]:
+            os.close(fd)
+        self.job_pid, self.job_status, self.workdir = pid, None, workdir
+
+    def reap(self, block: bool = False) -> None:
+        while True:
+            try:
+                pid, status, usage = os.wait4(-1, 0 if block else os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            if pid == self.job_pid and self.job_status is None:
+                self.job_status = (status, usage.ru_maxrss)
+                self.send(("exited", status, usage.ru_maxrss))
+
+    def kill_all(self) -> None:
+        if self.job_pid is None:
+            return
+        for _ in range(100):
+            try:
+                os.killpg(self.job_pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            if self.pid_ns:
+                try:
+                    os.kill(-1, signal.SIGKILL)  # as init: every process in the namespace
+                except ProcessLookupError:
+                    pass
+            else:
+                for pid in _descendants(os.getpid()):
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+            self.reap(block=True)
+            if self.pid_ns or not _descendants(os.getpid()):
+                break
+
+    def cleanup(self) -> None:
+        self.kill_all()
+        if self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+        status, rss = self.job_status if self.job_status else (0, 0)
+        self.send(("done", status, rss))
+        self.job_pid, self.job_status, self.workdir = None, None, None
+
+    def serve(self) -> None:
+        while True:
+            ready, _, _ = select.select([self.sock, self.wake_r], [], [])
+            if self.wake_r in ready:
+                try:
+                    while os.read(self.wake_r, 512):
+                        pass
+                except BlockingIOError:
+                    pass
+                self.reap()
+            if self.sock in ready:
+                data, fds, _, _ = socket.recv_fds(self.sock, 1024, _JOB_FDS)
+                if not data:
+                    return
+                command = data.decode()
+                if command == "spawn" and len(fds) == _JOB_FDS:
+                    self.spawn(fds)
+                elif command == "cleanup":
+                    self.cleanup()
+                else:
+                    for fd in fds:
+                        os.close(fd)
+
+
+def zygote_main(sock: socket.socket, config: dict, keep_fds: tuple[int, ...]) -> None:
+    """Body of the zygote process (forked by the worker); never returns."""
+    code = 0
+    try:
+        for fd in range(3, os.sysconf("SC_OPEN_MAX")):
+            if fd not in keep_fds and fd != sock.fileno():
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        sandbox.harden_trusted_process()
+        proc_ok = True
+        if config["pid_namespace"]:
+            try:
+                sandbox.mount_private_proc()
+            except OSError:
+                proc_ok = False
+        else:
+            sandbox.become_subreaper()
+        for name in PRELOAD + tuple(config.get("preload", ())):
+            try:
+                importlib.import_module(name)
+            except ImportError:
+                pass
+        zygote = Zygote(sock, config)
+        zygote.send(("hello", proc_ok))
+        zygote.serve()
+    except BaseException:  # noqa: BLE001
+        code = 1
+    finally:
+        os._exit(code)
