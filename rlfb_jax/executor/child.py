@@ -87,7 +87,7 @@ def run_functions(payload: dict) -> int:
             _send(["error", exception_info(e, where)])
             return 0
     _flush()
-    _send(["ready"])
+    _send(["ready", sorted(k for k in namespace if type(k) is str)])
     objects: dict[int, Any] = {}
 
     def resolve(v: Any) -> Any:
@@ -108,8 +108,8 @@ def run_functions(payload: dict) -> int:
         _, name, args, kwargs = codec.loads(frame)
         try:
             fn = namespace[name]
-            args = resolve(codec.decode_value(args))
-            kwargs = resolve(codec.decode_value(kwargs))
+            args = resolve(codec.decode_value(args, {}))
+            kwargs = resolve(codec.decode_value(kwargs, {}))
             result = fn(*args, **kwargs)
         except BaseException as e:  # noqa: BLE001
             _flush()

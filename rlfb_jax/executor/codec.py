@@ -13,6 +13,8 @@ Two channels use frames (a 4-byte big-endian length, then the payload):
 
 from __future__ import annotations
 
+import builtins
+import collections
 import json
 import os
 import pickle
@@ -185,9 +187,25 @@ def encode_value(value: Any, depth: int = 0) -> Any:
         return {"c": [value.real, value.imag]}
     if t is Ref:
         return {"r": value.name}
+    # Standard-library containers whose equality is the builtin one; the receiver rebuilds
+    # them with its own (trusted) classes.
+    if t is collections.Counter:
+        return {"C": encode_value(dict(value), d)["d"]}
+    if t is collections.OrderedDict:
+        return {"O": encode_value(dict(value), d)["d"]}
+    if t is collections.defaultdict:
+        return {"D": encode_value(dict(value), d)["d"]}
+    if t is collections.deque:
+        return {"Q": [encode_value(v, d) for v in value]}
+    if t is type and getattr(builtins, value.__name__, None) is value:
+        return {"T": value.__name__}
     if t is Handle:
         return {"h": value.id}
     raise Unencodable(f"values of type {t.__name__!r} cannot cross the sandbox boundary")
+
+
+_DICTS = {"d": dict, "C": collections.Counter, "O": collections.OrderedDict,
+          "D": collections.defaultdict}
 
 
 def _decode(data: Any, depth: int, handle_type: dict[int, str] | None) -> Any:
@@ -210,6 +228,11 @@ def _decode(data: Any, depth: int, handle_type: dict[int, str] | None) -> Any:
             return complex(re_, im)
     if tag == "r" and type(body) is str:
         return Ref(body)
+    if tag == "T" and type(body) is str:
+        obj = getattr(builtins, body, None)
+        if type(obj) is type:
+            return obj
+        raise DecodeError(f"{body!r} is not a builtin type")
     if tag == "h" and type(body) is int and handle_type is not None:
         return Handle(body, handle_type.get(body, "object"))
     if type(body) is list:
@@ -221,13 +244,15 @@ def _decode(data: Any, depth: int, handle_type: dict[int, str] | None) -> Any:
             return {_decode(v, d, handle_type) for v in body}
         if tag == "f":
             return frozenset(_decode(v, d, handle_type) for v in body)
-        if tag == "d":
-            out = {}
+        if tag in _DICTS:
+            out = _DICTS[tag]()
             for pair in body:
                 if type(pair) is not list or len(pair) != 2:
                     raise DecodeError("malformed dict item")
                 out[_decode(pair[0], d, handle_type)] = _decode(pair[1], d, handle_type)
             return out
+        if tag == "Q":
+            return collections.deque(_decode(v, d, handle_type) for v in body)
     raise DecodeError(f"unknown value tag {tag!r}")
 
 

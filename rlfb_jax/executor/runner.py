@@ -29,6 +29,8 @@ from __future__ import annotations
 import ast
 import builtins
 import functools
+import importlib
+import sys
 import time
 from typing import Any
 
@@ -55,13 +57,26 @@ class Remote:
 
 
 @functools.lru_cache(maxsize=256)
-def compile_test(source: str) -> tuple[Any, tuple[str, ...]]:
-    """Compile a test snippet; return the code and the names it takes from outside."""
+def compile_test(source: str) -> tuple[Any, frozenset[str], frozenset[str]]:
+    """Compile a test snippet.
+
+    Returns the code, the names it loads without binding them (builtins included), and
+    those of them used only as ``name.attribute`` (module candidates like ``sys``, ``math``).
+    """
     tree = ast.parse(source, "<test>")
-    bound, loaded = set(), set()
+    bound, loaded, attr_bases = set(), set(), set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+            attr_bases.add(id(node.value))
+    other_uses: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Name):
-            (loaded if isinstance(node.ctx, ast.Load) else bound).add(node.id)
+            if isinstance(node.ctx, ast.Load):
+                loaded.add(node.id)
+                if id(node) not in attr_bases:
+                    other_uses.add(node.id)
+            else:
+                bound.add(node.id)
         elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             bound.add(node.name)
         elif isinstance(node, ast.arg):
@@ -70,8 +85,31 @@ def compile_test(source: str) -> tuple[Any, tuple[str, ...]]:
             bound.add((node.asname or node.name).split(".")[0])
         elif isinstance(node, ast.ExceptHandler) and node.name:
             bound.add(node.name)
-    free = tuple(sorted(n for n in loaded - bound if not hasattr(builtins, n)))
-    return compile(tree, "<test>", "exec", dont_inherit=True), free
+    free = frozenset(loaded - bound)
+    code = compile(tree, "<test>", "exec", dont_inherit=True)
+    return code, free, frozenset(free - other_uses)
+
+
+def test_namespace(session: Session, free: frozenset[str], modules_only: frozenset[str],
+                   entry_point: str | None, program_names: frozenset[str]) -> dict[str, Any]:
+    """Globals for one test: trusted builtins and stdlib modules, `Remote`s for the rest.
+
+    A builtin name stays the trusted builtin even if the program redefines it (so a program
+    can't swap ``len`` or ``sorted`` under the test), except the job's own entry point (MBPP
+    task 126 *is* a function called ``sum``).
+    """
+    namespace: dict[str, Any] = {"__builtins__": builtins, "__name__": "__test__"}
+    for name in free:
+        if hasattr(builtins, name) and not (name == entry_point and name in program_names):
+            continue
+        if name in modules_only and name in sys.stdlib_module_names:
+            try:
+                namespace[name] = importlib.import_module(name)
+                continue
+            except ImportError:
+                pass
+        namespace[name] = Remote(session, name)
+    return namespace
 
 
 class JobRunner:
@@ -117,6 +155,8 @@ class JobRunner:
             return _fatal_fields(e)
         kind = message[0]
         if kind == "ready":
+            names = message[1] if len(message) > 1 and type(message[1]) is list else []
+            session.program_names = frozenset(n for n in names if type(n) is str)
             return None
         info = message[1] if len(message) > 1 and type(message[1]) is dict else {}
         etype, msg = str(info.get("type")), str(info.get("message"))[:2000]
@@ -162,7 +202,7 @@ class JobRunner:
             if job.kind == "call":
                 passed, etype, message = self._check_call(job, session, test)
             else:
-                passed, etype, message = self._check_assert(session, test)
+                passed, etype, message = self._check_assert(job, session, test)
             status = "passed" if passed else "wrong_answer"
             line = None
         except ProcessEnded as e:
@@ -183,16 +223,15 @@ class JobRunner:
         return TestResult(status == "passed", status, etype, message,
                           time.monotonic() - t0, error_line=line)
 
-    def _check_assert(self, session: Session, test: Any) -> tuple[bool, Any, Any]:
+    def _check_assert(self, job: Job, session: Session, test: Any) -> tuple[bool, Any, Any]:
         if not isinstance(test, str):
             raise SandboxLimitation(f"an assert test must be a string, got {type(test).__name__}")
         try:
-            code, free = compile_test(test)
+            code, free, modules_only = compile_test(test)
         except SyntaxError as e:
             raise SandboxLimitation(f"test does not compile: {e}") from None
-        namespace: dict[str, Any] = {"__builtins__": builtins, "__name__": "__test__"}
-        for name in free:
-            namespace[name] = Remote(session, name)
+        namespace = test_namespace(session, free, modules_only, job.entry_point,
+                                   session.program_names)
         try:
             exec(code, namespace)
         except AssertionError as e:

@@ -94,6 +94,7 @@ class Session:
         self.max_rss_kb = 0
         self.memory_limit = 2 << 30
         self.closed = False
+        self.program_names: frozenset[str] = frozenset()
         self.open = {resp, out, err}
 
     # ------------------------------------------------------------------ events
