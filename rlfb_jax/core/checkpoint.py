@@ -9,6 +9,8 @@ Saves are asynchronous; `wait()` (called by `close()`) blocks until they are on 
 from __future__ import annotations
 
 import logging
+
+log = logging.getLogger("rlfb_jax")
 import os
 from typing import Any
 
@@ -73,7 +75,7 @@ class Checkpointer:
                 f"checkpoint {self.directory}/{step} does not match the model: {e}"
             ) from e
         _check_shapes(restored["state"], abstract_state, f"{self.directory}/{step}")
-        logging.info("restored checkpoint %s/%d", self.directory, step)
+        log.info("restored checkpoint %s/%d", self.directory, step)
         return restored["state"], restored["meta"]
 
     def wait(self):

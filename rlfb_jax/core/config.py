@@ -1,0 +1,71 @@
+"""The base experiment config every algorithm extends, and config checks.
+
+Experiments are Python modules with ``get_config()`` returning a *locked*
+``ml_collections.ConfigDict``: assigning a key that does not exist (a typo in an experiment
+or on the command line, ``--config.optimizer.nmae=lion``) fails at once with the key's name,
+and ml_collections rejects a value of the wrong type before any compute.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+from ml_collections import config_dict
+
+from rlfb_jax.core.sharding import DEFAULT_RULES
+from rlfb_jax.models.config import ModelConfig
+
+
+def model_config(**overrides) -> ml_collections.ConfigDict:
+    """``config.model``: the fields of `ModelConfig` plus ``hf_path`` (a local HF checkpoint
+    directory; when set it replaces the architecture fields)."""
+    d = ModelConfig(**overrides).to_dict()
+    d["heads"] = tuple(d["heads"])
+    d["hf_path"] = ""
+    return ml_collections.ConfigDict(d)
+
+
+def base_config() -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+    c.algo = "sft"
+    c.seed = 0
+    c.model = model_config()
+    c.optimizer = ml_collections.ConfigDict(
+        dict(
+            name="adamw",
+            learning_rate=3e-4,
+            schedule="cosine",
+            warmup_steps=0,
+            decay_steps=0,
+            end_lr_factor=0.1,
+            clip_norm=1.0,
+            grad_accum=1,
+            weight_decay=0.0,
+            b1=config_dict.placeholder(float),
+            b2=config_dict.placeholder(float),
+            eps=config_dict.placeholder(float),
+            kwargs=ml_collections.ConfigDict(),
+        )
+    )
+    c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, model=1, rules=DEFAULT_RULES))
+    c.train = ml_collections.ConfigDict(
+        dict(
+            steps=100,
+            batch_size=32,
+            log_every=10,
+            checkpoint_every=100,
+            keep_checkpoints=2,
+        )
+    )
+    return c
+
+
+def model_from_config(cfg) -> ModelConfig:
+    """`ModelConfig` from ``config.model`` (ignoring ``hf_path``), naming unknown keys."""
+    d = dict(cfg)
+    d.pop("hf_path", None)
+    return ModelConfig.from_dict(d)
+
+
+def lock(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    config.lock()
+    return config
