@@ -276,7 +276,7 @@ def config_from_hf(
     if act != "silu":
         raise ValueError(f"HF config field 'hidden_act'={act!r} is not supported (only 'silu')")
     d, h = _get(hf, "hidden_size"), _get(hf, "num_attention_heads")
-    head_dim = hf.get("head_dim")
+    head_dim, kv = hf.get("head_dim"), _get(hf, "num_key_value_heads", h)
     max_len = max_len or _get(hf, "max_position_embeddings", 2048)
     _check_sliding_window(hf, max_len)
     if model_type == "qwen2":
@@ -289,7 +289,7 @@ def config_from_hf(
         d_model=d,
         n_layers=_get(hf, "num_hidden_layers"),
         n_heads=h,
-        n_kv_heads=_get(hf, "num_key_value_heads", h),
+        n_kv_heads=None if kv == h else kv,
         head_dim=None if head_dim in (None, d // h) else head_dim,
         d_ff=_get(hf, "intermediate_size"),
         max_len=max_len,
@@ -381,9 +381,10 @@ def hf_shape(m: TensorMap, ours_shape: tuple[int, ...]) -> tuple[int, ...]:
     return shape[::-1] if m.transpose else shape
 
 
-def _leaf(tree: Mapping, path: tuple) -> Any:
+def param_at(tree: Mapping, path: tuple) -> Any:
     for k in path:
-        tree = tree[k]
+        # layer keys are ints in fresh params; some checkpoint libraries restore them as str
+        tree = tree[str(k)] if isinstance(k, int) and k not in tree and str(k) in tree else tree[k]
     return tree
 
 
@@ -407,7 +408,7 @@ def _placer(shardings):
         return lambda path, x: jnp.asarray(x)
     if isinstance(shardings, jax.sharding.Sharding):
         return lambda path, x: jax.device_put(x, shardings)
-    return lambda path, x: jax.device_put(x, _leaf(shardings, path))
+    return lambda path, x: jax.device_put(x, param_at(shardings, path))
 
 
 def load_params(
@@ -448,7 +449,7 @@ def load_params(
 
     cache: dict[str, np.ndarray] = {}
     for m in maps:
-        want = tuple(_leaf(abstract, m.ours).shape)
+        want = tuple(param_at(abstract, m.ours).shape)
         src = tensors[m.hf]
         expect = hf_shape(m, want)
         if src.shape(m.hf) != expect:
@@ -471,7 +472,7 @@ def load_params(
     for head in cfg.heads:
         for leaf in ("kernel", "bias"):
             ours = (f"{head}_head", leaf)
-            want = _leaf(abstract, ours)
+            want = param_at(abstract, ours)
             key = "/".join(ours)
             if stored is not None and key in stored.entries:
                 x = stored.read(key)
