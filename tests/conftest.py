@@ -5,6 +5,10 @@ from __future__ import annotations
 import json
 import os
 
+# Eight fake CPU devices for sharding tests; must be set before jax is first imported.
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
