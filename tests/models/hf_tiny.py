@@ -37,7 +37,7 @@ def build(kind: str):
             kind, tf.LlamaForCausalLM)(cfg)
     # Random init leaves norms at 1 and biases at 0; perturb them so the mapping is tested.
     with torch.no_grad():
-        for name, p in model.named_parameters():
+        for p in model.parameters():
             if p.ndim == 1:
                 p.add_(0.2 * torch.randn_like(p))
     return model.eval()
