@@ -28,6 +28,24 @@ class Policy:
     params: Params | None  # None: initialize randomly with lm.init
     tokenizer: Any
 
+    _sampler: Any = None
+
+    @property
+    def sampler(self):
+        """One `Sampler` per policy, so its compiled programs are reused across calls."""
+        if self._sampler is None:
+            from rlfb_jax.models.sampler import Sampler
+
+            self._sampler = Sampler(self.lm)
+        return self._sampler
+
+    def sampling(self, temperature=1.0, top_k=0, top_p=1.0, max_new_tokens=64):
+        from rlfb_jax.models.sampler import SamplingParams
+
+        return SamplingParams(temperature=float(temperature), top_k=int(top_k),
+                              top_p=float(top_p), max_new_tokens=int(max_new_tokens),
+                              stop_tokens=(self.eos_id,), pad_id=self.pad_id)
+
     @property
     def pad_id(self) -> int:
         return pad_id(self.tokenizer)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import builtins
 import os
 import sys
-import traceback
 from typing import Any
 
 from . import codec
@@ -149,6 +148,8 @@ def run_script(payload: dict) -> int:
             tb = e.__traceback__
             while tb is not None and tb.tb_frame.f_code.co_filename != PROGRAM_FILE:
                 tb = tb.tb_next  # show the program's frames, not the harness's
+            import traceback  # imported here: keeps the zygote (and every fork of it) lean
+
             traceback.print_exception(type(e), e, tb)
         except BaseException:  # noqa: BLE001
             pass

@@ -40,8 +40,6 @@ Per job (in the forked child, before the program's first byte runs):
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
-import dataclasses
 import os
 import pwd
 import resource
@@ -66,7 +64,7 @@ PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
 PR_SET_CHILD_SUBREAPER = 36
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+_libc = ctypes.CDLL(None, use_errno=True)  # the interpreter's own libc symbols
 
 LAYER_NAMES = (
     "process_group", "rlimits", "deadline", "temp_cwd", "stdin_devnull", "scrubbed_env",
@@ -85,12 +83,12 @@ SAFE_ENV = {
 }
 
 
-@dataclasses.dataclass
 class Layers:
     """Which isolation layers are active; ``missing`` maps a layer name to why it is off."""
 
-    active: dict[str, bool] = dataclasses.field(default_factory=dict)
-    missing: dict[str, str] = dataclasses.field(default_factory=dict)
+    def __init__(self) -> None:
+        self.active: dict[str, bool] = {}
+        self.missing: dict[str, str] = {}
 
     def on(self, name: str) -> None:
         self.active[name] = True
@@ -238,25 +236,25 @@ def sandbox_user() -> tuple[int, int] | None:
     return entry.pw_uid, entry.pw_gid
 
 
-@dataclasses.dataclass(frozen=True)
-class Limits:
-    """Resource limits of one job process (and each process it forks)."""
-
-    cpu_seconds: int = 10
-    memory_bytes: int = 2 << 30
-    file_bytes: int = 16 << 20
-    processes: int = 32
-    open_files: int = 64
+DEFAULT_LIMITS = {
+    "cpu_seconds": 10,
+    "memory_bytes": 2 << 30,
+    "file_bytes": 16 << 20,
+    "processes": 32,
+    "open_files": 64,
+}
 
 
-def apply_rlimits(limits: Limits) -> None:
-    """setrlimit in the job process; soft = hard so the program can't raise them back."""
+def apply_rlimits(limits: dict[str, int]) -> None:
+    """setrlimit in the job process (keys as in DEFAULT_LIMITS); soft = hard so the program
+    can't raise them back."""
+    limits = {**DEFAULT_LIMITS, **limits}
     pairs = (
-        (resource.RLIMIT_CPU, limits.cpu_seconds),
-        (resource.RLIMIT_AS, limits.memory_bytes),
-        (resource.RLIMIT_FSIZE, limits.file_bytes),
-        (resource.RLIMIT_NPROC, limits.processes),
-        (resource.RLIMIT_NOFILE, limits.open_files),
+        (resource.RLIMIT_CPU, limits["cpu_seconds"]),
+        (resource.RLIMIT_AS, limits["memory_bytes"]),
+        (resource.RLIMIT_FSIZE, limits["file_bytes"]),
+        (resource.RLIMIT_NPROC, limits["processes"]),
+        (resource.RLIMIT_NOFILE, limits["open_files"]),
         (resource.RLIMIT_CORE, 0),
     )
     for which, value in pairs:

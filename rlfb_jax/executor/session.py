@@ -46,6 +46,7 @@ class ZygoteClient:
     def __init__(self, sock: socket.socket):
         self.sock = sock
         self.devnull = os.open(os.devnull, os.O_RDONLY)
+        self.spawned = 0
 
     def recv(self) -> tuple:
         data = self.sock.recv(4096)
@@ -53,7 +54,18 @@ class ZygoteClient:
             raise ConnectionError("the zygote process ended")
         return pickle.loads(data)
 
+    def drain(self) -> None:
+        """Drop messages about earlier jobs so the socket buffer never fills up."""
+        while True:
+            try:
+                data = self.sock.recv(4096, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                return
+            if not data:
+                raise ConnectionError("the zygote process ended")
+
     def spawn(self, payload: dict, stdin_text: str | None = None) -> Session:
+        self.drain()
         memfd = os.memfd_create("payload")
         stdin = self.devnull
         if stdin_text is not None:
@@ -74,12 +86,15 @@ class ZygoteClient:
                 os.close(stdin)
         for fd in (req_r, resp_w, out_w, err_w):
             os.close(fd)
-        return Session(self, req_w, resp_r, out_r, err_r)
+        self.spawned += 1
+        return Session(self, self.spawned, req_w, resp_r, out_r, err_r)
 
 
 class Session:
-    def __init__(self, zygote: ZygoteClient, req: int, resp: int, out: int, err: int):
+    def __init__(self, zygote: ZygoteClient, seq: int, req: int, resp: int, out: int,
+                 err: int):
         self.zygote = zygote
+        self.seq = seq
         self.req, self.resp, self.out, self.err = req, resp, out, err
         for fd in (req, resp, out, err):
             os.set_blocking(fd, False)
@@ -100,8 +115,8 @@ class Session:
     # ------------------------------------------------------------------ events
 
     def _on_zygote(self) -> None:
-        kind, status, rss = self.zygote.recv()
-        if kind in ("exited", "done") and self.exit_status is None:
+        kind, seq, status, rss = self.zygote.recv()
+        if seq == self.seq and self.exit_status is None:
             self.exit_status, self.max_rss_kb = status, rss
 
     def _drain(self, fd: int) -> bool:
@@ -272,19 +287,16 @@ class Session:
         self.end("runtime_error", "ProtocolError", f"unexpected reply {kind!r}")
 
     def close(self) -> None:
-        """Kill whatever is left of the job, reap it, remove its directory."""
+        """Ask the zygote to kill whatever is left of the job and remove its directory.
+
+        Not waited for: the zygote finishes this before it forks the next job's process.
+        """
         if self.closed:
             return
         self.closed = True
         for fd in (self.req, self.resp, self.out, self.err):
             os.close(fd)
         self.zygote.sock.send(b"cleanup")
-        while True:
-            kind, status, rss = self.zygote.recv()
-            if self.exit_status is None:
-                self.exit_status, self.max_rss_kb = status, rss
-            if kind == "done":
-                return
 
 
 def _refs(value: Any) -> Any:

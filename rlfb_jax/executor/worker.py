@@ -18,34 +18,40 @@ import json
 import os
 import shutil
 import socket
+import subprocess
 import sys
 import tempfile
 import traceback
+
+from pathlib import Path
 
 from . import codec, sandbox
 from .jobs import Outcome
 from .runner import JobRunner
 from .session import ZygoteClient
-from .zygote import zygote_main
+from .zygote import BOOTSTRAP as ZYGOTE_BOOTSTRAP
 
+PROJECT_ROOT = str(Path(__file__).resolve().parents[2])
 BOOTSTRAP = (
     "import sys; sys.path.insert(0, sys.argv[1]); "
     "from rlfb_jax.executor.worker import main; main(sys.argv[2])"
 )
 
 
-def _start_zygote(config: dict, keep: tuple[int, ...]) -> tuple[ZygoteClient, int, bool]:
+def _start_zygote(config: dict) -> tuple[ZygoteClient, subprocess.Popen, bool]:
+    """Start the zygote as a fresh, lean interpreter (PID 1 of our PID namespace, if any)."""
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    pid = os.fork()
-    if pid == 0:
-        ours.close()
-        zygote_main(theirs, config, keep)
+    config = dict(config, socket_fd=theirs.fileno(), sys_path=sys.path[1:])
+    proc = subprocess.Popen(
+        [sys.executable, "-I", "-S", "-c", ZYGOTE_BOOTSTRAP, PROJECT_ROOT, json.dumps(config)],
+        pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        close_fds=True)
     theirs.close()
     client = ZygoteClient(ours)
     kind, proc_ok = client.recv()[:2]
     if kind != "hello":
         raise RuntimeError(f"zygote said {kind!r} instead of hello")
-    return client, pid, bool(proc_ok)
+    return client, proc, bool(proc_ok)
 
 
 def main(config_json: str) -> None:
@@ -79,10 +85,10 @@ def main(config_json: str) -> None:
         "user": user,
         "pid_namespace": pid_ns,
         "net_namespace": bool(layers.active.get("net_namespace")),
-        "limits": sandbox.Limits(**config["limits"]),
+        "limits": config["limits"],
         "preload": config.get("preload", ()),
     }
-    zygote, zpid, proc_ok = _start_zygote(zconfig, ())
+    zygote, zproc, proc_ok = _start_zygote(zconfig)
     if pid_ns and not proc_ok:
         layers.missing["pid_namespace_proc"] = "could not mount a private /proc"
     # Trusted test code may print: keep it off the protocol pipes and the pool's stdout.
@@ -107,10 +113,7 @@ def main(config_json: str) -> None:
             codec.send_message(out_fd, ("outcome", outcome))
     finally:
         zygote.sock.close()
-        try:
-            os.waitpid(zpid, 0)
-        except ChildProcessError:
-            pass
+        zproc.wait()
         if not private:
             shutil.rmtree(tmp_root, ignore_errors=True)
 

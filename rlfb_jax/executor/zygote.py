@@ -6,15 +6,19 @@ and the job's pipe ends (SCM_RIGHTS). After each job it kills every process left
 namespace (including children that called setsid() or ignore SIGTERM), reaps them, and
 removes the job's working directory.
 
-Messages to the worker (pickled, over a SOCK_SEQPACKET socket):
-``("exited", wait_status, max_rss_kb)`` when the job process ends by itself, and
-``("done", wait_status, max_rss_kb)`` after each ``cleanup`` request.
+Messages to the worker (pickled, over a SOCK_SEQPACKET socket), tagged with the job's
+sequence number: ``("exited", seq, wait_status, max_rss_kb)`` when the job process ends by
+itself, and ``("done", seq, wait_status, max_rss_kb)`` after each ``cleanup`` request. The
+worker does not wait for "done": requests are handled in order, so the next job's process
+is only forked after the previous job's processes are all dead and its directory is gone.
 """
 
 from __future__ import annotations
 
+import gc
 import importlib
 import itertools
+import json
 import os
 import pickle
 import select
@@ -25,10 +29,11 @@ import sys
 
 from . import child, sandbox
 
+# Small modules most programs import (typing alone costs ~7 ms per job otherwise). Bigger
+# ones are left out on purpose: every preloaded page makes each fork and exit slower.
 PRELOAD = (
     "math", "re", "collections", "itertools", "functools", "heapq", "bisect", "string",
-    "typing", "random", "statistics", "fractions", "decimal", "copy", "operator", "json",
-    "hashlib", "datetime", "array", "cmath",
+    "typing", "operator",
 )
 _JOB_FDS = 6  # payload memfd, stdin, requests, replies, stdout, stderr
 
@@ -89,6 +94,7 @@ class Zygote:
         self.config = config
         self.pid_ns = config["pid_namespace"]
         self.counter = itertools.count()
+        self.seq = 0  # spawns so far; tags every message so the worker can drop stale ones
         self.job_pid: int | None = None
         self.job_status: tuple[int, int] | None = None
         self.workdir: str | None = None
@@ -115,6 +121,7 @@ class Zygote:
         for fd in fds[1:]:
             os.close(fd)
         self.job_pid, self.job_status, self.workdir = pid, None, workdir
+        self.seq += 1
 
     def reap(self, block: bool = False) -> None:
         while True:
@@ -126,7 +133,7 @@ class Zygote:
                 return
             if pid == self.job_pid and self.job_status is None:
                 self.job_status = (status, usage.ru_maxrss)
-                self.send(("exited", status, usage.ru_maxrss))
+                self.send(("exited", self.seq, status, usage.ru_maxrss))
 
     def kill_all(self) -> None:
         if self.job_pid is None:
@@ -156,7 +163,7 @@ class Zygote:
         if self.workdir is not None:
             shutil.rmtree(self.workdir, ignore_errors=True)
         status, rss = self.job_status if self.job_status else (0, 0)
-        self.send(("done", status, rss))
+        self.send(("done", self.seq, status, rss))
         self.job_pid, self.job_status, self.workdir = None, None, None
 
     def serve(self) -> None:
@@ -183,16 +190,19 @@ class Zygote:
                         os.close(fd)
 
 
-def zygote_main(sock: socket.socket, config: dict, keep_fds: tuple[int, ...]) -> None:
-    """Body of the zygote process (forked by the worker); never returns."""
+BOOTSTRAP = (
+    "import sys; sys.path.insert(0, sys.argv[1]); "
+    "from rlfb_jax.executor.zygote import zygote_main; zygote_main(sys.argv[2])"
+)
+
+
+def zygote_main(config_json: str) -> None:
+    """Body of the zygote process (started by the worker with ``python -I -S``)."""
     code = 0
     try:
-        for fd in range(3, os.sysconf("SC_OPEN_MAX")):
-            if fd not in keep_fds and fd != sock.fileno():
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
+        config = json.loads(config_json)
+        sys.path[:] = config["sys_path"]  # site-packages too, for programs that use numpy
+        sock = socket.socket(fileno=config["socket_fd"])
         sandbox.harden_trusted_process()
         proc_ok = True
         if config["pid_namespace"]:
@@ -208,6 +218,11 @@ def zygote_main(sock: socket.socket, config: dict, keep_fds: tuple[int, ...]) ->
             except ImportError:
                 pass
         zygote = Zygote(sock, config)
+        # Objects that exist now are never collected in a job process: without this, the
+        # first full collection there would touch (and copy-on-write) the whole heap.
+        gc.collect()
+        gc.freeze()
+        sandbox.scrub_environment()  # once here, inherited by every job process
         zygote.send(("hello", proc_ok))
         zygote.serve()
     except BaseException:  # noqa: BLE001
