@@ -202,11 +202,55 @@ def enter_pid_namespace(layers: Layers) -> bool:
     return True
 
 
-def mount_private_proc() -> None:
-    """Inside the new PID namespace: give it its own /proc (in its own mount namespace)."""
+def private_mounts() -> None:
+    """A mount namespace of the zygote's own (for its /proc and import-path binds)."""
     unshare(CLONE_NEWNS)
     mount(None, "/", None, MS_REC | MS_PRIVATE)
+
+
+def mount_private_proc() -> None:
+    """Inside the new PID namespace: a /proc that shows only the namespace's processes."""
     mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+
+
+def _traversable(path: str, uid: int, gid: int) -> bool:
+    """Can ``uid:gid`` reach and list ``path`` (every ancestor searchable)?"""
+    current = "/"
+    for part in [p for p in os.path.realpath(path).split("/") if p] + [None]:
+        try:
+            st = os.stat(current)
+        except OSError:
+            return False
+        if st.st_uid == uid:
+            bits = st.st_mode >> 6
+        elif st.st_gid == gid:
+            bits = st.st_mode >> 3
+        else:
+            bits = st.st_mode
+        if not bits & 1 or (part is None and not bits & 4):
+            return False
+        if part is not None:
+            current = os.path.join(current, part)
+    return True
+
+
+def expose_paths(paths: list[str], ids: tuple[int, int], mount_root: str) -> list[str]:
+    """Make import paths the unprivileged job user can't reach (a Python installed under
+    /root, say) visible to it through read-only bind mounts under ``mount_root``.
+
+    Runs in the zygote's own mount namespace; returns the rewritten path list.
+    """
+    out = []
+    for i, path in enumerate(paths):
+        if not os.path.isdir(path) or _traversable(path, *ids):
+            out.append(path)
+            continue
+        target = os.path.join(mount_root, f"path{i}")
+        os.makedirs(target, 0o755, exist_ok=True)
+        mount(path, target, None, MS_BIND | MS_REC)
+        mount(None, target, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID)
+        out.append(target)
+    return out
 
 
 def harden_trusted_process(layers: Layers | None = None) -> None:

@@ -22,7 +22,6 @@ import subprocess
 import sys
 import tempfile
 import traceback
-
 from pathlib import Path
 
 from . import codec, sandbox

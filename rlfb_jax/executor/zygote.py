@@ -201,17 +201,30 @@ def zygote_main(config_json: str) -> None:
     code = 0
     try:
         config = json.loads(config_json)
-        sys.path[:] = config["sys_path"]  # site-packages too, for programs that use numpy
         sock = socket.socket(fileno=config["socket_fd"])
         sandbox.harden_trusted_process()
-        proc_ok = True
-        if config["pid_namespace"]:
+        own_mounts = False
+        if os.geteuid() == 0:
+            try:
+                sandbox.private_mounts()
+                own_mounts = True
+            except OSError:
+                pass
+        proc_ok = False
+        if config["pid_namespace"] and own_mounts:
             try:
                 sandbox.mount_private_proc()
+                proc_ok = True
             except OSError:
-                proc_ok = False
-        else:
+                pass
+        if not config["pid_namespace"]:
             sandbox.become_subreaper()
+        paths = config["sys_path"]  # site-packages too, for programs that use numpy
+        if own_mounts and config["user"] is not None:
+            paths = sandbox.expose_paths(paths, tuple(config["user"]),
+                                         os.path.join(config["tmp_root"], ".python"))
+        sys.path[:] = paths
+        importlib.invalidate_caches()
         for name in PRELOAD + tuple(config.get("preload", ())):
             try:
                 importlib.import_module(name)

