@@ -1,0 +1,88 @@
+"""A small trusted-code runner for the data tests: executes jobs in one subprocess.
+
+Only for checking reference solutions against their own tests (trusted code); it has none
+of the executor's sandboxing. Jobs are pickled to a child Python process that runs each
+one in a fresh namespace and reports ``(passed, error)`` per job.
+"""
+
+from __future__ import annotations
+
+import pickle
+import subprocess
+import sys
+
+from rlfb_jax.executor.jobs import Job
+
+_CHILD = r'''
+import contextlib, io, pickle, sys, traceback
+
+def same(a, b):
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    return a == b
+
+def run(job):
+    kind, program, tests, setup, entry = job
+    if kind == "assert":
+        ns = {"__name__": "__job__"}
+        exec(compile(setup + "\n" + program, "<program>", "exec"), ns)
+        for t in tests:
+            exec(compile(t, "<test>", "exec"), ns)
+        return
+    if kind == "call":
+        ns = {"__name__": "__job__"}
+        exec(compile(setup + "\n" + program, "<program>", "exec"), ns)
+        for args, expected in tests:
+            got = ns[entry](*args)
+            if not same(got, expected):
+                raise AssertionError(f"{entry}{args!r} = {got!r}, expected {expected!r}")
+        return
+    if kind == "stdio":
+        code = compile(program, "<program>", "exec")
+        for stdin, expected in tests:
+            out = io.StringIO()
+            sys.stdin = io.StringIO(stdin)
+            try:
+                with contextlib.redirect_stdout(out):
+                    exec(code, {"__name__": "__main__"})
+            finally:
+                sys.stdin = sys.__stdin__
+            if out.getvalue().split() != expected.split():
+                raise AssertionError(f"stdin {stdin!r}: got {out.getvalue()!r}, "
+                                     f"expected {expected!r}")
+        return
+    raise ValueError(kind)
+
+results = []
+for job in pickle.load(sys.stdin.buffer):
+    try:
+        run(job)
+        results.append((True, ""))
+    except BaseException as e:
+        results.append((False, "".join(traceback.format_exception_only(type(e), e)).strip()))
+sys.stdout.buffer.write(pickle.dumps(results))
+'''
+
+
+def run_jobs(jobs: list[Job], timeout: float = 120.0) -> list[tuple[bool, str]]:
+    """``(passed, error_message)`` for each job, run in one child process."""
+    payload = pickle.dumps([(j.kind, j.program, list(j.tests), j.setup, j.entry_point)
+                            for j in jobs])
+    proc = subprocess.run([sys.executable, "-c", _CHILD], input=payload,
+                          capture_output=True, timeout=timeout)
+    if proc.returncode != 0:
+        raise RuntimeError(f"runner crashed: {proc.stderr.decode(errors='replace')[-2000:]}")
+    return pickle.loads(proc.stdout)
+
+
+def run_script(program: str, stdin: str, timeout: float = 30.0) -> str:
+    """Runs one stdio program as a real ``python -c`` process; returns its stdout."""
+    proc = subprocess.run([sys.executable, "-c", program], input=stdin, text=True,
+                          capture_output=True, timeout=timeout)
+    if proc.returncode != 0:
+        raise RuntimeError(proc.stderr[-2000:])
+    return proc.stdout

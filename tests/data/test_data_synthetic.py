@@ -1,0 +1,238 @@
+"""The synthetic DSL and task generator: code/semantics agreement, splits, counts, speed."""
+
+from __future__ import annotations
+
+import ast
+import json
+import random
+import time
+
+import pytest
+
+from rlfb_jax.data import dsl, synthetic
+from rlfb_jax.data.synthetic import GeneratorConfig, make_splits, normalized_ast
+
+from .local_exec import run_jobs, run_script
+
+
+def _exec_function(program: dsl.Program):
+    ns: dict = {}
+    exec(synthetic.program_code(program), ns)
+    return ns["f"]
+
+
+def test_every_op_code_matches_its_semantics():
+    """For each op and parameter, the rendered Python equals the DSL's own evaluation."""
+    rng = random.Random(0)
+    checked = 0
+    for op in dsl.OPS:
+        for param in op.params:
+            program = ((op.name, param),)
+            dsl.validate(program)
+            f = _exec_function(program)
+            defined = 0
+            for _ in range(60):
+                x = synthetic.sample_input(rng, op.in_type)
+                try:
+                    want = dsl.run(program, x)
+                except dsl.Rejected:
+                    continue
+                got = f(x)
+                assert got == want and type(got) is type(want), (program, x, got, want)
+                defined += 1
+            assert defined > 0, f"op {op.name}({param!r}) is undefined on every sampled input"
+            checked += 1
+    assert checked > 150
+
+
+def test_random_deep_programs_match_semantics():
+    rng = random.Random(1)
+    for _ in range(300):
+        program = synthetic.sample_program(rng, rng.randint(1, 4))
+        dsl.validate(program)
+        f = _exec_function(program)
+        for _ in range(5):
+            x = synthetic.sample_input(rng, dsl.input_type(program))
+            try:
+                want = dsl.run(program, x)
+            except dsl.Rejected:
+                continue
+            assert f(x) == want, (dsl.program_key(program), x)
+
+
+def test_validate_rejects_bad_programs():
+    with pytest.raises(ValueError, match="unknown op"):
+        dsl.validate((("nope", None),))
+    with pytest.raises(ValueError, match="takes list, got int"):
+        dsl.validate((("sum", None), ("sort", None)))
+    with pytest.raises(ValueError, match="no parameter 7"):
+        dsl.validate((("add", 7),))
+    with pytest.raises(ValueError, match="empty"):
+        dsl.validate(())
+
+
+def test_rendering_and_description_example():
+    program = (("add", 3), ("keep_even", None), ("sum", None))
+    assert synthetic.program_code(program) == (
+        "def f(xs):\n"
+        "    xs = [x + 3 for x in xs]\n"
+        "    xs = [x for x in xs if x % 2 == 0]\n"
+        "    return sum(xs)\n"
+    )
+    assert dsl.describe(program) == (
+        "Add 3 to each element, keep the even elements, then return the sum.")
+    product = (("product", None),)
+    assert synthetic.program_code(product).endswith("    return n\n")
+    assert _exec_function(product)([2, 3, 4]) == 24
+
+
+def test_task_format(splits):
+    for task in splits["train"][:200] + splits["test"][:50]:
+        assert task.prompt.startswith('"""')
+        steps = tuple(tuple(step) for step in task.metadata["steps"])
+        assert task.prompt.endswith(dsl.render_signature(steps))
+        assert task.reference == dsl.render_body(steps)
+        ast.parse(task.prompt + task.reference)
+        assert task.reference.startswith("    ") and task.reference.endswith("\n")
+        assert 1 <= task.difficulty <= 4
+        assert task.difficulty == len(task.metadata["steps"])
+        assert len(task.examples) == len(task.example_calls) == 2
+        assert len(task.tests) == len(task.stdio_tests) == len(task.call_tests) == 8
+        for example in task.examples:
+            call = example.removeprefix("assert ").split(" == ")[0]
+            assert f">>> {call}\n" in task.prompt
+        hidden_inputs = {repr(a) for a, _ in task.call_tests}
+        assert not hidden_inputs & {repr(a) for a, _ in task.example_calls}
+        assert len(hidden_inputs) == 8
+        assert len(task.prompt) <= 220 and len(task.reference) <= 150
+
+
+def test_references_pass_all_test_forms(splits):
+    """Each sampled task's reference passes its hidden tests (assert, call, stdio) and its
+    visible examples; a wrong completion fails."""
+    rng = random.Random(2)
+    tasks = rng.sample(splits["train"], 60) + rng.sample(splits["test"], 40)
+    jobs = []
+    for t in tasks:
+        jobs += [t.reference_job("assert"), t.reference_job("call"), t.reference_job("stdio"),
+                 t.to_job(t.reference, "assert", visible=True),
+                 t.to_job(t.reference, "call", visible=True)]
+    results = run_jobs(jobs)
+    failures = [(j.job_id, j.kind, err) for j, (ok, err) in zip(jobs, results) if not ok]
+    assert not failures, failures[:5]
+    wrong = [t.to_job("    return None\n", "assert") for t in tasks[:20]]
+    assert not any(ok for ok, _ in run_jobs(wrong))
+
+
+def test_stdio_script_runs_as_a_real_process(splits):
+    for task in splits["validation"][:3]:
+        job = task.reference_job("stdio")
+        stdin, expected = job.tests[0]
+        assert run_script(job.program, stdin).split() == expected.split()
+
+
+def test_deterministic_and_prefix_stable():
+    a = make_splits(200, 20, 20, seed=5)
+    b = make_splits(200, 20, 20, seed=5)
+    assert a == b
+    bigger = make_splits(400, 40, 40, seed=5)
+    for split in synthetic.SPLITS:
+        assert bigger[split][: len(a[split])] == a[split]
+    other = make_splits(200, 20, 20, seed=6)
+    assert [t.task_id for t in other["train"]] != [t.task_id for t in a["train"]]
+
+
+def test_splits_are_disjoint_by_normalized_ast(splits):
+    # Keys from the stored text (the function after the docstring), not from the generator.
+    keys = {
+        name: {normalized_ast(t.prompt.split('"""\n')[-1] + t.reference) for t in tasks}
+        for name, tasks in splits.items()
+    }
+    # Programs on different types can share a normalized AST (``s * 2`` / ``n * 2``): they
+    # are distinct tasks, in the same split.
+    assert len(keys["train"]) > 0.95 * len(splits["train"])
+    assert not keys["train"] & keys["test"]
+    assert not keys["train"] & keys["validation"]
+    assert not keys["validation"] & keys["test"]
+    for name, tasks in splits.items():
+        assert all(t.split == name for t in tasks)
+
+
+def test_normalized_ast_ignores_names_only():
+    a = "def f(xs):\n    ys = [x + 1 for x in xs]\n    return sum(ys)\n"
+    b = "def g(q):\n    r = [z + 1 for z in q]\n    return sum(r)\n"
+    c = "def f(xs):\n    ys = [x + 2 for x in xs]\n    return sum(ys)\n"
+    assert normalized_ast(a) == normalized_ast(b)
+    assert normalized_ast(a) != normalized_ast(c)
+
+
+def test_skeleton_holdout_keeps_op_combinations_apart():
+    config = GeneratorConfig(holdout="skeleton")
+    s = make_splits(1000, 100, 100, seed=0, config=config)
+    train = {t.metadata["skeleton"] for t in s["train"]}
+    assert not train & {t.metadata["skeleton"] for t in s["test"]}
+
+
+def test_every_op_is_seen_in_training(splits):
+    seen = {name for t in splits["train"] for name, _ in t.metadata["steps"]}
+    assert seen == set(dsl.OPS_BY_NAME)
+    test_ops = {name for t in splits["test"] for name, _ in t.metadata["steps"]}
+    assert test_ops <= seen
+
+
+def test_program_counts():
+    """The closed-form count agrees with enumeration at small depth; the space is large."""
+    for depth in (1, 2):
+        programs = list(synthetic.enumerate_programs(depth))
+        assert len(programs) == len(set(programs)) == synthetic.count_programs(depth)
+        for p in programs[:: max(1, len(programs) // 200)]:
+            dsl.validate(p)
+    assert synthetic.count_programs(1) == 190
+    assert synthetic.count_programs(4) > 10_000_000
+    total = sum(synthetic.count_programs(d) for d in range(1, 5))
+    assert total > 30_000_000
+
+
+def test_many_distinct_tasks_and_depths(splits):
+    tasks = [t for ts in splits.values() for t in ts]
+    assert len({t.task_id for t in tasks}) == len(tasks)
+    assert len({t.metadata["program"] for t in tasks}) == len(tasks)
+    depths = {t.difficulty for t in tasks}
+    assert depths == {1, 2, 3, 4}
+    shallow = make_splits(300, 0, 0, seed=0, max_depth=2)
+    assert {t.difficulty for t in shallow["train"]} == {1, 2}
+    deep = make_splits(100, 0, 0, seed=0, config=GeneratorConfig(min_depth=3, max_depth=4))
+    assert {t.difficulty for t in deep["train"]} == {3, 4}
+
+
+def test_small_space_raises_clearly():
+    with pytest.raises(RuntimeError, match="too small"):
+        make_splits(1000, 0, 0, seed=0, max_depth=1)
+
+
+def test_bad_config_raises():
+    with pytest.raises(ValueError, match="depth_weights"):
+        GeneratorConfig(max_depth=3, depth_weights=(1.0, 2.0))
+    with pytest.raises(ValueError, match="holdout"):
+        GeneratorConfig(holdout="nope")
+    with pytest.raises(ValueError, match="min_depth"):
+        GeneratorConfig(min_depth=0)
+
+
+def test_generation_speed():
+    start = time.perf_counter()
+    s = make_splits(2000, 0, 0, seed=11)
+    rate = len(s["train"]) / (time.perf_counter() - start)
+    assert rate > 500, f"{rate:.0f} tasks/s"  # about 2,000/s on one core here
+
+
+def test_cli_writes_splits_and_stats(tmp_path):
+    out = tmp_path / "synth"
+    assert synthetic.main(["--out", str(out), "--num-train", "50", "--seed", "3"]) == 0
+    from rlfb_jax.data.tasks import load_jsonl
+
+    expected = make_splits(50, 5, 5, seed=3)
+    for name in synthetic.SPLITS:
+        assert load_jsonl(out / f"{name}.jsonl") == expected[name]
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["train"]["num_tasks"] == 50 and stats["test"]["num_tasks"] == 5
