@@ -1,7 +1,7 @@
 """Hugging Face checkpoint import: a local HF model directory becomes our NNX model.
 
 Supported ``model_type``s: ``llama``, ``qwen2``, ``mistral`` (-> ``arch="llama"``) and
-``gpt2`` (-> ``arch="gpt2"``). A checkpoint directory holds ``config.json`` and either
+``gpt2`` (-> ``arch="gpt2"``); config translation is in `rlfb_jax.models.hf_config`. A checkpoint directory holds ``config.json`` and either
 ``model.safetensors`` or shards listed in ``model.safetensors.index.json``; tokenizer files
 are optional. Torch is never imported: tensors are read straight from the safetensors files.
 
@@ -32,6 +32,7 @@ import ml_dtypes
 import numpy as np
 
 from rlfb_jax.models.config import ModelConfig
+from rlfb_jax.models.hf_config import config_from_hf
 from rlfb_jax.models.lm import LanguageModel, Params
 from rlfb_jax.models.transformer import Transformer
 
@@ -39,9 +40,6 @@ HEADS_FILE = "rlfb_heads.safetensors"  # value/score heads, which HF models do n
 SAFE_FILE = "model.safetensors"
 SAFE_INDEX = "model.safetensors.index.json"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
-
-LLAMA_TYPES = ("llama", "qwen2", "mistral")
-MODEL_TYPES = (*LLAMA_TYPES, "gpt2")
 
 # Buffers some exporters leave in the file; they hold no learned weights.
 _IGNORABLE_SUFFIXES = (".rotary_emb.inv_freq", ".attn.bias", ".attn.masked_bias")
@@ -61,7 +59,6 @@ _ST_DTYPES = {
     "U8": np.dtype(np.uint8),
     "BOOL": np.dtype(np.bool_),
 }
-_DTYPE_NAMES = {"float32": "float32", "bfloat16": "bfloat16", "float16": "float16"}
 
 
 class CheckpointError(ValueError):
@@ -154,154 +151,6 @@ def open_tensors(path: str | os.PathLike) -> dict[str, SafetensorsFile]:
         raise FileNotFoundError(f"no {SAFE_FILE} or {SAFE_INDEX} in {str(path)!r}{hint}")
     st = SafetensorsFile(single)
     return {name: st for name in st.keys()}
-
-
-# ------------------------------------------------------------------------------------------
-# Config
-
-
-def _dtype_name(dtype) -> str:
-    name = jnp.dtype(dtype).name
-    if name not in _DTYPE_NAMES:
-        raise ValueError(f"dtype must be one of {sorted(_DTYPE_NAMES)}, got {name!r}")
-    return name
-
-
-def _get(hf: Mapping[str, Any], key: str, default: Any = ...) -> Any:
-    if key in hf and hf[key] is not None:
-        return hf[key]
-    if default is ...:
-        raise ValueError(f"HF config ({hf.get('model_type')}) lacks required field {key!r}")
-    return default
-
-
-def _rope_theta(hf: Mapping[str, Any]) -> float:
-    """rope_theta from either the old (rope_theta / rope_scaling) or new (rope_parameters)
-    config layout; any scaling scheme other than plain RoPE is refused."""
-    params = hf.get("rope_parameters") or {}
-    for field, spec in (("rope_parameters", params), ("rope_scaling", hf.get("rope_scaling"))):
-        if spec:
-            kind = spec.get("rope_type", spec.get("type", "default"))
-            if kind != "default":
-                raise ValueError(
-                    f"HF config field {field!r} asks for rope_type={kind!r}; only plain RoPE "
-                    "('default') is implemented"
-                )
-    factor = params.get("partial_rotary_factor", hf.get("partial_rotary_factor", 1.0))
-    if factor not in (None, 1, 1.0):
-        raise ValueError(f"HF config field 'partial_rotary_factor'={factor} is not supported")
-    return float(params.get("rope_theta", hf.get("rope_theta", 10000.0)))
-
-
-def _check_sliding_window(hf: Mapping[str, Any], max_len: int) -> None:
-    window = hf.get("sliding_window")
-    if window is None:
-        return
-    if hf["model_type"] == "qwen2":
-        types = hf.get("layer_types")
-        if types is not None:
-            in_use = "sliding_attention" in types
-        else:
-            in_use = bool(hf.get("use_sliding_window", False)) and hf.get(
-                "max_window_layers", 0
-            ) < hf.get("num_hidden_layers", 0)
-        if not in_use:
-            return
-    if window < max_len:
-        raise ValueError(
-            f"HF config field 'sliding_window'={window} is smaller than max_len={max_len}: "
-            "our attention is full, so outputs would differ past the window. Pass "
-            f"max_len<={window} to use the model on sequences that fit in the window."
-        )
-
-
-def config_from_hf(
-    hf_config: Mapping[str, Any],
-    *,
-    dtype=None,
-    param_dtype=None,
-    heads: tuple[str, ...] = (),
-    max_len: int | None = None,
-) -> ModelConfig:
-    """Our `ModelConfig` for a HF ``config.json`` (as a dict).
-
-    dtype / param_dtype default to the checkpoint's ``torch_dtype`` (or ``dtype``) when it is
-    float32/bfloat16/float16, else float32; dtype defaults to param_dtype. max_len defaults to
-    ``max_position_embeddings`` (``n_positions`` for GPT-2). Raises ValueError naming the field
-    for architectures or options we do not implement.
-    """
-    hf = dict(hf_config)
-    model_type = hf.get("model_type")
-    if model_type not in MODEL_TYPES:
-        raise ValueError(
-            f"HF config field 'model_type'={model_type!r} is not supported; "
-            f"supported: {', '.join(MODEL_TYPES)}"
-        )
-    stored = hf.get("torch_dtype") or hf.get("dtype")
-    if param_dtype is None:
-        param_dtype = stored if stored in _DTYPE_NAMES else "float32"
-    param_dtype = _dtype_name(param_dtype)
-    dtype = param_dtype if dtype is None else _dtype_name(dtype)
-    common = dict(dtype=dtype, param_dtype=param_dtype, heads=tuple(heads))
-
-    if model_type == "gpt2":
-        act = hf.get("activation_function", "gelu_new")
-        if act not in ("gelu_new", "gelu_pytorch_tanh", "gelu_fast"):
-            raise ValueError(
-                f"HF config field 'activation_function'={act!r} is not supported; "
-                "only the tanh GELU (gelu_new) is implemented"
-            )
-        for field, ok in (("scale_attn_weights", True), ("scale_attn_by_inverse_layer_idx", False),
-                          ("add_cross_attention", False)):
-            if bool(hf.get(field, ok)) != ok:
-                raise ValueError(f"HF config field {field!r}={hf[field]} is not supported")
-        d = _get(hf, "n_embd")
-        return ModelConfig(
-            vocab_size=_get(hf, "vocab_size"),
-            d_model=d,
-            n_layers=_get(hf, "n_layer"),
-            n_heads=_get(hf, "n_head"),
-            d_ff=_get(hf, "n_inner", 4 * d),
-            max_len=max_len or _get(hf, "n_positions", 1024),
-            arch="gpt2",
-            norm_eps=float(_get(hf, "layer_norm_epsilon", 1e-5)),
-            qkv_bias=True,
-            out_bias=True,
-            mlp_bias=True,
-            tie_embeddings=bool(hf.get("tie_word_embeddings", True)),
-            **common,
-        )
-
-    act = hf.get("hidden_act", "silu")
-    if act != "silu":
-        raise ValueError(f"HF config field 'hidden_act'={act!r} is not supported (only 'silu')")
-    d, h = _get(hf, "hidden_size"), _get(hf, "num_attention_heads")
-    head_dim, kv = hf.get("head_dim"), _get(hf, "num_key_value_heads", h)
-    max_len = max_len or _get(hf, "max_position_embeddings", 2048)
-    _check_sliding_window(hf, max_len)
-    if model_type == "qwen2":
-        qkv_bias, out_bias, mlp_bias = True, False, False
-    else:
-        qkv_bias = out_bias = bool(hf.get("attention_bias", False))
-        mlp_bias = bool(hf.get("mlp_bias", False))
-    return ModelConfig(
-        vocab_size=_get(hf, "vocab_size"),
-        d_model=d,
-        n_layers=_get(hf, "num_hidden_layers"),
-        n_heads=h,
-        n_kv_heads=None if kv == h else kv,
-        head_dim=None if head_dim in (None, d // h) else head_dim,
-        d_ff=_get(hf, "intermediate_size"),
-        max_len=max_len,
-        arch="llama",
-        rope_theta=_rope_theta(hf),
-        norm_eps=float(_get(hf, "rms_norm_eps", 1e-6)),
-        qkv_bias=qkv_bias,
-        out_bias=out_bias,
-        mlp_bias=mlp_bias,
-        tie_embeddings=bool(hf.get("tie_word_embeddings", False)),
-        **common,
-    )
 
 
 # ------------------------------------------------------------------------------------------
@@ -404,11 +253,17 @@ def _base_prefix(cfg: ModelConfig, names: set[str]) -> str | None:
 
 
 def _placer(shardings):
+    """(path, host array) -> device array, placed by `shardings` (see `load_params`)."""
     if shardings is None:
         return lambda path, x: jnp.asarray(x)
-    if isinstance(shardings, jax.sharding.Sharding):
-        return lambda path, x: jax.device_put(x, shardings)
-    return lambda path, x: jax.device_put(x, param_at(shardings, path))
+
+    def place(path, x):
+        sharding = shardings if isinstance(shardings, jax.sharding.Sharding) else param_at(
+            shardings, path)
+        # Each device (on every host) receives only its own slice of the host copy.
+        return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
+
+    return place
 
 
 def load_params(

@@ -30,14 +30,9 @@ from rlfb_jax.models.hf import (
     param_at,
     weight_map,
 )
+from rlfb_jax.models.hf_config import hf_config_for
 from rlfb_jax.models.lm import LanguageModel, Params
 
-_ARCHITECTURES = {
-    "llama": "LlamaForCausalLM",
-    "qwen2": "Qwen2ForCausalLM",
-    "mistral": "MistralForCausalLM",
-    "gpt2": "GPT2LMHeadModel",
-}
 _SIZE_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "KIB": 2**10,
                "MIB": 2**20, "GIB": 2**30}
 
@@ -49,74 +44,6 @@ def _parse_size(size: int | str) -> int:
     if not match:
         raise ValueError(f"max_shard_size must be bytes or like '2GB', got {size!r}")
     return int(float(match[1]) * _SIZE_UNITS[match[2] or ""])
-
-
-def _default_model_type(cfg: ModelConfig) -> str:
-    if cfg.arch == "gpt2":
-        return "gpt2"
-    if cfg.qkv_bias and not cfg.out_bias and not cfg.mlp_bias:
-        return "qwen2"
-    return "llama"
-
-
-def hf_config_for(
-    config: ModelConfig, model_type: str | None = None
-) -> tuple[dict[str, Any], ModelConfig]:
-    """The HF ``config.json`` dict for `config`, and the config of what is actually written.
-
-    The second value differs from `config` only in biases the HF architecture forces
-    (they are written as zeros). model_type defaults to ``gpt2`` for ``arch="gpt2"``,
-    ``qwen2`` when only q/k/v have biases, else ``llama``; ValueError names what a chosen
-    model_type cannot express.
-    """
-    cfg = config
-    model_type = model_type or _default_model_type(cfg)
-    if model_type not in _ARCHITECTURES:
-        raise ValueError(f"model_type must be one of {sorted(_ARCHITECTURES)}, got {model_type!r}")
-    if (model_type == "gpt2") != (cfg.arch == "gpt2"):
-        raise ValueError(f"model_type={model_type!r} cannot hold a model with arch={cfg.arch!r}")
-    hf: dict[str, Any] = {
-        "architectures": [_ARCHITECTURES[model_type]],
-        "model_type": model_type,
-        "vocab_size": cfg.vocab_size,
-        "tie_word_embeddings": cfg.tie_embeddings,
-        "torch_dtype": cfg.param_dtype,
-    }
-    if model_type == "gpt2":
-        if cfg.num_kv_heads != cfg.n_heads or cfg.dim_per_head * cfg.n_heads != cfg.d_model:
-            raise ValueError(
-                "GPT-2 needs n_kv_heads == n_heads and head_dim == d_model // n_heads; got "
-                f"n_kv_heads={cfg.num_kv_heads}, head_dim={cfg.dim_per_head}"
-            )
-        out = cfg.replace(qkv_bias=True, out_bias=True, mlp_bias=True)
-        hf.update(
-            n_embd=cfg.d_model, n_layer=cfg.n_layers, n_head=cfg.n_heads, n_inner=cfg.d_ff,
-            n_positions=cfg.max_len, layer_norm_epsilon=cfg.norm_eps,
-            activation_function="gelu_new", scale_attn_weights=True,
-        )
-        return hf, out
-    hf.update(
-        hidden_size=cfg.d_model, intermediate_size=cfg.d_ff, num_hidden_layers=cfg.n_layers,
-        num_attention_heads=cfg.n_heads, num_key_value_heads=cfg.num_kv_heads,
-        head_dim=cfg.dim_per_head, hidden_act="silu", max_position_embeddings=cfg.max_len,
-        rms_norm_eps=cfg.norm_eps, rope_theta=cfg.rope_theta,
-        rope_parameters={"rope_type": "default", "rope_theta": cfg.rope_theta},
-    )
-    if model_type == "qwen2":
-        if cfg.out_bias or cfg.mlp_bias:
-            raise ValueError("model_type='qwen2' has no o_proj or MLP biases (out_bias/mlp_bias)")
-        out = cfg.replace(qkv_bias=True)
-        hf.update(use_sliding_window=False, sliding_window=None)
-        return hf, out
-    if model_type == "mistral" and (cfg.qkv_bias or cfg.out_bias or cfg.mlp_bias):
-        raise ValueError("model_type='mistral' has no biases; use model_type='llama'")
-    attention_bias = cfg.qkv_bias or cfg.out_bias
-    out = cfg.replace(qkv_bias=attention_bias, out_bias=attention_bias)
-    if model_type == "mistral":
-        hf["sliding_window"] = None
-    else:
-        hf.update(attention_bias=attention_bias, mlp_bias=cfg.mlp_bias)
-    return hf, out
 
 
 def _to_host(x) -> np.ndarray:

@@ -11,7 +11,8 @@ import pytest
 
 from rlfb_jax.models import LanguageModel, ModelConfig
 from rlfb_jax.models.hf import HEADS_FILE, SafetensorsFile, load_checkpoint, open_tensors
-from rlfb_jax.models.hf_export import _parse_size, hf_config_for, save_pretrained
+from rlfb_jax.models.hf_config import hf_config_for
+from rlfb_jax.models.hf_export import _parse_size, save_pretrained
 
 from .hf_tiny import VOCAB, build, hf_logits, padded_batch, rel_err
 

@@ -11,13 +11,8 @@ import numpy as np
 import pytest
 
 from rlfb_jax.models import LanguageModel
-from rlfb_jax.models.hf import (
-    CheckpointError,
-    config_from_hf,
-    load_checkpoint,
-    load_pretrained,
-    weight_map,
-)
+from rlfb_jax.models.hf import CheckpointError, load_checkpoint, load_pretrained, weight_map
+from rlfb_jax.models.hf_config import config_from_hf
 
 from .hf_tiny import VOCAB, build, hf_greedy, hf_logits, padded_batch, rel_err
 
@@ -92,6 +87,23 @@ def test_sampler_greedy_matches_transformers(checkpoints, kind):
                          sampler.SamplingParams(temperature=0.0, max_new_tokens=20))
     for row, prompt in enumerate(prompts):
         assert np.asarray(out.tokens[row]).tolist() == hf_greedy(model, prompt, 20)
+
+
+def test_load_straight_into_shardings(checkpoints):
+    sharding = pytest.importorskip("rlfb_jax.core.sharding")
+    if len(jax.devices()) < 4:
+        pytest.skip("needs 4 devices (tests/conftest.py fakes 8 CPU devices)")
+    model, path = checkpoints["llama"]
+    lm, _, _ = load_checkpoint(path, tokenizer=False)
+    mesh = sharding.make_mesh({"data": -1, "fsdp": 2, "model": 2},
+                              devices=jax.devices()[: 2 * 2 * (len(jax.devices()) // 4)])
+    shardings = sharding.tree_shardings(lm.abstract_params(), lm.logical_axes(), mesh)
+    _, params, _ = load_checkpoint(path, shardings=shardings, tokenizer=False)
+    emb = params["embed"]["embedding"]
+    assert emb.sharding == shardings["embed"]["embedding"]
+    assert emb.addressable_shards[0].data.shape == (VOCAB // 2, 48 // 2)
+    tokens = np.arange(3, 13, dtype=np.int32)[None]
+    assert rel_err(jax.jit(lm)(params, jnp.asarray(tokens)), hf_logits(model, tokens)) < 1e-4
 
 
 def test_bfloat16_checkpoint(tmp_path):
