@@ -477,6 +477,16 @@ def describe(program: Program, choose: Callable[[Sequence[str]], str] | None = N
     return text[0].upper() + text[1:] + "."
 
 
+def program_to_json(program: Program) -> list[list[Any]]:
+    """``[[op_name, param], ...]`` with tuple parameters as lists (JSON round-trips it)."""
+    return [[n, list(p) if isinstance(p, tuple) else p] for n, p in program]
+
+
+def program_from_json(steps: Sequence[Sequence[Any]]) -> Program:
+    """Inverse of `program_to_json` (e.g. of a synthetic task's ``metadata["steps"]``)."""
+    return tuple((n, tuple(p) if isinstance(p, list) else p) for n, p in steps)
+
+
 def program_key(program: Program) -> str:
     """A canonical string of a program, e.g. ``"add(3)|sum"``."""
     return "|".join(n if p is None else f"{n}({p!r})" for n, p in program)

@@ -350,7 +350,7 @@ def make_task(
         family=f"synthetic/{in_t}->{out_t}",
         split=split,
         metadata={"program": key, "skeleton": dsl.skeleton_key(program),
-                  "steps": [[n, p] for n, p in program], "description": description},
+                  "steps": dsl.program_to_json(program), "description": description},
     )
 
 

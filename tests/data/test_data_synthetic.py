@@ -89,7 +89,8 @@ def test_rendering_and_description_example():
 def test_task_format(splits):
     for task in splits["train"][:200] + splits["test"][:50]:
         assert task.prompt.startswith('"""')
-        steps = tuple(tuple(step) for step in task.metadata["steps"])
+        steps = dsl.program_from_json(task.metadata["steps"])
+        dsl.validate(steps)
         assert task.prompt.endswith(dsl.render_signature(steps))
         assert task.reference == dsl.render_body(steps)
         ast.parse(task.prompt + task.reference)
@@ -224,6 +225,15 @@ def test_generation_speed():
     s = make_splits(2000, 0, 0, seed=11)
     rate = len(s["train"]) / (time.perf_counter() - start)
     assert rate > 500, f"{rate:.0f} tasks/s"  # about 2,000/s on one core here
+
+
+def test_jsonl_round_trip_of_generated_tasks(tmp_path, splits):
+    from rlfb_jax.data.tasks import load_jsonl, save_jsonl
+
+    tasks = [t for ts in splits.values() for t in ts]
+    assert any(name == "replace" for t in tasks for name, _ in t.metadata["steps"])
+    save_jsonl(tasks, tmp_path / "all.jsonl")
+    assert load_jsonl(tmp_path / "all.jsonl") == tasks
 
 
 def test_cli_writes_splits_and_stats(tmp_path):
