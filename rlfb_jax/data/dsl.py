@@ -14,7 +14,8 @@ Every op has three faces that are kept in lockstep:
 * ``code``: a Python expression template over the input variable ``{v}`` (or, for the
   product fold, a block of statements assigning ``{o}``); e.g. ``[x + {k} for x in {v}]``.
 * ``phrases``: a few interchangeable English phrasings with the same slots, e.g.
-  ``"add {k} to each element"``; descriptions are these clauses joined in order.
+  ``"add {k} to each element"``; descriptions are these clauses joined in order with
+  ``", "`` and ``", then "`` (phrases contain no commas, so clauses are easy to delimit).
 * ``fn``: the same computation in Python, used to compute test outputs quickly.
 
 Rendered function (one line per step, the last one returns; this regularity is deliberate so
@@ -278,15 +279,15 @@ def _ops() -> list[Op]:
            ("sum the digits of the number", "add up its digits"),
            lambda n, _: sum(int(d) for d in str(abs(n)))),
         Op("collatz", N, N, "{v} // 2 if {v} % 2 == 0 else {v} * 3 + 1",
-           ("halve the number if it is even, otherwise triple it and add 1",
-            "divide it by 2 when even, else multiply it by 3 and add 1"),
+           ("halve the number if it is even or else triple it and add 1",
+            "divide it by 2 when even and otherwise multiply it by 3 and add 1"),
            lambda n, _: n // 2 if n % 2 == 0 else n * 3 + 1),
         # ---- int -> list / str / bool
         Op("range", N, L, "list(range({v}))",
-           ("list the numbers from 0 up to it, exclusive", "count from 0 to one below it"),
+           ("list the numbers from 0 below it", "count from 0 to one below it"),
            lambda n, _: _bounded_range(n)),
         Op("range1", N, L, "list(range(1, {v} + 1))",
-           ("list the numbers from 1 up to it, inclusive", "count from 1 to it"),
+           ("list the numbers from 1 up to it", "count from 1 to it"),
            lambda n, _: _bounded_range(n + 1, 1)),
         Op("digits", N, L, "[int(d) for d in str(abs({v}))]",
            ("list the digits of the number", "split it into its digits"),
@@ -355,7 +356,7 @@ def _ops() -> list[Op]:
            ("count the occurrences of {k}", "count how many {k} characters there are"),
            lambda s, k: s.count(k), params=CHARS),
         Op("find", S, N, "{v}.find({k})",
-           ("find the position of the first {k} or -1", "return the index of {k}, -1 if absent"),
+           ("find the position of the first {k} or -1", "return the index of {k} or -1 if absent"),
            lambda s, k: s.find(k), params=CHARS),
         Op("words", S, N, "len({v}.split())",
            ("count the words", "return the number of words"),
