@@ -33,8 +33,9 @@ so the train list of a small call is a prefix of that of a larger call with the 
 Rejected draws (duplicate program, a step with no observable effect on the inputs,
 constant output, too few inputs on which the program is defined) are skipped.
 
-CLI: ``python -m rlfb_jax.data.synthetic --out DIR --num-train N --seed S`` writes
-``DIR/{train,validation,test}.jsonl`` and ``DIR/stats.json``.
+CLI: ``python -m rlfb_jax.data.synthetic --out DIR --num-train N --seed S [--check]`` writes
+``DIR/{train,validation,test}.jsonl`` and ``DIR/stats.json``; ``--check`` also runs every
+reference against all its tests (`rlfb_jax.data.reference_check`) and fails unless all pass.
 """
 
 from __future__ import annotations
@@ -454,6 +455,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--num-examples", type=int, default=2)
     parser.add_argument("--num-tests", type=int, default=8)
     parser.add_argument("--holdout", choices=("program", "skeleton"), default="program")
+    parser.add_argument("--check", action="store_true",
+                        help="run every reference against its tests in a local subprocess "
+                             "(trusted code) and record the pass rate in stats.json")
     args = parser.parse_args(argv)
     num_valid = args.num_train // 10 if args.num_valid is None else args.num_valid
     num_test = args.num_train // 10 if args.num_test is None else args.num_test
@@ -469,12 +473,22 @@ def main(argv: list[str] | None = None) -> int:
     for name, tasks in splits.items():
         save_jsonl(tasks, os.path.join(args.out, f"{name}.jsonl"))
         stats[name] = split_stats(tasks)
-    with open(os.path.join(args.out, "stats.json"), "w") as f:
-        json.dump(stats, f, indent=2)
     total = sum(len(t) for t in splits.values())
     print(f"wrote {total} tasks to {args.out} in {seconds:.1f}s "
           f"({total / max(seconds, 1e-9):.0f} tasks/s)", file=sys.stderr)
-    return 0
+    ok = True
+    if args.check:
+        from rlfb_jax.data.reference_check import check_references
+
+        report = check_references(t for tasks in splits.values() for t in tasks)
+        stats["reference_check"] = report
+        ok = report["pass_rate"] == 1.0
+        print(f"references: {report['passed']}/{report['jobs']} jobs passed", file=sys.stderr)
+        for failure in report["failures"][:10]:
+            print("  FAILED", *failure, file=sys.stderr)
+    with open(os.path.join(args.out, "stats.json"), "w") as f:
+        json.dump(stats, f, indent=2)
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -10,8 +10,7 @@ import pytest
 
 from rlfb_jax.data import benchmarks
 from rlfb_jax.data.benchmarks import load_humaneval, load_mbpp
-
-from .local_exec import run_jobs
+from rlfb_jax.data.reference_check import run_jobs
 
 
 def test_humaneval_tasks_and_references():

@@ -10,9 +10,8 @@ import time
 import pytest
 
 from rlfb_jax.data import dsl, synthetic
+from rlfb_jax.data.reference_check import run_jobs, run_script
 from rlfb_jax.data.synthetic import GeneratorConfig, make_splits, normalized_ast
-
-from .local_exec import run_jobs, run_script
 
 
 def _exec_function(program: dsl.Program):
@@ -282,7 +281,7 @@ def test_jsonl_round_trip_of_generated_tasks(tmp_path, splits):
 
 def test_cli_writes_splits_and_stats(tmp_path):
     out = tmp_path / "synth"
-    assert synthetic.main(["--out", str(out), "--num-train", "50", "--seed", "3"]) == 0
+    assert synthetic.main(["--out", str(out), "--num-train", "50", "--seed", "3", "--check"]) == 0
     from rlfb_jax.data.tasks import load_jsonl
 
     expected = make_splits(50, 5, 5, seed=3)
@@ -290,3 +289,18 @@ def test_cli_writes_splits_and_stats(tmp_path):
         assert load_jsonl(out / f"{name}.jsonl") == expected[name]
     stats = json.loads((out / "stats.json").read_text())
     assert stats["train"]["num_tasks"] == 50 and stats["test"]["num_tasks"] == 5
+    assert stats["reference_check"]["pass_rate"] == 1.0
+    assert stats["reference_check"]["jobs"] == 60 * 4  # assert, call, stdio, visible
+
+
+def test_reference_check_reports_failures(splits):
+    import dataclasses
+
+    from rlfb_jax.data.reference_check import check_references
+
+    good = splits["test"][:5]
+    bad = dataclasses.replace(good[0], task_id="broken", reference="    return 0\n")
+    report = check_references(good + [bad])
+    assert report["jobs"] == 24 and report["passed"] == 20
+    assert {f[0] for f in report["failures"]} == {"broken", "broken#visible"}
+    assert {f[1] for f in report["failures"]} == {"assert", "call", "stdio"}

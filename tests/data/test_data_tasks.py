@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from rlfb_jax.data.reference_check import run_jobs
 from rlfb_jax.data.tasks import (
     BOS,
     EOS,
@@ -20,8 +21,6 @@ from rlfb_jax.data.tasks import (
     save_jsonl,
 )
 from rlfb_jax.executor.jobs import Job
-
-from .local_exec import run_jobs
 
 
 def _task(**overrides) -> Task:

@@ -1,8 +1,14 @@
-"""A small trusted-code runner for the data tests: executes jobs in one subprocess.
+"""Checks that reference solutions pass their own tests, with a plain local subprocess.
 
-Only for checking reference solutions against their own tests (trusted code); it has none
-of the executor's sandboxing. Jobs are pickled to a child Python process that runs each
-one in a fresh namespace and reports ``(passed, error)`` per job.
+TRUSTED CODE ONLY: this runner has none of the executor's sandboxing (no limits, no
+isolation); it exists to validate datasets (every reference must pass its hidden tests
+and visible examples) without the executor pool. Model samples go through
+`rlfb_jax.executor`.
+
+Jobs are pickled to a child Python process that runs each one in a fresh namespace with the
+executor's semantics (assert: setup, program, then each test snippet; call: strict value and
+type equality; stdio: the script with stdin fed, stdout compared whitespace-tolerantly) and
+reports ``(passed, error)`` per job.
 """
 
 from __future__ import annotations
@@ -10,7 +16,10 @@ from __future__ import annotations
 import pickle
 import subprocess
 import sys
+from collections.abc import Iterable, Sequence
+from typing import Any
 
+from rlfb_jax.data.tasks import Task
 from rlfb_jax.executor.jobs import Job
 
 _CHILD = r'''
@@ -68,8 +77,8 @@ sys.stdout.buffer.write(pickle.dumps(results))
 '''
 
 
-def run_jobs(jobs: list[Job], timeout: float = 120.0) -> list[tuple[bool, str]]:
-    """``(passed, error_message)`` for each job, run in one child process."""
+def run_jobs(jobs: Sequence[Job], timeout: float = 120.0) -> list[tuple[bool, str]]:
+    """``(passed, error_message)`` for each job, run in one child process (trusted code)."""
     payload = pickle.dumps([(j.kind, j.program, list(j.tests), j.setup, j.entry_point)
                             for j in jobs])
     proc = subprocess.run([sys.executable, "-c", _CHILD], input=payload,
@@ -86,3 +95,31 @@ def run_script(program: str, stdin: str, timeout: float = 30.0) -> str:
     if proc.returncode != 0:
         raise RuntimeError(proc.stderr[-2000:])
     return proc.stdout
+
+
+def check_references(
+    tasks: Iterable[Task], kinds: Sequence[str] = ("assert", "call", "stdio"),
+    visible: bool = True, chunk: int = 500,
+) -> dict[str, Any]:
+    """Runs every task's reference against its tests of the given kinds (those it has) and,
+    with ``visible``, its visible examples. Returns ``{"jobs", "passed", "pass_rate",
+    "failures": [(job_id, kind, error), ...]}``; the pass rate must be 1.0 for a sound set.
+    """
+    jobs = []
+    for task in tasks:
+        for kind in kinds:
+            if kind == "assert" or (kind == "call" and task.call_tests) or (
+                    kind == "stdio" and task.stdio_tests):
+                jobs.append(task.reference_job(kind))
+        if visible and task.examples:
+            jobs.append(task.to_job(task.reference, visible=True,
+                                    job_id=f"{task.task_id}#visible"))
+    failures = []
+    for start in range(0, len(jobs), chunk):
+        part = jobs[start:start + chunk]
+        for job, (ok, error) in zip(part, run_jobs(part, timeout=60.0 + 0.5 * len(part))):
+            if not ok:
+                failures.append((job.job_id, job.kind, error))
+    n = len(jobs)
+    return {"jobs": n, "passed": n - len(failures),
+            "pass_rate": (n - len(failures)) / n if n else 1.0, "failures": failures}
