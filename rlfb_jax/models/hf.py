@@ -1,9 +1,10 @@
 """Hugging Face checkpoint import: a local HF model directory becomes our NNX model.
 
 Supported ``model_type``s: ``llama``, ``qwen2``, ``mistral`` (-> ``arch="llama"``) and
-``gpt2`` (-> ``arch="gpt2"``); config translation is in `rlfb_jax.models.hf_config`. A checkpoint directory holds ``config.json`` and either
-``model.safetensors`` or shards listed in ``model.safetensors.index.json``; tokenizer files
-are optional. Torch is never imported: tensors are read straight from the safetensors files.
+``gpt2`` (-> ``arch="gpt2"``); config translation is in `rlfb_jax.models.hf_config`.
+A checkpoint directory holds ``config.json`` and either ``model.safetensors`` or shards
+listed in ``model.safetensors.index.json``; tokenizer files are optional. Torch is never
+imported: tensors are read straight from the safetensors files.
 
 Layout conversions (HF -> ours):
 
@@ -146,7 +147,7 @@ def open_tensors(path: str | os.PathLike) -> dict[str, SafetensorsFile]:
         return {name: files[fname] for name, fname in weight_map.items()}
     single = path / SAFE_FILE
     if not single.is_file():
-        others = sorted(p.name for p in path.glob("*.bin")) + sorted(p.name for p in path.glob("*.pt"))
+        others = sorted(p.name for pat in ("*.bin", "*.pt", "*.pth") for p in path.glob(pat))
         hint = f" (found {others}: only safetensors checkpoints are supported)" if others else ""
         raise FileNotFoundError(f"no {SAFE_FILE} or {SAFE_INDEX} in {str(path)!r}{hint}")
     st = SafetensorsFile(single)
@@ -272,11 +273,13 @@ def load_params(
     """Reads a checkpoint directory's tensors into our params dict for `lm.config`.
 
     Tensors are converted to ``lm.config.param_dtype`` on the host, then placed one at a
-    time (by `shardings`: None for the default device, one `jax.sharding.Sharding`, or a
-    pytree of them shaped like the params). Value/score heads come from ``rlfb_heads.safetensors``
-    when the directory has one, else start at zero (their initialisation).
-    Raises CheckpointError naming the HF tensor and our path on a missing tensor or a shape
-    mismatch, and (when `strict`) listing tensors the model has no place for.
+    time by `shardings`: None for the default device, one `jax.sharding.Sharding`, or a
+    pytree of them shaped like the params (e.g. from `rlfb_jax.core.sharding.tree_shardings`);
+    each device then gets only its slice, so every host needs the files. Value/score heads
+    come from ``rlfb_heads.safetensors`` when the directory has one, else start at zero
+    (their initialisation). Raises CheckpointError naming the HF tensor and our path on a
+    missing tensor or a shape mismatch, and (when `strict`) listing the checkpoint's tensors
+    the model has no place for (known buffers such as rotary ``inv_freq`` are skipped).
     """
     cfg = lm.config
     tensors = open_tensors(path)
@@ -302,16 +305,18 @@ def load_params(
                 f"for: {extra[:8]}{' ...' if len(extra) > 8 else ''}"
             )
 
-    cache: dict[str, np.ndarray] = {}
-    for m in maps:
-        want = tuple(param_at(abstract, m.ours).shape)
+    for m in maps:  # all shapes from the headers first: fail before reading any data
+        expect = hf_shape(m, tuple(param_at(abstract, m.ours).shape))
         src = tensors[m.hf]
-        expect = hf_shape(m, want)
         if src.shape(m.hf) != expect:
             raise CheckpointError(
                 f"tensor {m.hf!r} (ours: {m.path}) in {src.path.name}: expected shape "
                 f"{expect}, got {src.shape(m.hf)}"
             )
+
+    cache: dict[str, np.ndarray] = {}
+    for m in maps:
+        src = tensors[m.hf]
         if m.hf not in cache:
             cache = {m.hf: src.read(m.hf)}  # fused tensors are read once for all parts
         x = cache[m.hf]
@@ -320,7 +325,9 @@ def load_params(
         if m.parts > 1:
             n = x.shape[-1] // m.parts
             x = x[..., m.part * n : (m.part + 1) * n]
-        _set_leaf(params, m.ours, place(m.ours, np.ascontiguousarray(x, dtype=pdtype)))
+        # A copy, never a view of the mapped file: JAX may alias host memory on CPU, and
+        # the file can be rewritten later (e.g. by save_pretrained into the same dir).
+        _set_leaf(params, m.ours, place(m.ours, np.array(x, dtype=pdtype, order="C")))
 
     heads_file = Path(path) / HEADS_FILE
     stored = SafetensorsFile(heads_file) if heads_file.is_file() else None
@@ -338,7 +345,7 @@ def load_params(
                     )
             else:
                 x = np.zeros(want.shape)
-            _set_leaf(params, ours, place(ours, np.asarray(x, dtype=want.dtype)))
+            _set_leaf(params, ours, place(ours, np.array(x, dtype=want.dtype)))
     return params
 
 
@@ -370,18 +377,21 @@ def load_checkpoint(
     max_len: int | None = None,
     shardings=None,
     tokenizer: bool = True,
+    strict: bool = True,
 ) -> tuple[LanguageModel, Params, Any]:
     """A HF checkpoint directory as ``(LanguageModel, params, tokenizer or None)``.
 
     params is our pure nested dict (what the train state holds). The model gets the heads
-    in `heads` plus any saved in ``rlfb_heads.safetensors``. See `config_from_hf` for the
-    dtype and max_len defaults and `load_params` for `shardings`.
+    in `heads` plus any saved in ``rlfb_heads.safetensors``. The tokenizer comes from
+    ``transformers.AutoTokenizer`` when the directory has tokenizer files and `tokenizer`.
+    See `config_from_hf` for the dtype and max_len defaults and `load_params` for
+    `shardings` and `strict`.
     """
     hf = read_hf_config(path)
     heads = tuple(dict.fromkeys((*heads, *stored_heads(path))))
     cfg = config_from_hf(hf, dtype=dtype, param_dtype=param_dtype, heads=heads, max_len=max_len)
     lm = LanguageModel(cfg)
-    params = load_params(path, lm, shardings=shardings)
+    params = load_params(path, lm, shardings=shardings, strict=strict)
     return lm, params, load_tokenizer(path) if tokenizer else None
 
 
