@@ -32,7 +32,9 @@ class Checkpointer:
             max_to_keep=keep, save_interval_steps=1, create=True, enable_async_checkpointing=True
         )
         self._manager = ocp.CheckpointManager(
-            self.directory, options=options, item_names=("state", "meta")
+            self.directory, options=options,
+            item_handlers={"state": ocp.StandardCheckpointHandler(),
+                           "meta": ocp.JsonCheckpointHandler()},
         )
 
     def latest_step(self) -> int | None:
@@ -63,6 +65,9 @@ class Checkpointer:
         step = self._manager.latest_step() if step is None else step
         if step is None:
             raise FileNotFoundError(f"no checkpoint in {self.directory}")
+        stored = self._manager.item_metadata(step)["state"]
+        if stored is not None:
+            _check_shapes(stored, abstract_state, f"{self.directory}/{step}")
         try:
             restored = self._manager.restore(
                 step,
@@ -78,6 +83,18 @@ class Checkpointer:
         log.info("restored checkpoint %s/%d", self.directory, step)
         return restored["state"], restored["meta"]
 
+    def restore_raw(self, step: int | None = None):
+        """(state as a nested dict of host arrays, meta) without a target: for inspection,
+        export and comparisons. Arrays land on the default device."""
+        step = self._manager.latest_step() if step is None else step
+        if step is None:
+            raise FileNotFoundError(f"no checkpoint in {self.directory}")
+        restored = self._manager.restore(
+            step, args=ocp.args.Composite(state=ocp.args.StandardRestore(),
+                                          meta=ocp.args.JsonRestore()),
+        )
+        return restored["state"], restored["meta"]
+
     def wait(self):
         self._manager.wait_until_finished()
 
@@ -86,14 +103,24 @@ class Checkpointer:
         self._manager.close()
 
 
-def _check_shapes(restored, target, where: str):
-    flat_r = jax.tree_util.tree_leaves_with_path(restored)
-    flat_t = dict(jax.tree_util.tree_leaves_with_path(target))
-    for path, leaf in flat_r:
-        want = flat_t.get(path)
-        if want is not None and tuple(leaf.shape) != tuple(want.shape):
+def _key(path) -> str:
+    return "/".join(str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k))))
+                    for k in path)
+
+
+def _check_shapes(stored, target, where: str):
+    """Compares shapes leaf by leaf (by path), naming the first mismatch or missing array."""
+    flat_s = {_key(p): x for p, x in jax.tree_util.tree_leaves_with_path(stored)}
+    for path, want in jax.tree_util.tree_leaves_with_path(target):
+        key = _key(path)
+        leaf = flat_s.get(key)
+        if leaf is None:
+            if flat_s and not any(k.startswith(key) for k in flat_s):
+                raise CheckpointShapeError(f"checkpoint {where}: no array for {key}")
+            continue
+        if tuple(leaf.shape) != tuple(want.shape):
             raise CheckpointShapeError(
-                f"checkpoint {where}: {jax.tree_util.keystr(path)} has shape "
+                f"checkpoint {where}: {key} has shape "
                 f"{tuple(leaf.shape)}, the model expects {tuple(want.shape)}"
             )
 
