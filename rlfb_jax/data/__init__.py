@@ -9,35 +9,37 @@ Modules:
   tfds_builders  array_record TFDS builders (imports tensorflow_datasets; import it directly)
 """
 
-from rlfb_jax.data.benchmarks import load_humaneval, load_mbpp
-from rlfb_jax.data.synthetic import GeneratorConfig, iter_tasks, make_splits
-from rlfb_jax.data.tasks import (
-    BOS,
-    EOS,
-    PAD,
-    Task,
-    TaskFormatError,
-    format_example,
-    load_jsonl,
-    save_jsonl,
-)
-from rlfb_jax.data.tokenizer import encode_example, load_tokenizer, train_tokenizer
+import importlib
 
-__all__ = [
-    "BOS",
-    "EOS",
-    "PAD",
-    "GeneratorConfig",
-    "Task",
-    "TaskFormatError",
-    "encode_example",
-    "format_example",
-    "iter_tasks",
-    "load_humaneval",
-    "load_jsonl",
-    "load_mbpp",
-    "load_tokenizer",
-    "make_splits",
-    "save_jsonl",
-    "train_tokenizer",
-]
+# Public names -> defining module, imported on first use (PEP 562) so that
+# ``python -m rlfb_jax.data.synthetic`` does not import its own module twice.
+_EXPORTS = {
+    "BOS": "tasks",
+    "EOS": "tasks",
+    "PAD": "tasks",
+    "Task": "tasks",
+    "TaskFormatError": "tasks",
+    "format_example": "tasks",
+    "load_jsonl": "tasks",
+    "save_jsonl": "tasks",
+    "GeneratorConfig": "synthetic",
+    "iter_tasks": "synthetic",
+    "make_splits": "synthetic",
+    "load_humaneval": "benchmarks",
+    "load_mbpp": "benchmarks",
+    "encode_example": "tokenizer",
+    "load_tokenizer": "tokenizer",
+    "train_tokenizer": "tokenizer",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'rlfb_jax.data' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"rlfb_jax.data.{_EXPORTS[name]}"), name)
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -81,17 +81,16 @@ class Op:
 
 
 def _check(value: Any) -> Any:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int):
-        if abs(value) > MAX_ABS_INT:
-            raise Rejected("int too large")
-    elif isinstance(value, list):
+    t = type(value)
+    if t is list:
         if len(value) > MAX_LIST_LEN:
             raise Rejected("list too long")
-        if any(abs(x) > MAX_ABS_INT for x in value):
+        if value and (max(value) > MAX_ABS_INT or min(value) < -MAX_ABS_INT):
             raise Rejected("element too large")
-    elif isinstance(value, str) and len(value) > MAX_STR_LEN:
+    elif t is int:
+        if abs(value) > MAX_ABS_INT:
+            raise Rejected("int too large")
+    elif t is str and len(value) > MAX_STR_LEN:
         raise Rejected("string too long")
     return value
 

@@ -21,8 +21,8 @@ Tests: the visible examples (2 by default) appear in the prompt; 8 further hidde
 input/output pairs (distinct inputs) are stored in assert, stdin/stdout and call form.
 
 Splits are disjoint by program: a program's split is a fixed function of the hash of its
-normalized AST (`normalized_ast`: ``ast.dump`` with identifiers renamed by first
-appearance), 80% train / 10% validation / 10% test. So the same program always lands in the
+normalized AST (`normalized_ast`: the AST with bound names renamed by first appearance),
+80% train / 10% validation / 10% test. So the same program always lands in the
 same split whatever the seed or sizes, and no test program occurs in train. With
 ``holdout="skeleton"`` the hash is of the op names without parameters instead (held-out
 op combinations, a harder test split). Every op occurs in all splits, so held-out programs
@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import builtins
 import dataclasses
 import hashlib
 import json
@@ -173,26 +174,44 @@ def enumerate_programs(depth: int) -> Iterator[dsl.Program]:
     yield from extend((), None, depth)
 
 
-def normalized_ast(code: str) -> str:
-    """``ast.dump`` of ``code`` with every identifier renamed by order of first appearance.
+_BUILTIN_NAMES = frozenset(dir(builtins))
 
-    Two programs that differ only in function, argument or variable names map to the same
-    string; constants, operators and structure are kept.
+
+def normalized_ast(code: str) -> str:
+    """A dump of the AST of ``code`` with identifiers renamed by order of first appearance.
+
+    Function, argument and variable names become ``v0, v1, ...`` (builtins such as ``sum``
+    or ``len`` keep their names); constants, operators and structure are kept, and
+    contexts and positions are dropped. Two programs that differ only in the names they
+    bind map to the same string.
     """
-    tree = ast.parse(code)
     names: dict[str, str] = {}
 
     def canon(name: str) -> str:
+        if name in _BUILTIN_NAMES:
+            return name
         return names.setdefault(name, f"v{len(names)}")
 
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Name):
-            node.id = canon(node.id)
-        elif isinstance(node, ast.arg):
-            node.arg = canon(node.arg)
-        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
-            node.name = canon(node.name)
-    return ast.dump(tree, annotate_fields=False, include_attributes=False)
+    def dump(node) -> str:
+        if isinstance(node, ast.AST):
+            if isinstance(node, ast.expr_context):
+                return ""
+            kind = type(node).__name__
+            if isinstance(node, ast.Name):
+                return f"Name({canon(node.id)})"
+            if isinstance(node, ast.arg):
+                return f"arg({canon(node.arg)},{dump(node.annotation)})"
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                first = canon(node.name)
+                fields = [first] + [dump(getattr(node, f, None)) for f in node._fields[1:]]
+            else:
+                fields = [dump(getattr(node, f, None)) for f in node._fields]
+            return kind + "(" + ",".join(fields) + ")"
+        if isinstance(node, list):
+            return "[" + ",".join(dump(x) for x in node) + "]"
+        return repr(node)
+
+    return dump(ast.parse(code))
 
 
 def program_code(program: dsl.Program, entry_point: str = "f") -> str:

@@ -162,8 +162,12 @@ def test_normalized_ast_ignores_names_only():
     a = "def f(xs):\n    ys = [x + 1 for x in xs]\n    return sum(ys)\n"
     b = "def g(q):\n    r = [z + 1 for z in q]\n    return sum(r)\n"
     c = "def f(xs):\n    ys = [x + 2 for x in xs]\n    return sum(ys)\n"
+    d = "def f(xs):\n    ys = [x + 1 for x in xs]\n    return len(ys)\n"
     assert normalized_ast(a) == normalized_ast(b)
     assert normalized_ast(a) != normalized_ast(c)
+    assert normalized_ast(a) != normalized_ast(d)  # builtins keep their names
+    assert normalized_ast("def f(a, b):\n    return a - b\n") != normalized_ast(
+        "def f(a, b):\n    return b - a\n")
 
 
 def test_skeleton_holdout_keeps_op_combinations_apart():
