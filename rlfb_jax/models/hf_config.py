@@ -210,6 +210,11 @@ def hf_config_for(
         "vocab_size": cfg.vocab_size,
         "tie_word_embeddings": cfg.tie_embeddings,
         "torch_dtype": cfg.param_dtype,
+        # HF's per-architecture defaults (e.g. GPT-2's 50256) may lie outside our vocabulary;
+        # save_pretrained fills these from the tokenizer.
+        "bos_token_id": None,
+        "eos_token_id": None,
+        "pad_token_id": None,
     }
     if model_type == "gpt2":
         if cfg.num_kv_heads != cfg.n_heads or cfg.dim_per_head * cfg.n_heads != cfg.d_model:
@@ -222,6 +227,7 @@ def hf_config_for(
             n_embd=cfg.d_model, n_layer=cfg.n_layers, n_head=cfg.n_heads, n_inner=cfg.d_ff,
             n_positions=cfg.max_len, layer_norm_epsilon=cfg.norm_eps,
             activation_function="gelu_new", scale_attn_weights=True,
+            resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,  # we train without dropout
         )
         return hf, out
     hf.update(
