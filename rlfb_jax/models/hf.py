@@ -138,13 +138,13 @@ def open_tensors(path: str | os.PathLike) -> dict[str, SafetensorsFile]:
     index = path / SAFE_INDEX
     if index.is_file():
         with open(index) as f:
-            weight_map: dict[str, str] = json.load(f)["weight_map"]
+            where: dict[str, str] = json.load(f)["weight_map"]
         files: dict[str, SafetensorsFile] = {}
-        for fname in sorted(set(weight_map.values())):
+        for fname in sorted(set(where.values())):
             if not (path / fname).is_file():
                 raise FileNotFoundError(f"{index} lists shard {str(path / fname)!r}, not found")
             files[fname] = SafetensorsFile(path / fname)
-        return {name: files[fname] for name, fname in weight_map.items()}
+        return {name: files[fname] for name, fname in where.items()}
     single = path / SAFE_FILE
     if not single.is_file():
         others = sorted(p.name for pat in ("*.bin", "*.pt", "*.pth") for p in path.glob(pat))

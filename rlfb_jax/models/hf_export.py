@@ -96,12 +96,12 @@ def _write_shards(state: dict[str, np.ndarray], out: Path, max_bytes: int) -> li
         save_file(shards[0], str(out / SAFE_FILE), metadata=meta)
         return [SAFE_FILE]
     names = [f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors" for i in range(len(shards))]
-    weight_map = {}
+    where = {}
     for fname, shard in zip(names, shards):
         save_file(shard, str(out / fname), metadata=meta)
-        weight_map.update(dict.fromkeys(shard, fname))
+        where.update(dict.fromkeys(shard, fname))
     index = {"metadata": {"total_size": sum(x.nbytes for x in state.values())},
-             "weight_map": dict(sorted(weight_map.items()))}
+             "weight_map": dict(sorted(where.items()))}
     (out / SAFE_INDEX).write_text(json.dumps(index, indent=2) + "\n")
     return names
 
