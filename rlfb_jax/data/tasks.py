@@ -10,7 +10,8 @@ signature (plus docstring for HumanEval) and the completion is the function body
 the prompt is a Python docstring holding the description and the example asserts, and the
 completion is the whole function. ``task.prompt + task.reference`` passes every test.
 
-Test forms (all hidden from the model; LEVER-style reranking may only run ``examples``):
+Test forms (all hidden from the model; LEVER-style reranking may only run ``examples``,
+e.g. through `Task.probe_job`, which prints a program's results on them):
 
 * ``tests``: assert snippets, each run after ``setup`` and the program
   (executor kind ``"assert"``). Every task has them.
@@ -53,6 +54,27 @@ if __name__ == "__main__":
     import sys as _sys
     _args = [_ast.literal_eval(_line) for _line in _sys.stdin.read().splitlines() if _line]
     print(repr({entry_point}(*_args)))
+"""
+
+# Appended by `Task.probe_job`. A result equal (==) to the example's expected value prints
+# as the expected text, so the job passes iff all examples pass; any other value prints as
+# its repr, and a raised error as !ErrorType.
+PROBE_HELPER = """
+
+
+def _rlfb_probe(call, expected, text):
+    try:
+        value = call()
+    except BaseException as e:  # the error type is the execution result
+        return "!" + type(e).__name__
+    try:
+        if value == expected():
+            return text
+    except BaseException:
+        pass
+    return repr(value)
+
+
 """
 
 CallTest = tuple[tuple[Any, ...], Any]
@@ -157,6 +179,50 @@ class Task:
             script += STDIO_DRIVER.format(entry_point=self.entry_point)
             return Job(program=script, tests=tuple(self.stdio_tests), kind="stdio", **common)
         raise ValueError(f"unknown job kind {kind!r}; expected 'assert', 'stdio' or 'call'")
+
+    def probe_job(
+        self, completion: str, *, job_id: str | None = None, timeout: float | None = None
+    ) -> Job:
+        """A stdio job that prints what ``prompt + completion`` returns on the visible examples.
+
+        For execution-result features and grouping (LEVER): the script prints one line per
+        visible example: the expected text if the returned value equals (==) the expected
+        one, else ``repr`` of the value, or ``!ErrorType`` if the call raised. So
+        ``Outcome.stdout`` is the program's execution result, and the single stdio test
+        (expecting the expected texts) passes iff every visible example passes. Only the
+        examples of the form ``assert CALL == EXPECTED`` are probed.
+        """
+        body, expected = [], []
+        for example in self.examples:
+            try:
+                statements = ast.parse(example).body
+            except SyntaxError:
+                continue
+            if not statements:
+                continue
+            *pre, last = statements
+            test = getattr(last, "test", None)
+            if not (isinstance(last, ast.Assert) and isinstance(test, ast.Compare)
+                    and len(test.ops) == 1 and isinstance(test.ops[0], ast.Eq)):
+                continue
+            body += [ast.unparse(s) for s in pre]
+            rhs = test.comparators[0]
+            try:
+                text = repr(ast.literal_eval(rhs))
+            except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+                text = ast.unparse(rhs)
+            expected.append(text)
+            body.append(f"print(_rlfb_probe(lambda: {ast.unparse(test.left)}, "
+                        f"lambda: {ast.unparse(rhs)}, {text!r}))")
+        if not body:
+            raise ValueError(f"task {self.task_id} has no visible examples of the form "
+                             "'assert CALL == EXPECTED' to probe")
+        script = (self.setup + ("\n" if self.setup else "") + self.program(completion)
+                  + PROBE_HELPER + "\n".join(body) + "\n")
+        stdout = "".join(line + "\n" for line in expected)
+        return Job(program=script, tests=(("", stdout),), kind="stdio",
+                   entry_point=self.entry_point, timeout=timeout,
+                   job_id=self.task_id if job_id is None else job_id)
 
     def reference_job(self, kind: str = "assert") -> Job:
         """The job of the reference solution (it must pass)."""

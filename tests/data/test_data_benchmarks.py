@@ -90,3 +90,10 @@ def test_mbpp_errors(tmp_path):
     bad.write_text(json.dumps({"task_id": 11, "text": "x"}) + "\n")
     with pytest.raises(ValueError, match=r"bad\.jsonl:1: not an MBPP record"):
         load_mbpp(str(bad))
+
+
+def test_mbpp_probe_jobs_pass_with_references(mbpp_file):
+    """Probe jobs compare by ==, so dict order or int/float reprs don't fail them."""
+    tasks = load_mbpp(mbpp_file, "all")
+    results = run_jobs([t.probe_job(t.reference) for t in tasks])
+    assert all(ok for ok, _ in results), [e for ok, e in results if not ok][:3]

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from rlfb_jax.data.reference_check import run_jobs
+from rlfb_jax.data.reference_check import run_jobs, run_script
 from rlfb_jax.data.tasks import (
     BOS,
     EOS,
@@ -165,3 +165,28 @@ def test_optional_fields_default(tmp_path):
     task = Task.from_dict(minimal)
     assert task.stdio_tests == () and task.metadata == {} and task.difficulty is None
     assert dataclasses.replace(task, split="test").split == "test"
+
+
+def test_probe_job_prints_execution_results():
+    task = _task(examples=("assert f([1]) == [2]", "assert f([]) == []", "x = 1"))
+    job = task.probe_job(task.reference)
+    assert job.kind == "stdio" and job.tests == (("", "[2]\n[]\n"),)
+    assert run_script(job.program, "") == "[2]\n[]\n"
+    wrong = task.probe_job("    return xs[0]\n")
+    assert run_script(wrong.program, "") == "1\n!IndexError\n"
+    assert run_jobs([job, wrong]) == [(True, ""), (False, run_jobs([wrong])[0][1])]
+    with pytest.raises(ValueError, match="no visible examples"):
+        _task(examples=()).probe_job("")
+    # Equal values print as the expected text (2.0 == 2); non-literal expectations work.
+    loose = _task(examples=("assert f([1.0]) == [2]", "assert set(f([1, 1])) == set([2])"))
+    assert run_script(loose.probe_job(loose.reference).program, "") == "[2]\nset([2])\n"
+    assert run_jobs([loose.probe_job(loose.reference)]) == [(True, "")]
+
+
+def test_probe_jobs_of_generated_and_benchmark_tasks(splits):
+    from rlfb_jax.data.benchmarks import load_humaneval
+
+    tasks = splits["test"][:20] + [t for t in load_humaneval() if t.examples][:20]
+    tasks = [t for t in tasks if t.task_id != "HumanEval/47"]
+    results = run_jobs([t.probe_job(t.reference) for t in tasks])
+    assert all(ok for ok, _ in results), results
