@@ -15,6 +15,7 @@ is only forked after the previous job's processes are all dead and its directory
 
 from __future__ import annotations
 
+import fcntl
 import gc
 import importlib
 import itertools
@@ -27,7 +28,7 @@ import signal
 import socket
 import sys
 
-from . import child, sandbox
+from . import child, codec, sandbox
 
 # Small modules most programs import (typing alone costs ~7 ms per job otherwise). Bigger
 # ones are left out on purpose: every preloaded page makes each fork and exit slower.
@@ -39,8 +40,6 @@ _JOB_FDS = 6  # payload memfd, stdin, requests, replies, stdout, stderr
 
 
 def _high_dup(fd: int) -> int:
-    import fcntl
-
     return fcntl.fcntl(fd, fcntl.F_DUPFD, 100)
 
 
@@ -48,9 +47,6 @@ def _exec_job(config: dict, payload: dict, fds: list[int], workdir: str) -> None
     """In the freshly forked job process: apply the per-job layers, then run the program."""
     try:
         os.setpgid(0, 0)
-        signal.set_wakeup_fd(-1)
-        for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, signal.SIG_DFL)
         high = [_high_dup(fd) for fd in fds[1:]]
         # stdin, requests, replies, stdout, stderr -> 0, 3, 4, 1, 2
         for fd, target in zip(high, (0, child.REQUEST_FD, child.REPLY_FD, 1, 2)):
@@ -59,7 +55,6 @@ def _exec_job(config: dict, payload: dict, fds: list[int], workdir: str) -> None
         os.chdir(workdir)
         sandbox.apply_rlimits(config["limits"])
         sandbox.drop_privileges(config["user"])
-        sandbox.scrub_environment()
         if not config["net_namespace"]:
             sandbox.disable_sockets()
         sys.argv = ["program"]
@@ -98,11 +93,7 @@ class Zygote:
         self.job_pid: int | None = None
         self.job_status: tuple[int, int] | None = None
         self.workdir: str | None = None
-        self.wake_r, wake_w = os.pipe()
-        os.set_blocking(self.wake_r, False)
-        os.set_blocking(wake_w, False)
-        signal.set_wakeup_fd(wake_w)
-        signal.signal(signal.SIGCHLD, lambda *_: None)
+        self.pidfd: int | None = None  # readable once the job process has exited
 
     def send(self, message: tuple) -> None:
         self.sock.send(pickle.dumps(message))
@@ -120,6 +111,7 @@ class Zygote:
             _exec_job(self.config, payload, fds, workdir)
         for fd in fds[1:]:
             os.close(fd)
+        self.pidfd = os.pidfd_open(pid)
         self.job_pid, self.job_status, self.workdir = pid, None, workdir
         self.seq += 1
 
@@ -164,18 +156,19 @@ class Zygote:
             shutil.rmtree(self.workdir, ignore_errors=True)
         status, rss = self.job_status if self.job_status else (0, 0)
         self.send(("done", self.seq, status, rss))
-        self.job_pid, self.job_status, self.workdir = None, None, None
+        if self.pidfd is not None:
+            os.close(self.pidfd)
+        self.job_pid, self.job_status, self.workdir, self.pidfd = None, None, None, None
 
     def serve(self) -> None:
         while True:
-            ready, _, _ = select.select([self.sock, self.wake_r], [], [])
-            if self.wake_r in ready:
-                try:
-                    while os.read(self.wake_r, 512):
-                        pass
-                except BlockingIOError:
-                    pass
+            watched = [self.sock] if self.pidfd is None else [self.sock, self.pidfd]
+            ready, _, _ = select.select(watched, [], [])
+            if self.pidfd is not None and self.pidfd in ready:
                 self.reap()
+                if self.job_status is not None:
+                    os.close(self.pidfd)
+                    self.pidfd = None
             if self.sock in ready:
                 data, fds, _, _ = socket.recv_fds(self.sock, 1024, _JOB_FDS)
                 if not data:
@@ -188,6 +181,20 @@ class Zygote:
                 else:
                     for fd in fds:
                         os.close(fd)
+
+
+def _warm_up() -> None:
+    """Run the job-process code paths once here, so that the lazily built state they need
+    (parser, compiler, json, codec) exists before the fork and each job process only shares
+    it instead of building it in fresh (page-faulting) memory."""
+    namespace: dict = {"__name__": "__main__"}
+    code = compile("def f(x):\n    return [x, (x, {x: x})]\n", child.PROGRAM_FILE, "exec")
+    exec(code, namespace)
+    value = codec.encode_value(namespace["f"](1))
+    codec.decode_value(codec.loads(codec.dumps(["value", value]))[1], {})
+    sorted(k for k in namespace if type(k) is str)
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
 
 
 BOOTSTRAP = (
@@ -230,6 +237,7 @@ def zygote_main(config_json: str) -> None:
                 importlib.import_module(name)
             except ImportError:
                 pass
+        _warm_up()
         zygote = Zygote(sock, config)
         # Objects that exist now are never collected in a job process: without this, the
         # first full collection there would touch (and copy-on-write) the whole heap.
