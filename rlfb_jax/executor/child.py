@@ -87,7 +87,15 @@ def run_functions(payload: dict) -> int:
             return 0
     _flush()
     _send(["ready", sorted(k for k in namespace if type(k) is str)])
+    return serve_calls(namespace, REQUEST_FD, REPLY_FD)
+
+
+def serve_calls(namespace: dict[str, Any], request_fd: int, reply_fd: int) -> int:
+    """Answer call requests against ``namespace`` until the request channel closes."""
     objects: dict[int, Any] = {}
+
+    def send(message: Any) -> None:
+        codec.write_frame(reply_fd, codec.dumps(message))
 
     def resolve(v: Any) -> Any:
         if type(v) is codec.Ref:
@@ -101,7 +109,7 @@ def run_functions(payload: dict) -> int:
         return v
 
     while True:
-        frame = codec.read_frame(REQUEST_FD, MAX_MESSAGE)
+        frame = codec.read_frame(request_fd, MAX_MESSAGE)
         if frame is None:
             return 0
         _, name, args, kwargs = codec.loads(frame)
@@ -115,14 +123,14 @@ def run_functions(payload: dict) -> int:
             info = exception_info(e)
             if isinstance(e, KeyError) and e.args == (name,) and name not in namespace:
                 info.update(type="NameError", message=f"name {name!r} is not defined")
-            _send(["raise", info])
+            send(["raise", info])
             continue
         _flush()
         try:
-            _send(["value", codec.encode_value(result)])
+            send(["value", codec.encode_value(result)])
         except (codec.Unencodable, RecursionError):
             objects[len(objects)] = result
-            _send(["handle", len(objects) - 1, type(result).__name__])
+            send(["handle", len(objects) - 1, type(result).__name__])
 
 
 def run_script(payload: dict) -> int:

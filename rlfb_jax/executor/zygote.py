@@ -184,15 +184,26 @@ class Zygote:
 
 
 def _warm_up() -> None:
-    """Run the job-process code paths once here, so that the lazily built state they need
-    (parser, compiler, json, codec) exists before the fork and each job process only shares
-    it instead of building it in fresh (page-faulting) memory."""
+    """Run the job-process code paths once here (compile, exec, one call served over a
+    pipe), so that the lazily built state they need exists before the fork and each job
+    process shares it instead of rebuilding it in fresh, page-faulting memory."""
     namespace: dict = {"__name__": "__main__"}
-    code = compile("def f(x):\n    return [x, (x, {x: x})]\n", child.PROGRAM_FILE, "exec")
+    code = compile("def f(x, y=0):\n    return [x, (x, {x: y})]\n", child.PROGRAM_FILE,
+                   "exec")
     exec(code, namespace)
-    value = codec.encode_value(namespace["f"](1))
-    codec.decode_value(codec.loads(codec.dumps(["value", value]))[1], {})
     sorted(k for k in namespace if type(k) is str)
+    req_r, req_w = os.pipe()
+    rep_r, rep_w = os.pipe()
+    args = [codec.encode_value((1, [2.5, "x"])), codec.encode_value({"y": None})]
+    for name in ("f", "missing"):
+        codec.write_frame(req_w, codec.dumps(["call", name, *args]))
+    os.close(req_w)
+    child.serve_calls(namespace, req_r, rep_w)
+    os.close(rep_w)
+    while codec.read_frame(rep_r) is not None:
+        pass
+    os.close(req_r)
+    os.close(rep_r)
     for stream in (sys.stdout, sys.stderr):
         stream.flush()
 
