@@ -435,9 +435,10 @@ def run(program: Program, value: Any) -> Any:
     return value
 
 
-def render_body(program: Program, indent: str = "    ") -> str:
-    """The function body (each line ending in a newline): one line per step, last returns."""
-    lines = []
+def render_steps(program: Program) -> list[str]:
+    """The unindented source of each step (a block step spans several lines, and the last
+    step ends in a ``return``), joined by `render_body`."""
+    chunks = []
     var = VAR[input_type(program)]
     for i, (name, param) in enumerate(program):
         op = OPS_BY_NAME[name]
@@ -445,14 +446,21 @@ def render_body(program: Program, indent: str = "    ") -> str:
         last = i == len(program) - 1
         if isinstance(op.code, tuple):
             slots = op.slots(param, var, out)
-            lines += [line.format(**slots) for line in op.code]
+            lines = [line.format(**slots) for line in op.code]
             if last:
                 lines.append(f"return {out}")
+            chunks.append("\n".join(lines))
         else:
             expr = op.code.format(**op.slots(param, var))
-            lines.append(f"return {expr}" if last else f"{out} = {expr}")
+            chunks.append(f"return {expr}" if last else f"{out} = {expr}")
         var = out
-    return "".join(indent + line + "\n" for line in lines)
+    return chunks
+
+
+def render_body(program: Program, indent: str = "    ") -> str:
+    """The function body (each line ending in a newline): one line per step, last returns."""
+    return "".join(indent + line + "\n"
+                   for chunk in render_steps(program) for line in chunk.split("\n"))
 
 
 def render_signature(program: Program, name: str = "f") -> str:

@@ -21,8 +21,9 @@ Tests: the visible examples (2 by default) appear in the prompt; 8 further hidde
 input/output pairs (distinct inputs) are stored in assert, stdin/stdout and call form.
 
 Splits are disjoint by program: a program's split is a fixed function of the hash of its
-normalized AST (`normalized_ast`: the AST with bound names renamed by first appearance),
-80% train / 10% validation / 10% test. So the same program always lands in the
+name-normalized statements (`split_key`, a coarsening of `normalized_ast`: the AST with
+bound names renamed by first appearance), 80% train / 10% validation / 10% test; so no
+test program's normalized AST occurs in train. So the same program always lands in the
 same split whatever the seed or sizes, and no test program occurs in train. With
 ``holdout="skeleton"`` the hash is of the op names without parameters instead (held-out
 op combinations, a harder test split). Every op occurs in all splits, so held-out programs
@@ -44,6 +45,7 @@ import argparse
 import ast
 import builtins
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -177,15 +179,8 @@ def enumerate_programs(depth: int) -> Iterator[dsl.Program]:
 _BUILTIN_NAMES = frozenset(dir(builtins))
 
 
-def normalized_ast(code: str) -> str:
-    """A dump of the AST of ``code`` with identifiers renamed by order of first appearance.
-
-    Function, argument and variable names become ``v0, v1, ...`` (builtins such as ``sum``
-    or ``len`` keep their names); constants, operators and structure are kept, and
-    contexts and positions are dropped. Two programs that differ only in the names they
-    bind map to the same string.
-    """
-    names: dict[str, str] = {}
+def _dump(node: Any, names: dict[str, str]) -> str:
+    """A compact AST dump with non-builtin identifiers renamed through ``names``."""
 
     def canon(name: str) -> str:
         if name in _BUILTIN_NAMES:
@@ -211,7 +206,33 @@ def normalized_ast(code: str) -> str:
             return "[" + ",".join(dump(x) for x in node) + "]"
         return repr(node)
 
-    return dump(ast.parse(code))
+    return dump(node)
+
+
+def normalized_ast(code: str) -> str:
+    """A dump of the AST of ``code`` with identifiers renamed by order of first appearance.
+
+    Function, argument and variable names become ``v0, v1, ...`` (builtins such as ``sum``
+    or ``len`` keep their names); constants, operators and structure are kept, and
+    contexts and positions are dropped. Two programs that differ only in the names they
+    bind map to the same string.
+    """
+    return _dump(ast.parse(code), {})
+
+
+@functools.lru_cache(maxsize=65536)
+def _statements_key(chunk: str) -> str:
+    return ";".join(_dump(stmt, {}) for stmt in ast.parse(chunk).body)
+
+
+def split_key(program: dsl.Program) -> str:
+    """The normalized statements of a program's body, each renamed on its own.
+
+    Coarser than `normalized_ast` of the whole function (names are not linked across
+    statements), so programs with equal normalized ASTs have equal keys and share a
+    split; and fast, since each step's statements are normalized once and cached.
+    """
+    return "|".join(_statements_key(chunk) for chunk in dsl.render_steps(program))
 
 
 def program_code(program: dsl.Program, entry_point: str = "f") -> str:
@@ -224,7 +245,7 @@ def split_of(program: dsl.Program, config: GeneratorConfig = GeneratorConfig()) 
     if config.holdout == "skeleton":
         key = dsl.skeleton_key(program)
     else:
-        key = normalized_ast(program_code(program, config.entry_point))
+        key = split_key(program)
     u = int.from_bytes(hashlib.sha1(key.encode()).digest()[:8], "big") / 2.0**64
     f_train, f_valid, _ = config.split_fractions
     if u < f_train:
