@@ -22,17 +22,24 @@ input/output pairs (distinct inputs) are stored in assert, stdin/stdout and call
 
 Splits are disjoint by program: a program's split is a fixed function of the hash of its
 name-normalized statements (`split_key`, a coarsening of `normalized_ast`: the AST with
-bound names renamed by first appearance), 80% train / 10% validation / 10% test; so no
-test program's normalized AST occurs in train. So the same program always lands in the
-same split whatever the seed or sizes, and no test program occurs in train. With
-``holdout="skeleton"`` the hash is of the op names without parameters instead (held-out
-op combinations, a harder test split). Every op occurs in all splits, so held-out programs
-are compositions of ops seen in training.
+bound names renamed by first appearance), 80% train / 10% validation / 10% test. So a
+program lands in the same split whatever the seed or sizes, and no test program's
+normalized AST occurs in train. With ``holdout="skeleton"`` the hash is of the op names
+without parameters instead (held-out op combinations, a harder test split). Every op
+occurs in a train split of a few thousand tasks, and every clause (phrasing with its
+parameter, 378 in all) in one of 20k, so held-out programs are new compositions of parts
+seen in training.
 
 Generation is deterministic: draw ``i`` of seed ``s`` uses its own ``random.Random(f"{s}:{i}")``,
 so the train list of a small call is a prefix of that of a larger call with the same seed.
 Rejected draws (duplicate program, a step with no observable effect on the inputs,
-constant output, too few inputs on which the program is defined) are skipped.
+constant output, too few inputs on which the program is defined, prompt or reference too
+long) are skipped.
+
+Size of the world (`count_programs`, well-typed programs before those filters): 190 of
+depth 1, 10,472 of depth 2, 592,799 of depth 3, 34,310,427 of depth 4; about 96% / 69% /
+43% / 25% of drawn programs of each depth pass the filters. Shallow depths run out first:
+a 20k-task train split is about 1% / 21% / 47% / 31% depth 1 / 2 / 3 / 4.
 
 CLI: ``python -m rlfb_jax.data.synthetic --out DIR --num-train N --seed S [--check]`` writes
 ``DIR/{train,validation,test}.jsonl`` and ``DIR/stats.json``; ``--check`` also runs every
