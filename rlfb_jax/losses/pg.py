@@ -1,0 +1,232 @@
+"""Policy-gradient losses: REINFORCE ("pg") and PPO ("ppo"), with value loss, entropy bonus and
+an optional KL-to-reference term.
+
+Batch keys (the sequence batch of `rlfb_jax.losses.sequence` plus, all [B, L-1] float32 and
+aligned with ``tokens[:, 1:]``):
+
+* ``advantages`` (both losses), e.g. from `rlfb_jax.losses.advantages`;
+* ``old_logprobs``: log-probs of the tokens under the policy that sampled them ("ppo");
+* ``ref_logprobs``: under the frozen reference (for ``kl_in_loss_beta`` and ``kl/*`` metrics);
+* ``returns``: value targets (when a value function is trained, ``value_slot`` not None);
+* ``old_values``: the values at sampling time (for the clipped value loss, ``value_clip``).
+
+Shared hparams:
+
+* ``aggregation``: how per-token terms become a scalar: "token_mean" (mean over all
+  completion tokens of the batch), "seq_mean" (mean over sequences of each sequence's token
+  mean) or "seq_sum_norm" (token sum / (B * norm_len), Dr. GRPO; norm_len defaults to L-1);
+* ``value_slot``: None (no value function), "policy" (value head on the policy's backbone,
+  heads=("value",)) or "value" (a separate critic in ``params["value"]``, described by
+  ``value_model``, default ``model``); ``vf_coef`` weighs the value loss, ``value_clip`` the
+  PPO value clipping range (None: plain squared error);
+* ``ent_coef``: entropy bonus weight (loss -= ent_coef * entropy);
+* ``kl_in_loss_beta`` / ``kl_estimator``: beta * KL(pi || ref) added to the loss with an
+  estimator of `rlfb_jax.losses.kl` (needs ``ref_logprobs``).
+
+Metrics: ``loss/total``, ``loss/pg``, ``loss/entropy``, ``loss/value``, ``loss/kl``,
+``policy/entropy``, ``kl/mean`` (k1 token mean vs the reference), ``kl/seq_mean`` (mean
+per-sequence k1 sum, the quantity the adaptive controller targets), ``value/*``, ``ppo/*``;
+``tokens/count`` with the token sums ``policy/entropy_sum``, ``kl/sum``, ``ppo/clip_count``
+keep averages exact across micro-batches and hosts.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from rlfb_jax.losses.kl import get_kl_estimator, k1
+from rlfb_jax.losses.registry import register_loss
+from rlfb_jax.losses.sequence import masked_mean, sequence_logprobs, target_mask
+
+AGGREGATIONS = ("token_mean", "seq_mean", "seq_sum_norm")
+
+
+def aggregate(x: jax.Array, mask: jax.Array, mode: str = "token_mean",
+              norm_len: int | None = None) -> jax.Array:
+    """Per-token values x [B, T] to a scalar over mask [B, T] (see the module docstring).
+
+    "seq_mean" skips sequences with an empty mask; "seq_sum_norm" divides by B * norm_len
+    (norm_len defaults to T), a constant, so long sequences are not down-weighted.
+    """
+    x, mask = jnp.asarray(x, jnp.float32), jnp.asarray(mask, jnp.float32)
+    if mode == "token_mean":
+        return masked_mean(x, mask)
+    if mode == "seq_mean":
+        per_seq_n = jnp.sum(mask, axis=1)
+        per_seq = jnp.sum(x * mask, axis=1) / jnp.maximum(per_seq_n, 1.0)
+        return masked_mean(per_seq, (per_seq_n > 0).astype(jnp.float32))
+    if mode == "seq_sum_norm":
+        length = x.shape[1] if norm_len is None else norm_len
+        return jnp.sum(x * mask) / (x.shape[0] * length)
+    raise ValueError(f"unknown aggregation {mode!r}; expected one of {', '.join(AGGREGATIONS)}")
+
+
+def ppo_clip_objective(logprobs, old_logprobs, advantages, clip_eps: float = 0.2,
+                       clip_eps_high: float | None = None, dual_clip: float | None = None):
+    """Per-token PPO clipped surrogate loss (Schulman et al. 2017, eq. 7), all [B, T] float32.
+
+    loss_t = -min(r_t A_t, clip(r_t, 1 - eps, 1 + eps_high) A_t), r_t = exp(logp - old_logp).
+    ``clip_eps_high`` (default ``clip_eps``) allows an asymmetric range (DAPO's clip-higher).
+    ``dual_clip`` = c > 1 (Ye et al. 2020) also bounds the loss for A_t < 0 by -c A_t, so
+    a huge ratio on a bad token cannot blow the update up.
+
+    Returns (loss, ratio, clipped) where ``clipped`` is 1.0 where the clipped branch is the
+    active one (the token's gradient is zero).
+    """
+    high = clip_eps if clip_eps_high is None else clip_eps_high
+    ratio = jnp.exp(logprobs - old_logprobs)
+    unclipped = ratio * advantages
+    clipped = jnp.clip(ratio, 1.0 - clip_eps, 1.0 + high) * advantages
+    objective = jnp.minimum(unclipped, clipped)
+    is_clipped = clipped < unclipped
+    if dual_clip is not None:
+        lower = dual_clip * advantages
+        is_clipped = is_clipped | ((advantages < 0) & (objective < lower))
+        objective = jnp.where(advantages < 0, jnp.maximum(objective, lower), objective)
+    return -objective, ratio, is_clipped.astype(jnp.float32)
+
+
+def clipped_value_loss(values, returns, old_values=None, value_clip: float | None = 0.2):
+    """Per-token value loss [B, T]: 0.5 * max((V - R)^2, (V_clip - R)^2) with
+    V_clip = V_old + clip(V - V_old, -c, c) (the PPO value clipping of Schulman's baselines
+    implementation); 0.5 * (V - R)^2 when ``value_clip`` is None.
+
+    Returns (loss, clipped) with ``clipped`` 1.0 where the clipped error is the larger one.
+    """
+    err = jnp.square(values - returns)
+    if value_clip is None:
+        return 0.5 * err, jnp.zeros_like(err)
+    if old_values is None:
+        raise ValueError("value_clip needs batch['old_values']; set value_clip=None to drop it")
+    v_clip = old_values + jnp.clip(values - old_values, -value_clip, value_clip)
+    err_clip = jnp.square(v_clip - returns)
+    return 0.5 * jnp.maximum(err, err_clip), (err_clip > err).astype(jnp.float32)
+
+
+def explained_variance(values, returns, mask) -> jax.Array:
+    """1 - Var(R - V) / Var(R) over the mask (0 when the returns are constant)."""
+    var_r = masked_mean(jnp.square(returns - masked_mean(returns, mask)), mask)
+    resid = returns - values
+    var_e = masked_mean(jnp.square(resid - masked_mean(resid, mask)), mask)
+    return jnp.where(var_r > 1e-8, 1.0 - var_e / jnp.maximum(var_r, 1e-8), 0.0)
+
+
+def _values(params, batch, hidden, model, value_slot, value_model):
+    """V(s_t) [B, L-1] aligned with the predicted tokens (position t chooses token t+1)."""
+    if value_slot == "policy":
+        return model.bind(params["policy"]).value(hidden)[:, :-1]
+    if value_slot == "value":
+        critic = model if value_model is None else value_model
+        out = critic.forward(params["value"], batch["tokens"],
+                             attention_mask=batch["attention_mask"])
+        return critic.bind(params["value"]).value(out.hidden)[:, :-1]
+    raise ValueError(f"value_slot must be None, 'policy' or 'value', got {value_slot!r}")
+
+
+def _loss(params, batch, model, surrogate, *, aggregation, norm_len, value_slot, value_model,
+          vf_coef, value_clip, ent_coef, kl_in_loss_beta, kl_estimator):
+    """The shared body: per-token policy surrogate + value + entropy + KL terms."""
+    mask = target_mask(batch)
+    logp, ent, hidden = sequence_logprobs(model, params["policy"], batch, with_entropy=True)
+    pg_tok, metrics = surrogate(logp, batch, mask)
+
+    def agg(x):
+        return aggregate(x, mask, aggregation, norm_len)
+
+    pg = agg(pg_tok)
+    ent_mean = agg(ent)
+    total = pg - ent_coef * ent_mean
+    count = jnp.sum(mask)
+    sg = jax.lax.stop_gradient
+    metrics.update({
+        "loss/pg": pg,
+        "loss/entropy": -ent_coef * ent_mean,
+        "policy/entropy": masked_mean(sg(ent), mask),
+        "policy/entropy_sum": jnp.sum(sg(ent) * mask),
+        "policy/logprob": masked_mean(sg(logp), mask),
+        "tokens/count": count,
+        "adv/mean": masked_mean(batch["advantages"], mask),
+    })
+
+    if "ref_logprobs" in batch:
+        ref = batch["ref_logprobs"]
+        kl_tok = sg(k1(logp, ref))
+        metrics["kl/mean"] = masked_mean(kl_tok, mask)
+        metrics["kl/sum"] = jnp.sum(kl_tok * mask)
+        metrics["kl/seq_mean"] = jnp.sum(kl_tok * mask) / mask.shape[0]
+    if kl_in_loss_beta:
+        if "ref_logprobs" not in batch:
+            raise ValueError("kl_in_loss_beta > 0 needs batch['ref_logprobs']")
+        kl_loss = kl_in_loss_beta * agg(get_kl_estimator(kl_estimator)(logp, batch["ref_logprobs"]))
+        total = total + kl_loss
+        metrics["loss/kl"] = kl_loss
+
+    if value_slot is not None:
+        values = _values(params, batch, hidden, model, value_slot, value_model)
+        returns = batch["returns"]
+        v_tok, v_clipped = clipped_value_loss(values, returns, batch.get("old_values"),
+                                              value_clip)
+        v_loss = agg(v_tok)
+        total = total + vf_coef * v_loss
+        metrics.update({
+            "loss/value": v_loss,
+            "value/mean": masked_mean(sg(values), mask),
+            "value/clip_frac": masked_mean(v_clipped, mask),
+            "value/explained_variance": explained_variance(sg(values), returns, mask),
+        })
+    metrics["loss/total"] = total
+    return total, metrics
+
+
+def _common(aggregation="token_mean", norm_len=None, value_slot=None, value_model=None,
+            vf_coef=0.5, value_clip=0.2, ent_coef=0.0, kl_in_loss_beta=0.0, kl_estimator="k3"):
+    if aggregation not in AGGREGATIONS:
+        raise ValueError(f"unknown aggregation {aggregation!r}; "
+                         f"expected one of {', '.join(AGGREGATIONS)}")
+    return dict(aggregation=aggregation, norm_len=norm_len, value_slot=value_slot,
+                value_model=value_model, vf_coef=vf_coef, value_clip=value_clip,
+                ent_coef=ent_coef, kl_in_loss_beta=kl_in_loss_beta, kl_estimator=kl_estimator)
+
+
+@register_loss("pg")
+def pg_loss(params, batch, *, model, value_clip=None, **hparams):
+    """REINFORCE (Williams 1992): per-token loss -A_t * log pi(x_t), A from the batch.
+
+    With a baseline folded into ``advantages`` this is REINFORCE with a baseline (batch mean,
+    RLOO, CodeRL's greedy baseline or a learned value). Value clipping is off by default
+    (it needs ``old_values``). Hparams: see the module docstring.
+    """
+
+    def surrogate(logp, batch, mask):
+        return -batch["advantages"] * logp, {}
+
+    return _loss(params, batch, model, surrogate,
+                 **_common(value_clip=value_clip, **hparams))
+
+
+@register_loss("ppo")
+def ppo_loss(params, batch, *, model, clip_eps=0.2, clip_eps_high=None, dual_clip=None,
+             **hparams):
+    """PPO (Schulman et al. 2017): the clipped surrogate of eq. 7 (optionally dual-clipped) +
+    vf_coef * clipped value loss - ent_coef * entropy (eq. 9) + optional beta * KL(pi || ref).
+
+    Needs ``old_logprobs``. Extra metrics: ``ppo/clip_frac`` (fraction of tokens whose clipped
+    branch is active), ``ppo/clip_count``, ``ppo/approx_kl`` (k3 estimate of KL(old || new)),
+    ``ppo/ratio_mean``, ``ppo/ratio_max``.
+    """
+
+    def surrogate(logp, batch, mask):
+        loss, ratio, clipped = ppo_clip_objective(
+            logp, batch["old_logprobs"], batch["advantages"], clip_eps, clip_eps_high, dual_clip)
+        sg_log_ratio = jax.lax.stop_gradient(logp - batch["old_logprobs"])
+        metrics = {
+            "ppo/clip_frac": masked_mean(clipped, mask),
+            "ppo/clip_count": jnp.sum(clipped * mask),
+            "ppo/approx_kl": masked_mean(jnp.expm1(sg_log_ratio) - sg_log_ratio, mask),
+            "ppo/ratio_mean": masked_mean(jax.lax.stop_gradient(ratio), mask),
+            "ppo/ratio_max": jnp.max(jnp.where(mask > 0, jax.lax.stop_gradient(ratio), 0.0)),
+        }
+        return loss, metrics
+
+    return _loss(params, batch, model, surrogate, **_common(**hparams))
