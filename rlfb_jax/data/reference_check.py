@@ -6,8 +6,8 @@ and visible examples) without the executor pool. Model samples go through
 `rlfb_jax.executor`.
 
 Jobs are pickled to a child Python process that runs each one in a fresh namespace with the
-executor's semantics (assert: setup, program, then each test snippet; call: strict value and
-type equality; stdio: the script with stdin fed, stdout compared whitespace-tolerantly) and
+executor's semantics (assert: setup, program, test_setup, then each test snippet; call: strict
+value and type equality; stdio: the script with stdin fed, stdout compared whitespace-tolerantly) and
 reports ``(passed, error)`` per job.
 """
 
@@ -35,16 +35,18 @@ def same(a, b):
     return a == b
 
 def run(job):
-    kind, program, tests, setup, entry = job
+    kind, program, tests, setup, entry, test_setup = job
     if kind == "assert":
         ns = {"__name__": "__job__"}
         exec(compile(setup + "\n" + program, "<program>", "exec"), ns)
+        exec(compile(test_setup, "<test_setup>", "exec"), ns)
         for t in tests:
             exec(compile(t, "<test>", "exec"), ns)
         return
     if kind == "call":
         ns = {"__name__": "__job__"}
         exec(compile(setup + "\n" + program, "<program>", "exec"), ns)
+        exec(compile(test_setup, "<test_setup>", "exec"), ns)
         for args, expected in tests:
             got = ns[entry](*args)
             if not same(got, expected):
@@ -79,8 +81,8 @@ sys.stdout.buffer.write(pickle.dumps(results))
 
 def run_jobs(jobs: Sequence[Job], timeout: float = 120.0) -> list[tuple[bool, str]]:
     """``(passed, error_message)`` for each job, run in one child process (trusted code)."""
-    payload = pickle.dumps([(j.kind, j.program, list(j.tests), j.setup, j.entry_point)
-                            for j in jobs])
+    payload = pickle.dumps([(j.kind, j.program, list(j.tests), j.setup, j.entry_point,
+                             j.test_setup) for j in jobs])
     proc = subprocess.run([sys.executable, "-c", _CHILD], input=payload,
                           capture_output=True, timeout=timeout)
     if proc.returncode != 0:

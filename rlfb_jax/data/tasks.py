@@ -13,7 +13,7 @@ completion is the whole function. ``task.prompt + task.reference`` passes every 
 Test forms (all hidden from the model; LEVER-style reranking may only run ``examples``,
 e.g. through `Task.probe_job`, which prints a program's results on them):
 
-* ``tests``: assert snippets, each run after ``setup`` and the program
+* ``tests``: assert snippets, each run after ``setup``, the program and ``test_setup``
   (executor kind ``"assert"``). Every task has them.
 * ``stdio_tests``: ``(stdin, expected_stdout)`` pairs for kind ``"stdio"``; the program
   becomes a script by appending `STDIO_DRIVER`, which reads one Python literal per stdin
@@ -91,6 +91,8 @@ class Task:
       reference: a completion that passes all tests (``prompt + reference`` is a solution).
       tests: hidden tests, assert form (executor kind ``"assert"``).
       setup: code run before the program in assert jobs (imports, helpers); often empty.
+      test_setup: trusted fixtures run after the program, before the tests (MBPP's
+        ``test_setup_code``, which builds objects of the program's own classes).
       stdio_tests: hidden tests, ``(stdin, expected_stdout)`` pairs (kind ``"stdio"``).
       call_tests: hidden tests, ``(args_tuple, expected)`` pairs (kind ``"call"``).
       examples: visible examples shown in the prompt, assert form.
@@ -107,6 +109,7 @@ class Task:
     reference: str
     tests: tuple[str, ...]
     setup: str = ""
+    test_setup: str = ""
     stdio_tests: tuple[tuple[str, str], ...] = ()
     call_tests: tuple[CallTest, ...] = ()
     examples: tuple[str, ...] = ()
@@ -157,7 +160,7 @@ class Task:
             if not tests:
                 raise ValueError(f"task {self.task_id} has no {_which(visible)} assert tests")
             return Job(program=program, tests=tuple(tests), kind="assert", setup=self.setup,
-                       **common)
+                       test_setup=self.test_setup, **common)
         if kind == "call":
             tests = self.example_calls if visible else self.call_tests
             if not tests:
@@ -166,7 +169,7 @@ class Task:
                     "(only synthetic tasks have call-form tests)"
                 )
             return Job(program=program, tests=tuple(tests), kind="call", setup=self.setup,
-                       **common)
+                       test_setup=self.test_setup, **common)
         if kind == "stdio":
             if visible:
                 raise ValueError("visible examples exist in assert and call form only, not stdio")
@@ -175,13 +178,18 @@ class Task:
                     f"task {self.task_id} has no stdio tests "
                     "(only synthetic tasks have stdin/stdout tests)"
                 )
-            script = self.setup + ("\n" if self.setup else "") + program
+            script = self.setup + ("\n" if self.setup else "") + program + self._test_setup_lines()
             script += STDIO_DRIVER.format(entry_point=self.entry_point)
             return Job(program=script, tests=tuple(self.stdio_tests), kind="stdio", **common)
         raise ValueError(f"unknown job kind {kind!r}; expected 'assert', 'stdio' or 'call'")
 
     def probe_job(
-        self, completion: str, *, job_id: str | None = None, timeout: float | None = None
+        self,
+        completion: str,
+        *,
+        job_id: str | None = None,
+        timeout_per_test: float | None = None,
+        timeout: float | None = None,
     ) -> Job:
         """A stdio job that prints what ``prompt + completion`` returns on the visible examples.
 
@@ -190,7 +198,8 @@ class Task:
         one, else ``repr`` of the value, or ``!ErrorType`` if the call raised. So
         ``Outcome.stdout`` is the program's execution result, and the single stdio test
         (expecting the expected texts) passes iff every visible example passes. Only the
-        examples of the form ``assert CALL == EXPECTED`` are probed.
+        examples of the form ``assert CALL == EXPECTED`` are probed. All examples run in one
+        test, so give slow programs a ``timeout_per_test`` that covers them all.
         """
         body, expected = [], []
         for example in self.examples:
@@ -218,11 +227,15 @@ class Task:
             raise ValueError(f"task {self.task_id} has no visible examples of the form "
                              "'assert CALL == EXPECTED' to probe")
         script = (self.setup + ("\n" if self.setup else "") + self.program(completion)
-                  + PROBE_HELPER + "\n".join(body) + "\n")
+                  + self._test_setup_lines() + PROBE_HELPER + "\n".join(body) + "\n")
         stdout = "".join(line + "\n" for line in expected)
         return Job(program=script, tests=(("", stdout),), kind="stdio",
-                   entry_point=self.entry_point, timeout=timeout,
-                   job_id=self.task_id if job_id is None else job_id)
+                   entry_point=self.entry_point, timeout_per_test=timeout_per_test,
+                   timeout=timeout, job_id=self.task_id if job_id is None else job_id)
+
+    def _test_setup_lines(self) -> str:
+        # Appended after the program in scripts, so program line numbers stay unchanged.
+        return "\n\n" + self.test_setup + "\n" if self.test_setup else ""
 
     def reference_job(self, kind: str = "assert") -> Job:
         """The job of the reference solution (it must pass)."""
@@ -270,7 +283,8 @@ class Task:
 
 _REQUIRED = ("task_id", "prompt", "entry_point", "reference", "tests")
 _CALL_FIELDS = ("call_tests", "example_calls")
-_STR_FIELDS = ("task_id", "prompt", "entry_point", "reference", "setup", "family", "split")
+_STR_FIELDS = ("task_id", "prompt", "entry_point", "reference", "setup", "test_setup", "family",
+               "split")
 
 
 def _which(visible: bool) -> str:

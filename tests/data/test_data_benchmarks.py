@@ -66,7 +66,8 @@ def test_mbpp_references_pass(mbpp_file):
 def test_mbpp_setup_code_runs_after_the_program(mbpp_file):
     by_id = {t.task_id: t for t in load_mbpp(mbpp_file, "all")}
     task = by_id["mbpp/367"]  # its test_setup_code builds trees of the program's Node class
-    assert task.setup == "" and all("root" in t for t in task.tests)
+    assert task.setup == "" and "root = Node(" in task.test_setup
+    assert task.reference_job().test_setup == task.test_setup
     assert run_jobs([task.reference_job(), task.to_job(task.reference, visible=True)]) == [
         (True, ""), (True, "")]
 

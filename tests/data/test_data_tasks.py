@@ -190,3 +190,16 @@ def test_probe_jobs_of_generated_and_benchmark_tasks(splits):
     tasks = [t for t in tasks if t.task_id != "HumanEval/47"]
     results = run_jobs([t.probe_job(t.reference) for t in tasks])
     assert all(ok for ok, _ in results), results
+
+
+def test_test_setup_runs_after_the_program():
+    task = _task(prompt="class Box:\n    def __init__(self, v):\n        self.v = v\n\ndef f(b):\n",
+                 reference="    return b.v + 1\n", test_setup="box = Box(41)",
+                 tests=("assert f(box) == 42",), examples=("assert f(box) == 42",),
+                 stdio_tests=(), call_tests=(), example_calls=())
+    job = task.reference_job()
+    assert job.test_setup == "box = Box(41)" and job.setup == ""
+    assert run_jobs([job]) == [(True, "")]
+    probe = task.probe_job(task.reference)
+    assert run_script(probe.program, "") == "42\n"
+    assert Task.from_dict(task.to_dict()).test_setup == task.test_setup
