@@ -234,23 +234,43 @@ def _traversable(path: str, uid: int, gid: int) -> bool:
     return True
 
 
-def expose_paths(paths: list[str], ids: tuple[int, int], mount_root: str) -> list[str]:
+def expose_paths(paths: list[str], ids: tuple[int, int], mount_root: str) -> dict[str, str]:
     """Make import paths the unprivileged job user can't reach (a Python installed under
     /root, say) visible to it through read-only bind mounts under ``mount_root``.
 
-    Runs in the zygote's own mount namespace; returns the rewritten path list.
+    Runs in the zygote's own mount namespace; returns {original path: visible path} for the
+    paths that had to be moved.
     """
-    out = []
+    moved = {}
     for i, path in enumerate(paths):
         if not os.path.isdir(path) or _traversable(path, *ids):
-            out.append(path)
             continue
         target = os.path.join(mount_root, f"path{i}")
         os.makedirs(target, 0o755, exist_ok=True)
         mount(path, target, None, MS_BIND | MS_REC)
         mount(None, target, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID)
-        out.append(target)
-    return out
+        moved[path] = target
+    return moved
+
+
+def remap_import_paths(moved: dict[str, str]) -> None:
+    """Point sys.path and every imported package's __path__ at the visible copies."""
+    import importlib
+    import sys
+
+    def remap(entry: str) -> str:
+        for old, new in moved.items():
+            if entry == old or entry.startswith(old + os.sep):
+                return new + entry[len(old):]
+        return entry
+
+    sys.path[:] = [remap(p) for p in sys.path]
+    for module in list(sys.modules.values()):
+        path = getattr(module, "__path__", None)
+        if isinstance(path, list):
+            path[:] = [remap(p) for p in path]
+    sys.path_importer_cache.clear()
+    importlib.invalidate_caches()
 
 
 def harden_trusted_process(layers: Layers | None = None) -> None:

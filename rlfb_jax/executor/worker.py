@@ -59,7 +59,12 @@ def main(config_json: str) -> None:
     layers = sandbox.Layers()
     sandbox.harden_trusted_process(layers)
     private = sandbox.enter_worker_namespaces("/tmp", config["tmpfs_mb"], layers)
-    tmp_root = "/tmp" if private else tempfile.mkdtemp(prefix="rlfb-exec-")
+    if private:  # job directories and import-path binds on the worker's own tmpfs
+        tmp_root, bind_root = "/tmp/jobs", "/tmp/python"
+        os.mkdir(tmp_root, 0o755)
+    else:
+        tmp_root = tempfile.mkdtemp(prefix="rlfb-exec-")
+        bind_root = os.path.join(tmp_root, ".python")
     user = sandbox.sandbox_user() if config["drop_privileges"] else None
     if user is None:
         reason = "disabled by the pool" if not config["drop_privileges"] else "not root"
@@ -81,6 +86,7 @@ def main(config_json: str) -> None:
     pid_ns = sandbox.enter_pid_namespace(layers)
     zconfig = {
         "tmp_root": tmp_root,
+        "bind_root": bind_root,
         "user": user,
         "pid_namespace": pid_ns,
         "net_namespace": bool(layers.active.get("net_namespace")),

@@ -237,11 +237,11 @@ def zygote_main(config_json: str) -> None:
                 pass
         if not config["pid_namespace"]:
             sandbox.become_subreaper()
-        paths = config["sys_path"]  # site-packages too, for programs that use numpy
+        sys.path[:] = config["sys_path"]  # site-packages too, for programs using numpy
         if own_mounts and config["user"] is not None:
-            paths = sandbox.expose_paths(paths, tuple(config["user"]),
-                                         os.path.join(config["tmp_root"], ".python"))
-        sys.path[:] = paths
+            moved = sandbox.expose_paths(sys.path, tuple(config["user"]),
+                                         config["bind_root"])
+            sandbox.remap_import_paths(moved)
         importlib.invalidate_caches()
         for name in PRELOAD + tuple(config.get("preload", ())):
             try:
