@@ -103,6 +103,8 @@ class ExecutorPool:
       output_limit_bytes: stdout+stderr cap per job process; beyond it: output_exceeded.
       max_file_bytes, max_processes, max_open_files: RLIMIT_FSIZE / NPROC / NOFILE.
       drop_privileges: run jobs as ``nobody`` when the pool runs as root.
+      namespaces: use Linux namespaces where the host allows (False: only the layers that
+        need no namespace, e.g. to test the degraded mode).
       recycle_after: replace a worker after this many jobs.
       tmpfs_mb: size of each worker's private /tmp (where job directories live).
       preload: extra modules the zygote imports so programs find them warm.
@@ -112,8 +114,8 @@ class ExecutorPool:
                  timeout_per_test: float = 3.0, memory_limit_mb: int = 2048,
                  output_limit_bytes: int = 1 << 20, max_file_bytes: int = 16 << 20,
                  max_processes: int = 32, max_open_files: int = 64,
-                 drop_privileges: bool = True, recycle_after: int = 2000, tmpfs_mb: int = 512,
-                 preload: Sequence[str] = ()):
+                 drop_privileges: bool = True, namespaces: bool = True,
+                 recycle_after: int = 2000, tmpfs_mb: int = 512, preload: Sequence[str] = ()):
         if memory_limit_mb > 2048 * 64 or memory_limit_mb < 64:
             raise ValueError(f"memory_limit_mb={memory_limit_mb} is out of range [64, 131072]")
         self.num_workers = num_workers or os.cpu_count() or 1
@@ -127,6 +129,7 @@ class ExecutorPool:
                        "file_bytes": int(max_file_bytes), "processes": int(max_processes),
                        "open_files": int(max_open_files)},
             "drop_privileges": bool(drop_privileges),
+            "namespaces": bool(namespaces),
             "tmpfs_mb": int(tmpfs_mb),
             "preload": list(preload),
         }

@@ -92,7 +92,8 @@ def compile_test(source: str) -> tuple[Any, frozenset[str], frozenset[str]]:
 
 def test_namespace(session: Session, free: frozenset[str], modules_only: frozenset[str],
                    entry_point: str | None, program_names: frozenset[str]) -> dict[str, Any]:
-    """Globals for one test: trusted builtins and stdlib modules, `Remote`s for the rest.
+    """Globals for one test: trusted builtins and stdlib modules, `Remote`s for the program's
+    functions, and strictly decoded copies of the program's other values.
 
     A builtin name stays the trusted builtin even if the program redefines it (so a program
     can't swap ``len`` or ``sorted`` under the test), except the job's own entry point (MBPP
@@ -108,7 +109,10 @@ def test_namespace(session: Session, free: frozenset[str], modules_only: frozens
                 continue
             except ImportError:
                 pass
-        namespace[name] = Remote(session, name)
+        if name in session.program_values:
+            namespace[name] = session.call(name, (), {}, kind="get")
+        else:
+            namespace[name] = Remote(session, name)
     return namespace
 
 
@@ -156,7 +160,9 @@ class JobRunner:
         kind = message[0]
         if kind == "ready":
             names = message[1] if len(message) > 1 and type(message[1]) is list else []
-            session.program_names = frozenset(n for n in names if type(n) is str)
+            names = [n for n in names if type(n) is list and len(n) == 2 and type(n[0]) is str]
+            session.program_names = frozenset(n for n, _ in names)
+            session.program_values = frozenset(n for n, is_callable in names if not is_callable)
             return None
         info = message[1] if len(message) > 1 and type(message[1]) is dict else {}
         etype, msg = str(info.get("type")), str(info.get("message"))[:2000]

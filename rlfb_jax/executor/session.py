@@ -110,6 +110,7 @@ class Session:
         self.memory_limit = 2 << 30
         self.closed = False
         self.program_names: frozenset[str] = frozenset()
+        self.program_values: frozenset[str] = frozenset()  # non-callable program globals
         self.open = {resp, out, err}
 
     # ------------------------------------------------------------------ events
@@ -264,15 +265,16 @@ class Session:
 
     # ------------------------------------------------------------------ calls
 
-    def call(self, name: str, args: tuple, kwargs: dict) -> Any:
-        """Call the program's function ``name``; return its value (strictly decoded)."""
+    def call(self, name: str, args: tuple, kwargs: dict, kind: str = "call") -> Any:
+        """Call the program's function ``name`` (or, with kind="get", read the program's
+        global ``name``); return the value, strictly decoded."""
         if self.fatal is not None:
             raise self.fatal
         try:
             wire = [codec.encode_value(_refs(args)), codec.encode_value(_refs(kwargs))]
         except codec.Unencodable as e:
             raise SandboxLimitation(f"cannot send a test argument to the program: {e}") from None
-        self._write(codec.frame_bytes(codec.dumps(["call", name, *wire])))
+        self._write(codec.frame_bytes(codec.dumps([kind, name, *wire])))
         reply = self.wait_message()
         kind = reply[0]
         try:

@@ -58,7 +58,13 @@ def main(config_json: str) -> None:
     in_fd, out_fd = config.pop("fds")
     layers = sandbox.Layers()
     sandbox.harden_trusted_process(layers)
-    private = sandbox.enter_worker_namespaces("/tmp", config["tmpfs_mb"], layers)
+    if config["namespaces"]:
+        private = sandbox.enter_worker_namespaces("/tmp", config["tmpfs_mb"], layers)
+    else:
+        private = False
+        for name in ("net_namespace", "mount_namespace", "readonly_fs", "ipc_uts_namespace",
+                     "pid_namespace"):
+            layers.off(name, "disabled by the pool (namespaces=False)")
     if private:  # job directories and import-path binds on the worker's own tmpfs
         tmp_root, bind_root = "/tmp/jobs", "/tmp/python"
         os.mkdir(tmp_root, 0o755)
@@ -83,7 +89,7 @@ def main(config_json: str) -> None:
         layers.off("socket_disabled", "not needed: the network namespace has no network")
     else:
         layers.on("socket_disabled")
-    pid_ns = sandbox.enter_pid_namespace(layers)
+    pid_ns = sandbox.enter_pid_namespace(layers) if config["namespaces"] else False
     zconfig = {
         "tmp_root": tmp_root,
         "bind_root": bind_root,
