@@ -150,3 +150,9 @@ def test_bad_job_specs_are_sandbox_errors(pool):
     no_entry = Job(kind="call", program=ADD, tests=[((1, 2), 3)])
     outcomes = pool.run([bad_test, bad_arg, no_entry])
     assert [o.status for o in outcomes] == ["sandbox_error"] * 3
+
+
+def test_a_test_looping_over_fast_wrong_answers_times_out(pool):
+    job = Job(program="def f(x):\n    return 0\n",
+              tests=["x = 0\nwhile f(x) != 1:\n    x += 1"])
+    assert run1(pool, job).status == "timeout"

