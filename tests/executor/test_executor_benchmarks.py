@@ -29,7 +29,8 @@ def he_problems():
 
 @pytest.fixture(scope="module")
 def bench_pool():
-    with ExecutorPool(num_workers=2, timeout_per_test=3.0) as p:
+    # Generous limits: reference solutions like MBPP/123 need seconds on a loaded machine.
+    with ExecutorPool(num_workers=2, timeout=30.0, timeout_per_test=10.0) as p:
         yield p
 
 
