@@ -101,10 +101,11 @@ def run(config, workdir: str) -> dict:
         tokens_seen += int(batch["attention_mask"].sum())
         state, metrics = step_fn(state, shd.shard_batch(batch, mesh, rules))
         meta = {"step": step + 1, "data_position": step + 1, "seed": int(config.seed)}
-        elapsed = max(time.time() - t_loop, 1e-9)
-        run.after_step(step + 1, state, metrics, meta,
-                       extra={"data/truncated_frac": truncated,
-                              "perf/tokens_per_s": tokens_seen / elapsed})
+        extra = {"data/truncated_frac": truncated}
+        if (step + 1) % run.log_every == 0:
+            jax.block_until_ready(metrics)  # dispatch is asynchronous: time finished work
+            extra["perf/tokens_per_s"] = tokens_seen / max(time.time() - t_loop, 1e-9)
+        run.after_step(step + 1, state, metrics, meta, extra=extra)
     summary = {"train/steps": total, "train/examples": n}
     final = jax.device_get(metrics) if start < total else {}
     for k in ("train/loss", "loss/sft"):

@@ -20,6 +20,7 @@ from __future__ import annotations
 import collections
 import json
 import os
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -32,14 +33,22 @@ from rlfb_jax.executor import STATUSES, ExecutorPool
 ERROR_STATUSES = [s for s in STATUSES if s != "passed"]
 
 
-def generate(policy, params, tasks: Sequence[Any], sampling, n: int, rng, batch_size: int = 64):
+def generate(policy, params, tasks: Sequence[Any], sampling, n: int, rng, batch_size: int = 64,
+             desc: str | None = None):
     """Yields (chunk of task indices, their n completions each, rollout) chunk by chunk."""
+    from tqdm.auto import tqdm
+
     from rlfb_jax.algos.common import decode, encode
 
     prompts = encode(policy.tokenizer, [t.prompt for t in tasks])
+    # Chunks of similar prompt lengths pad less and hit smaller compiled prompt buckets.
+    order = sorted(range(len(tasks)), key=lambda i: len(prompts[i]))
     per_chunk = max(1, batch_size // n)
-    for c, start in enumerate(range(0, len(tasks), per_chunk)):
-        idx = list(range(start, min(start + per_chunk, len(tasks))))
+    starts = range(0, len(tasks), per_chunk)
+    bar = tqdm(starts, desc=desc or f"sample n={n}", unit="chunk", file=sys.stderr,
+               disable=desc is False or jax.process_index() != 0, leave=False)
+    for c, start in enumerate(bar):
+        idx = order[start : start + per_chunk]
         rollout = policy.sampler(params, [prompts[i] for i in idx],
                                  jax.random.fold_in(rng, c), sampling, n=n)
         toks, mask = jax.device_get((rollout.tokens, rollout.mask))

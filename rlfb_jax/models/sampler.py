@@ -167,7 +167,7 @@ class Sampler:
     def __init__(
         self,
         lm: LanguageModel,
-        prompt_buckets: Sequence[int] = (32, 64, 128, 256, 512),
+        prompt_buckets: Sequence[int] = (32, 48, 64, 80, 96, 128, 192, 256, 384, 512),
         batch_multiple: int = 8,
         out_shardings=None,
     ):

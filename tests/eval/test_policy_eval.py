@@ -1,0 +1,31 @@
+"""Policy evaluation: the summary of outcomes, by hand."""
+
+import numpy as np
+
+from rlfb_jax.eval.policy_eval import plot_eval, summarize
+from rlfb_jax.executor import Outcome
+
+
+def _o(status):
+    return Outcome(status=status)
+
+
+def test_summarize_pass_at_k_and_error_fractions(tmp_path):
+    outcomes = [
+        [_o("passed"), _o("wrong_answer"), _o("syntax_error"), _o("passed")],  # c = 2
+        [_o("runtime_error"), _o("wrong_answer"), _o("timeout"), _o("wrong_answer")],  # c = 0
+    ]
+    m = summarize(outcomes, [1, 2, 4, 8], "eval")
+    np.testing.assert_allclose(m["eval/pass@1"], (0.5 + 0.0) / 2)
+    # task 1: 1 - C(2,2)/C(4,2) = 1 - 1/6
+    np.testing.assert_allclose(m["eval/pass@2"], (1 - 1 / 6) / 2)
+    assert m["eval/pass@4"] == 0.5 and "eval/pass@8" not in m
+    assert m["eval/sample_pass_rate"] == 2 / 8
+    assert m["eval/sample_compile_rate"] == 7 / 8
+    assert m["eval/errors/wrong_answer"] == 3 / 8
+    assert m["eval/errors/timeout"] == 1 / 8 and m["eval/errors/memory_exceeded"] == 0
+    total = m["eval/sample_pass_rate"] + sum(v for k, v in m.items() if "/errors/" in k)
+    np.testing.assert_allclose(total, 1.0)
+    m["eval/pass@1"] = 0.3
+    plot_eval(str(tmp_path / "eval.png"), m, "eval")
+    assert (tmp_path / "eval.png").stat().st_size > 1000
