@@ -92,7 +92,7 @@ def compiles(program: str) -> bool:
 
 def sandbox_errors(outcomes: Sequence) -> np.ndarray:
     """[B] bool: which outcomes are sandbox errors (no verdict on the program)."""
-    return np.array([o.status == "sandbox_error" for o in outcomes], dtype=bool)
+    return np.array([getattr(o, "status", None) == "sandbox_error" for o in outcomes], bool)
 
 
 # ---------------------------------------------------------------------------- error lines
