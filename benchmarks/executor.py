@@ -99,7 +99,9 @@ def main_loop(problems: dict, items: list[tuple[str, str]], timeout: float, work
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variants", type=int, default=4, help="samples per task (1-4)")
-    parser.add_argument("--workers", type=int, default=os.cpu_count())
+    # One more worker than cores: while a worker waits on its job process (or on the
+    # zygote's cleanup), the spare one keeps the cores busy.
+    parser.add_argument("--workers", type=int, default=(os.cpu_count() or 1) + 1)
     parser.add_argument("--timeout", type=float, default=3.0)
     parser.add_argument("--rounds", type=int, default=4,
                         help="alternate the harnesses over this many slices of the samples")

@@ -147,6 +147,8 @@ class JobRunner:
         else:
             fields = {"status": "sandbox_error", "error_type": "ValueError",
                       "error_message": f"unknown job kind {job.kind!r}"}
+        # No process of this job outlives its outcome, and its directory is gone.
+        self.zygote.wait_clean()
         return Outcome(duration=time.monotonic() - start, job_id=job.job_id, **fields)
 
     # ----------------------------------------------------------- assert / call

@@ -47,12 +47,18 @@ class ZygoteClient:
         self.sock = sock
         self.devnull = os.open(os.devnull, os.O_RDONLY)
         self.spawned = 0
+        self.cleaned = 0  # sequence number of the last job the zygote finished cleaning
 
     def recv(self) -> tuple:
-        data = self.sock.recv(4096)
+        return self._note(self.sock.recv(4096))
+
+    def _note(self, data: bytes) -> tuple:
         if not data:
             raise ConnectionError("the zygote process ended")
-        return pickle.loads(data)
+        message = pickle.loads(data)
+        if message[0] == "done":
+            self.cleaned = max(self.cleaned, message[1])
+        return message
 
     def drain(self) -> None:
         """Drop messages about earlier jobs so the socket buffer never fills up."""
@@ -61,8 +67,17 @@ class ZygoteClient:
                 data = self.sock.recv(4096, socket.MSG_DONTWAIT)
             except BlockingIOError:
                 return
-            if not data:
-                raise ConnectionError("the zygote process ended")
+            self._note(data)
+
+    def wait_clean(self, timeout: float = 30.0) -> None:
+        """Block until the zygote has cleaned up after every job process spawned so far:
+        all their processes are dead and reaped and their directories removed."""
+        deadline = time.monotonic() + timeout
+        while self.cleaned < self.spawned:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self.sock], [], [], left)[0]:
+                raise ConnectionError("the zygote did not finish its cleanup")
+            self._note(self.sock.recv(4096))
 
     def spawn(self, payload: dict, stdin_text: str | None = None) -> Session:
         self.drain()
@@ -291,10 +306,8 @@ class Session:
         self.end("runtime_error", "ProtocolError", f"unexpected reply {kind!r}")
 
     def close(self) -> None:
-        """Ask the zygote to kill whatever is left of the job and remove its directory.
-
-        Not waited for: the zygote finishes this before it forks the next job's process.
-        """
+        """Ask the zygote to kill whatever is left of the job and remove its directory
+        (`ZygoteClient.wait_clean` waits for it)."""
         if self.closed:
             return
         self.closed = True

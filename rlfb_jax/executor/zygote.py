@@ -8,9 +8,9 @@ removes the job's working directory.
 
 Messages to the worker (pickled, over a SOCK_SEQPACKET socket), tagged with the job's
 sequence number: ``("exited", seq, wait_status, max_rss_kb)`` when the job process ends by
-itself, and ``("done", seq, wait_status, max_rss_kb)`` after each ``cleanup`` request. The
-worker does not wait for "done": requests are handled in order, so the next job's process
-is only forked after the previous job's processes are all dead and its directory is gone.
+itself, and ``("done", seq, wait_status, max_rss_kb)`` after each ``cleanup`` request, once
+every process of the job is dead and reaped and its directory removed. The worker waits for
+it before it reports the job's outcome.
 """
 
 from __future__ import annotations
