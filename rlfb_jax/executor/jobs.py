@@ -7,15 +7,22 @@ imports jax.
 Three job forms (``Job.kind``):
 
 * ``"assert"``: HumanEval / MBPP style. ``program`` defines the function(s); ``setup`` runs
-  first (imports, helper definitions); each entry of ``tests`` is one Python test snippet
-  (usually one ``assert`` statement, or a HumanEval ``check`` body followed by
-  ``check(entry_point)``). A test passes when its snippet runs without raising.
+  first (imports, helper definitions); ``test_setup`` runs after the program (MBPP's
+  ``test_setup_code``: fixtures built from the program's own classes); each entry of
+  ``tests`` is one Python test snippet (usually one ``assert`` statement, or a HumanEval
+  ``check`` body followed by ``check(entry_point)``). A test passes when its snippet runs
+  without raising. The snippets run in the trusted worker, not next to the program: names
+  they take from the program are proxies whose calls return strictly decoded values (see
+  ``runner.py``), so an object with a rigged ``__eq__`` never reaches a comparison.
 * ``"stdio"``: APPS / CodeContests style. ``program`` is a script; each entry of ``tests``
   is a ``(stdin_text, expected_stdout_text)`` pair, compared whitespace-tolerantly.
 * ``"call"``: strict function-call tests. ``entry_point`` names the function; each entry of
   ``tests`` is ``(args, expected)`` where ``args`` is a tuple of positional arguments and
   ``expected`` a plain Python value (None, bool, int, float, str, list, tuple, dict, set);
   the result must equal ``expected`` by value *and* by type, recursively.
+
+Statuses are described in ``runner.py``; "passed" is the only success, and a job with no
+tests passes when its program (and setups) run without error.
 """
 
 from __future__ import annotations

@@ -127,7 +127,9 @@ class JobRunner:
 
     def _spawn(self, job: Job, mode: str, deadline: float, stdin: str | None = None) -> Session:
         payload = {"mode": mode, "program": job.program, "setup": job.setup,
-                   "test_setup": getattr(job, "test_setup", "")}
+                   "test_setup": job.test_setup,
+                   # RLIMIT_CPU follows the job's own time limit (one job may ask for more).
+                   "cpu_seconds": int(max(1.0, deadline - time.monotonic())) + 2}
         session = self.zygote.spawn(payload, stdin)
         session.deadline = deadline
         session.output_limit = self.settings["output_limit_bytes"]

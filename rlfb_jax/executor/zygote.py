@@ -53,7 +53,7 @@ def _exec_job(config: dict, payload: dict, fds: list[int], workdir: str) -> None
             os.dup2(fd, target)
         os.closerange(5, os.sysconf("SC_OPEN_MAX"))
         os.chdir(workdir)
-        sandbox.apply_rlimits(config["limits"])
+        sandbox.apply_rlimits({**config["limits"], "cpu_seconds": payload["cpu_seconds"]})
         sandbox.drop_privileges(config["user"])
         if not config["net_namespace"]:
             sandbox.disable_sockets()

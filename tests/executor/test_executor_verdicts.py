@@ -156,3 +156,17 @@ def test_a_test_looping_over_fast_wrong_answers_times_out(pool):
     job = Job(program="def f(x):\n    return 0\n",
               tests=["x = 0\nwhile f(x) != 1:\n    x += 1"])
     assert run1(pool, job).status == "timeout"
+
+
+def test_cpu_limit_follows_the_job_timeout(pool):
+    program = "import resource\ndef f():\n    return resource.getrlimit(resource.RLIMIT_CPU)[0]\n"
+    short, longer = pool.run([Job(program=program, tests=["assert f() <= 6"]),
+                              Job(program=program, tests=["assert f() >= 20"], timeout=20.0)])
+    assert short.passed and longer.passed
+
+
+def test_too_many_open_files(pool):
+    program = "def f():\n    return [open('/dev/null') for _ in range(1000)]\n"
+    o = run1(pool, Job(program=program, tests=["assert f()"]))
+    assert o.status == "runtime_error" and o.error_type == "OSError"
+    assert "Too many open files" in o.error_message
