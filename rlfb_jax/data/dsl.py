@@ -314,7 +314,7 @@ def _ops() -> list[Op]:
            ("convert the string to lower case", "make every letter lowercase"),
            lambda s, _: s.lower(), idempotent=True),
         Op("swapcase", S, S, "{v}.swapcase()",
-           ("swap the case of every letter", "turn lowercase into uppercase and back"),
+           ("swap the case of every letter", "swap uppercase and lowercase letters"),
            lambda s, _: s.swapcase(), involution=True),
         Op("sreverse", S, S, "{v}[::-1]",
            ("reverse the string", "write the characters in reverse order"),
