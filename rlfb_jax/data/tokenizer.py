@@ -40,7 +40,8 @@ from rlfb_jax.data.tasks import BOS, EOS, PAD, Task, format_example, load_jsonl
 
 SPECIAL_TOKENS = (PAD, BOS, EOS)  # ids 0, 1, 2
 DEFAULT_VOCAB_SIZE = 2048
-DEFAULT_MAX_LENGTH = 256
+# Recorded as model_max_length; informational only (benchmark prompts reach ~3k tokens).
+DEFAULT_MAX_LENGTH = 4096
 
 
 def python_source_texts(max_bytes: int = 1_000_000, root: str | None = None) -> Iterator[str]:
@@ -149,10 +150,11 @@ def train_tokenizer(
     python_source_bytes: int = 1_000_000,
     mbpp_path: str | None = None,
     extra_texts: Iterable[str] = (),
+    max_length: int = DEFAULT_MAX_LENGTH,
 ) -> str:
     """Trains on `training_corpus` and saves to ``out_dir``; returns the directory path."""
     corpus = training_corpus(tasks, python_source_bytes, mbpp_path, extra_texts)
-    return save_tokenizer(build_tokenizer(corpus, vocab_size), out_dir)
+    return save_tokenizer(build_tokenizer(corpus, vocab_size), out_dir, max_length)
 
 
 def load_tokenizer(path: str) -> Any:
