@@ -305,7 +305,10 @@ class JobRunner:
         except ProcessEnded as e:
             return TestResult(False, e.status, e.error_type, e.message), None
         info = None
-        frame = session.frames.pop()
+        try:
+            frame = session.pop_frame()
+        except ProcessEnded as e:
+            return TestResult(False, e.status, e.error_type, e.message), None
         if frame is not None:
             message = codec.loads(frame) if frame else None
             if type(message) is list and len(message) == 2 and type(message[1]) is dict:

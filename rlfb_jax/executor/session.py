@@ -21,7 +21,7 @@ from typing import Any
 
 from . import codec
 
-MAX_REPLY = 64 << 20
+MAX_REPLY = 64 << 20  # largest value a program may return, encoded
 
 
 class ProcessEnded(BaseException):
@@ -148,8 +148,9 @@ class Session:
             if fd == self.resp:
                 try:
                     self.frames.feed(data)
-                except codec.DecodeError as e:
-                    self.end("runtime_error", "ProtocolError", str(e))
+                except codec.DecodeError as e:  # only raised for oversized replies
+                    self.end("output_exceeded", "OutputLimitExceeded",
+                             f"a returned value is too large: {e}")
             else:
                 buf = self.stdout if fd == self.out else self.stderr
                 buf += data
@@ -204,7 +205,7 @@ class Session:
         if self.fatal is not None:
             raise self.fatal
         while True:
-            frame = self.frames.pop()
+            frame = self.pop_frame()
             if frame is not None:
                 return self._parse(frame)
             if self.resp not in self.open and self.exit_status is None:
@@ -212,7 +213,7 @@ class Session:
             if self.exit_status is not None or self.resp not in self.open:
                 for fd in list(self.open):
                     self._drain(fd)
-                frame = self.frames.pop()
+                frame = self.pop_frame()
                 if frame is not None:
                     return self._parse(frame)
                 self._ended_by_exit()
@@ -226,6 +227,13 @@ class Session:
                     self._on_zygote()
                 else:
                     self._drain(fd)
+
+    def pop_frame(self) -> bytes | None:
+        try:
+            return self.frames.pop()
+        except codec.DecodeError as e:  # only raised for oversized replies
+            self.end("output_exceeded", "OutputLimitExceeded",
+                     f"a returned value is too large: {e}")
 
     def _parse(self, frame: bytes) -> list:
         try:

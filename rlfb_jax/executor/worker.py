@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -27,7 +28,7 @@ from pathlib import Path
 from . import codec, sandbox
 from .jobs import Outcome
 from .runner import JobRunner
-from .session import ZygoteClient
+from .session import ProcessEnded, ZygoteClient
 from .zygote import BOOTSTRAP as ZYGOTE_BOOTSTRAP
 
 PROJECT_ROOT = str(Path(__file__).resolve().parents[2])
@@ -54,6 +55,7 @@ def _start_zygote(config: dict) -> tuple[ZygoteClient, subprocess.Popen, bool]:
 
 
 def main(config_json: str) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the pool's to handle
     config = json.loads(config_json)
     in_fd, out_fd = config.pop("fds")
     layers = sandbox.Layers()
@@ -119,7 +121,7 @@ def main(config_json: str) -> None:
             except ConnectionError as e:
                 codec.send_message(out_fd, ("outcome", _broken(job, e)))
                 break  # the zygote is gone: let the pool start a fresh worker
-            except Exception as e:  # noqa: BLE001 - report, keep serving
+            except (Exception, ProcessEnded) as e:  # noqa: BLE001 - report, keep serving
                 outcome = _broken(job, e)
             codec.send_message(out_fd, ("outcome", outcome))
     finally:
