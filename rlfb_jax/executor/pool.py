@@ -51,7 +51,8 @@ class _Worker:
         self.proc = subprocess.Popen(
             [sys.executable, "-I", "-c", BOOTSTRAP, _PROJECT_ROOT, json.dumps(cfg)],
             pass_fds=(to_worker_r, from_worker_w), stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL, close_fds=True)
+            stdout=subprocess.DEVNULL, close_fds=True,
+            start_new_session=True)  # a Ctrl-C meant for the trainer does not hit workers
         os.close(to_worker_r)
         os.close(from_worker_w)
         self.jobs_done = 0
