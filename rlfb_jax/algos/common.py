@@ -127,7 +127,3 @@ def make_mesh(config):
 
 def rules(config):
     return tuple((k, tuple(v) if isinstance(v, list | tuple) else v) for k, v in config.mesh.rules)
-
-
-def init_or(policy: Policy, rng: jax.Array) -> Params:
-    return policy.params if policy.params is not None else policy.lm.init(rng)

@@ -28,7 +28,7 @@ from rlfb_jax.core.batching import epoch_order, make_sequence_batch
 from rlfb_jax.core.config import base_config, lock
 from rlfb_jax.core.optim import make_optimizer
 from rlfb_jax.core.run import Run
-from rlfb_jax.core.state import create_state
+from rlfb_jax.core.state import create_state, state_from_params
 from rlfb_jax.core.step import make_step
 from rlfb_jax.losses import get_loss
 
@@ -80,10 +80,13 @@ def run(config, workdir: str) -> dict:
     tx, schedule = make_optimizer(config.optimizer, total)
     mesh = common.make_mesh(config)
     rules = common.rules(config)
-    state, shardings = create_state(
-        lambda rng: ({"policy": common.init_or(policy, rng)}, {}),
-        tx, jax.random.key(config.seed), mesh, {"policy": lm.logical_axes()}, rules,
-    )
+    logical = {"policy": lm.logical_axes()}
+    if policy.params is None:
+        state, shardings = create_state(lambda rng: ({"policy": lm.init(rng)}, {}), tx,
+                                        jax.random.key(config.seed), mesh, logical, rules)
+    else:  # a pretrained checkpoint
+        state, shardings = state_from_params({"policy": policy.params}, {}, tx,
+                                             jax.random.key(config.seed), mesh, logical, rules)
     state, meta = run.resume(state, shardings)
     step_fn = make_step(get_loss(config.loss.name), tx, schedule=schedule,
                         state_shardings=shardings, mesh=mesh, rules=rules, model=lm)

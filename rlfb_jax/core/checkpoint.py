@@ -125,6 +125,38 @@ def _check_shapes(stored, target, where: str):
             )
 
 
+def params_from_checkpoint(workdir: str, like, slot: str = "policy", frozen: bool = False):
+    """Parameters of one slot of the latest checkpoint in WORKDIR/checkpoints, rebuilt in
+    the structure of `like` (e.g. ``lm.abstract_params()``); arrays in `like` that the
+    checkpoint lacks (e.g. a new value head) are taken from `like` itself, so pass real
+    arrays there when some may be missing. Shapes are checked and mismatches named."""
+    ckpt = Checkpointer(workdir)
+    try:
+        state, _ = ckpt.restore_raw()
+    finally:
+        ckpt.close()
+    stored = state["frozen" if frozen else "params"].get(slot)
+    if stored is None:
+        raise CheckpointShapeError(f"checkpoint in {workdir} has no {slot!r} slot")
+    flat = {_key(p): x for p, x in jax.tree_util.tree_leaves_with_path(stored)}
+    where = os.path.join(workdir, "checkpoints")
+
+    def pick(path, want):
+        key = _key(path)
+        if key not in flat:
+            if isinstance(want, jax.ShapeDtypeStruct):
+                raise CheckpointShapeError(f"checkpoint {where}: no array for {slot}/{key}")
+            return want
+        got = flat[key]
+        if tuple(got.shape) != tuple(want.shape):
+            raise CheckpointShapeError(
+                f"checkpoint {where}: {slot}/{key} has shape {tuple(got.shape)}, "
+                f"the model expects {tuple(want.shape)}")
+        return jax.numpy.asarray(got, dtype=want.dtype)
+
+    return jax.tree_util.tree_map_with_path(pick, like)
+
+
 def abstract_with_shardings(state: TrainState, shardings: TrainState) -> TrainState:
     """ShapeDtypeStructs carrying target shardings, for `Checkpointer.restore`."""
     return jax.tree.map(

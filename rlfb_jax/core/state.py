@@ -133,14 +133,19 @@ def state_from_params(
     frozen: dict[str, Params],
     tx: optax.GradientTransformation,
     rng: jax.Array,
-    shardings: TrainState | None = None,
-) -> TrainState:
-    """Wraps existing parameters (e.g. a pretrained checkpoint) into a fresh TrainState."""
+    mesh: Mesh,
+    logical: Mapping[str, Any],
+    rules=shd.DEFAULT_RULES,
+) -> tuple[TrainState, TrainState]:
+    """A fresh TrainState around existing parameters (a pretrained or base model), placed
+    into its shardings. The arrays are passed as arguments, never baked into the program.
+    Returns (state, shardings)."""
 
     def make(params, frozen, rng):
         return TrainState(jnp.zeros((), jnp.int32), jax.random.key_data(rng), params,
                           tx.init(params), frozen)
 
-    if shardings is None:
-        return jax.jit(make)(params, frozen, rng)
-    return jax.jit(make, out_shardings=shardings)(params, frozen, rng)
+    abstract = jax.eval_shape(make, params, frozen, rng)
+    shardings = state_shardings(abstract, logical, tx, mesh, rules)
+    state = jax.jit(make, out_shardings=shardings)(params, frozen, rng)
+    return state, shardings

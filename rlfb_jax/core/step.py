@@ -71,6 +71,58 @@ def make_step(
     return jax.jit(fn, **kwargs)
 
 
+def _epochs_update(state: TrainState, batch, rng, *, update, epochs: int, minibatches: int):
+    """K epochs x M minibatches of `update` as nested lax.scans (one compiled program)."""
+    b = jax.tree.leaves(batch)[0].shape[0]
+    if b % minibatches:
+        raise ValueError(f"batch of {b} rows does not split into {minibatches} minibatches")
+
+    def epoch(state, key):
+        perm = jax.random.permutation(key, b)
+        shuffled = jax.tree.map(lambda x: x[perm].reshape((minibatches, -1) + x.shape[1:]),
+                                batch)
+        return jax.lax.scan(update, state, shuffled)
+
+    state, metrics = jax.lax.scan(epoch, state, jax.random.split(rng, epochs))
+    # Mean over all minibatch updates, plus the values of the very last one.
+    out = {k: jnp.mean(v) for k, v in metrics.items()}
+    out.update({f"{k}@last": v[-1, -1] for k, v in metrics.items() if k.startswith("train/")})
+    return state, out
+
+
+def make_epoch_update(
+    loss_fn: Callable[..., tuple[jax.Array, dict[str, jax.Array]]],
+    tx: optax.GradientTransformation,
+    *,
+    epochs: int,
+    minibatches: int,
+    schedule: optax.Schedule | None = None,
+    state_shardings: TrainState | None = None,
+    mesh: Mesh | None = None,
+    rules=shd.DEFAULT_RULES,
+    donate: bool = True,
+    **hparams: Any,
+):
+    """``update(state, batch, rng) -> (state, metrics)``: the PPO-style inner loop.
+
+    Each of `epochs` passes shuffles the batch (with `rng`) and applies one optimizer step
+    per minibatch, all inside one jitted function (lax.scan over epochs and minibatches), so
+    the host dispatches once per iteration. Metrics are means over all updates.
+    """
+    update = functools.partial(_update, loss_fn=loss_fn, tx=tx, hparams=hparams,
+                               schedule=schedule)
+    fn = functools.partial(_epochs_update, update=update, epochs=int(epochs),
+                           minibatches=int(minibatches))
+    kwargs: dict[str, Any] = {"donate_argnums": (0,) if donate else ()}
+    if state_shardings is not None:
+        if mesh is None:
+            raise ValueError("make_epoch_update: state_shardings given without the mesh")
+        rep = shd.replicated(mesh)
+        kwargs["in_shardings"] = (state_shardings, shd.batch_sharding(mesh, rules), rep)
+        kwargs["out_shardings"] = (state_shardings, rep)
+    return jax.jit(fn, **kwargs)
+
+
 def compiled_count(jitted) -> int:
     """How many programs a jitted function has compiled so far."""
     return jitted._cache_size()
