@@ -21,6 +21,7 @@ import logging
 import os
 import queue
 import select
+import shutil
 import subprocess
 import sys
 import threading
@@ -59,7 +60,7 @@ class _Worker:
         hello = self._recv(_START_TIMEOUT)
         if hello[0] != "hello":
             raise WorkerFailure(f"worker said {hello[0]!r} instead of hello")
-        _, self.active, self.missing, _pid = hello
+        _, self.active, self.missing, self.host_tmp = hello
 
     def _recv(self, timeout: float):
         ready, _, _ = select.select([self._from_w], [], [], timeout)
@@ -86,6 +87,8 @@ class _Worker:
         if kill or self.proc.poll() is None:
             self.proc.kill()  # its zygote dies with it (PDEATHSIG), and with it the PID ns
             self.proc.wait()
+            if self.host_tmp:  # without a private tmpfs, job directories live on the host
+                shutil.rmtree(self.host_tmp, ignore_errors=True)
         for fd in (self._to_w, self._from_w):
             try:
                 os.close(fd)

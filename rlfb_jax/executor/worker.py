@@ -108,7 +108,9 @@ def main(config_json: str) -> None:
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)
     os.close(devnull)
-    codec.send_message(out_fd, ("hello", layers.active, layers.missing, os.getpid()))
+    # The pool removes a host-side tmp_root itself if it ever has to kill this worker.
+    host_tmp = None if private else tmp_root
+    codec.send_message(out_fd, ("hello", layers.active, layers.missing, host_tmp))
     runner = JobRunner(zygote, config["settings"])
     try:
         while True:
