@@ -169,7 +169,7 @@ class JobRunner:
             session.program_values = frozenset(n for n, is_callable in names if not is_callable)
             return None
         info = message[1] if len(message) > 1 and type(message[1]) is dict else {}
-        etype, msg = str(info.get("type")), str(info.get("message"))[:2000]
+        etype, msg = str(info.get("type"))[:200], str(info.get("message"))[:2000]
         line = info.get("line") if type(info.get("line")) is int else None
         if kind == "syntax_error":
             where = info.get("where")
@@ -183,7 +183,11 @@ class JobRunner:
                 status, line = "sandbox_error", None
             return {"status": status, "error_type": etype, "error_message": msg,
                     "error_line": line}
-        session.end("runtime_error", "ProtocolError", f"unexpected message {kind!r}")
+        try:
+            session.end("runtime_error", "ProtocolError",
+                        f"unexpected message {str(kind)[:50]!r}")
+        except ProcessEnded as e:
+            return _fatal_fields(e)
         return None
 
     def _run_functions(self, job: Job, deadline: float, per_test: float) -> dict:

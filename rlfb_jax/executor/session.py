@@ -302,16 +302,16 @@ class Session:
         self._write(codec.frame_bytes(codec.dumps([kind, name, *wire])))
         reply = self.wait_message()
         kind = reply[0]
-        try:
-            if kind == "value" and len(reply) == 2:
+        if kind == "value" and len(reply) == 2:
+            try:
                 return codec.decode_value(reply[1])
-            if kind == "handle" and len(reply) == 3:
-                return codec.Handle(int(reply[1]), str(reply[2]))
-            if kind == "raise" and len(reply) == 2 and type(reply[1]) is dict:
-                raise _program_exception(self, reply[1])
-        except codec.DecodeError as e:
-            self.end("runtime_error", "ProtocolError", f"malformed reply: {e}")
-        self.end("runtime_error", "ProtocolError", f"unexpected reply {kind!r}")
+            except codec.DecodeError as e:
+                self.end("runtime_error", "ProtocolError", f"malformed reply: {e}")
+        if kind == "handle" and len(reply) == 3 and type(reply[1]) is int:
+            return codec.Handle(reply[1], str(reply[2])[:200])
+        if kind == "raise" and len(reply) == 2 and type(reply[1]) is dict:
+            raise _program_exception(self, reply[1])
+        self.end("runtime_error", "ProtocolError", f"unexpected reply {str(kind)[:50]!r}")
 
     def close(self) -> None:
         """Ask the zygote to kill whatever is left of the job and remove its directory
@@ -342,7 +342,7 @@ _EXITS = ("SystemExit", "KeyboardInterrupt", "GeneratorExit")
 
 def _program_exception(session: Session, info: dict) -> BaseException:
     """Re-create an exception the program raised, tagged with where it came from."""
-    etype, message = str(info.get("type")), str(info.get("message"))
+    etype, message = str(info.get("type"))[:200], str(info.get("message"))[:2000]
     line = info.get("line") if type(info.get("line")) is int else None
     if etype in _EXITS:
         session.end("runtime_error", etype, f"the program raised {etype} during a test", line)
