@@ -32,6 +32,12 @@ class ParamLogits:
         return Bound()
 
 
+def run(name, params, batch, **hparams):
+    """The loss ``name`` on the ParamLogits model, jitted (one compile instead of many eager
+    ops)."""
+    return jax.jit(lambda p, b: get_loss(name)(p, b, model=ParamLogits(), **hparams))(params, batch)
+
+
 def one_row_batch(n_completion=4, **extra):
     """One row: a prompt token then ``n_completion`` completion tokens (all token 0)."""
     length = n_completion + 1
@@ -56,7 +62,7 @@ def test_ppo_clipping_by_hand():
     ratios = np.array([1.5, 0.5, 1.5, 0.5])
     adv = np.array([1.0, 1.0, -1.0, -1.0])
     batch = one_row_batch(advantages=adv, old_logprobs=np.log(0.5) - np.log(ratios))
-    loss, m = get_loss("ppo")(uniform_params(5), batch, model=ParamLogits(), clip_eps=0.2)
+    loss, m = run("ppo", uniform_params(5), batch, clip_eps=0.2)
     # r=1.5, A=+1: min(1.5, 1.2) = 1.2 (clipped)    r=.5, A=+1: min(.5, .8) = .5
     # r=1.5, A=-1: min(-1.5, -1.2) = -1.5            r=.5, A=-1: min(-.5, -.8) = -.8 (clipped)
     np.testing.assert_allclose(loss, -(1.2 + 0.5 - 1.5 - 0.8) / 4, rtol=1e-5)
@@ -85,14 +91,14 @@ def test_ppo_asymmetric_and_dual_clip():
 def test_pg_loss_entropy_and_kl_in_loss():
     adv = np.array([1.0, -1.0, 2.0, 0.0])
     batch = one_row_batch(advantages=adv, ref_logprobs=np.full(4, np.log(0.25)))
-    loss, m = get_loss("pg")(uniform_params(5), batch, model=ParamLogits())
+    loss, m = run("pg", uniform_params(5), batch)
     # -A * log(1/2) averaged over 4 tokens: (1 - 1 + 2 + 0) / 4 * ln 2
     np.testing.assert_allclose(loss, 0.5 * LN2, rtol=1e-5)
     np.testing.assert_allclose(m["kl/mean"], LN2, rtol=1e-5)  # log .5 - log .25 per token
     np.testing.assert_allclose(m["kl/sum"], 4 * LN2, rtol=1e-5)
     np.testing.assert_allclose(m["kl/seq_mean"], 4 * LN2, rtol=1e-5)
-    loss2, m2 = get_loss("pg")(uniform_params(5), batch, model=ParamLogits(), ent_coef=0.1,
-                               kl_in_loss_beta=0.5, kl_estimator="k1")
+    loss2, m2 = run("pg", uniform_params(5), batch, ent_coef=0.1, kl_in_loss_beta=0.5,
+                    kl_estimator="k1")
     np.testing.assert_allclose(loss2, 0.5 * LN2 - 0.1 * LN2 + 0.5 * LN2, rtol=1e-5)
     np.testing.assert_allclose(m2["loss/kl"], 0.5 * LN2, rtol=1e-5)
     np.testing.assert_allclose(m2["loss/entropy"], -0.1 * LN2, rtol=1e-5)
@@ -122,8 +128,8 @@ def test_ppo_with_value_head_by_hand():
     batch = one_row_batch(5, advantages=np.zeros(5), old_logprobs=np.full(5, np.log(0.5)),
                           returns=[9.0, 2.0, 0.0, 0.0, 0.0], old_values=[9.0, 0.5, 0.9, 0.5, 0.5])
     batch["loss_mask"] = jnp.arange(6)[None] >= 2  # the first value is a prompt position
-    loss, m = get_loss("ppo")(uniform_params(6, values=values), batch, model=ParamLogits(),
-                              value_slot="policy", vf_coef=2.0, value_clip=0.2)
+    loss, m = run("ppo", uniform_params(6, values=values), batch, value_slot="policy",
+                  vf_coef=2.0, value_clip=0.2)
     v_loss = (0.845 + 0.5 + 0.045 + 0.5) / 4
     np.testing.assert_allclose(m["loss/value"], v_loss, rtol=1e-5)
     np.testing.assert_allclose(loss, 2.0 * v_loss, rtol=1e-5)
@@ -160,8 +166,8 @@ def test_aggregation_reaches_the_loss():
         "advantages": jnp.array([[1.0, 0, 0], [2.0, 2.0, 2.0]]),
     }
     params = {"policy": {"logits": jnp.zeros((2, 4, 2))}}
-    tok, _ = get_loss("pg")(params, batch, model=ParamLogits())
-    seq, _ = get_loss("pg")(params, batch, model=ParamLogits(), aggregation="seq_mean")
+    tok, _ = run("pg", params, batch)
+    seq, _ = run("pg", params, batch, aggregation="seq_mean")
     np.testing.assert_allclose(tok, (1 + 6) / 4 * LN2, rtol=1e-5)
     np.testing.assert_allclose(seq, (1 + 2) / 2 * LN2, rtol=1e-5)
     with pytest.raises(ValueError, match="unknown aggregation"):
@@ -184,15 +190,21 @@ def test_ppo_at_ratio_one_has_the_reinforce_gradient():
     logp = jax.nn.log_softmax(params["policy"]["logits"][:, :-1])
     batch["old_logprobs"] = jnp.take_along_axis(logp, batch["tokens"][:, 1:, None], -1)[..., 0]
     model = ParamLogits()
-    g_pg = jax.grad(lambda p: get_loss("pg")(p, batch, model=model)[0])(params)
-    g_ppo = jax.grad(lambda p: get_loss("ppo")(p, batch, model=model)[0])(params)
-    g_pg, g_ppo = g_pg["policy"]["logits"], g_ppo["policy"]["logits"]
+
+    @jax.jit
+    def grads(params, batch):
+        def grad(name, b):
+            g = jax.grad(lambda p: get_loss(name)(p, b, model=model)[0])(params)
+            return g["policy"]["logits"]
+
+        # Far from ratio 1 the clipped tokens stop contributing, so that gradient differs.
+        far = dict(batch, old_logprobs=batch["old_logprobs"] - 1.0)
+        return grad("pg", batch), grad("ppo", batch), grad("ppo", far)
+
+    g_pg, g_ppo, g_far = grads(params, batch)
     assert float(jnp.sum(jnp.abs(g_pg))) > 0
     np.testing.assert_allclose(g_ppo, g_pg, rtol=1e-5, atol=1e-8)
-    # Far from ratio 1 the clipped tokens stop contributing, so the gradients differ.
-    batch["old_logprobs"] = batch["old_logprobs"] - 1.0
-    g_far = jax.grad(lambda p: get_loss("ppo")(p, batch, model=model)[0])(params)
-    assert not np.allclose(g_far["policy"]["logits"], g_pg, atol=1e-6)
+    assert not np.allclose(g_far, g_pg, atol=1e-6)
 
 
 @pytest.mark.parametrize("slot", ["policy", "value"])
