@@ -5,7 +5,7 @@ Every estimator is a pure jnp function
     fn(rewards, mask, *, values=None, group_size=1, baseline=None, **hp) -> (advantages, returns)
 
 * ``rewards`` [B, T] float32: token-level rewards. The sequence reward sits on the last
-  completion token; per-token terms (a KL penalty from `rlfb_jax.losses.kl.kl_penalty_rewards`,
+  completion token (`last_token_rewards`); per-token terms (a KL penalty from `rlfb_jax.losses.kl.kl_penalty_rewards`,
   the RLTF error-line penalty) are added where they belong.
 * ``mask`` [B, T] float32 (or bool): 1 on completion tokens. On the [B, L-1] layout of
   `rlfb_jax.losses.sequence` this is ``target_mask(batch)``. A masked-out position ends the
@@ -83,6 +83,16 @@ def gae(
     zeros = jnp.zeros(rewards.shape[0])
     _, out = jax.lax.scan(step, (zeros, zeros), (rewards.T, values.T, mask.T), reverse=True)
     return out.T
+
+
+def last_token_rewards(sequence_rewards: jax.Array, mask: jax.Array) -> jax.Array:
+    """Token rewards [B, T] float32 with each sequence's reward [B] on its last masked token
+    (all zeros for a row with an empty mask). Add per-token terms to the result."""
+    mask = _f32(mask)
+    t = mask.shape[1]
+    last = t - 1 - jnp.argmax(mask[:, ::-1] > 0, axis=1)
+    onehot = (jnp.arange(t)[None, :] == last[:, None]) & (mask > 0)
+    return onehot * _f32(sequence_rewards)[:, None]
 
 
 def sequence_returns(returns: jax.Array, mask: jax.Array) -> jax.Array:

@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 
 from rlfb_jax.losses import ADVANTAGES, compute_advantages, get_advantage
-from rlfb_jax.losses.advantages import discounted_returns, gae, sequence_returns, whiten
+from rlfb_jax.losses.advantages import (
+    discounted_returns,
+    gae,
+    last_token_rewards,
+    sequence_returns,
+    whiten,
+)
 
 # Row 0: prompt token, then 3 completion tokens; row 1: prompt, 2 completion tokens, padding.
 # The 7.0 on row 1's padding must never leak into its returns.
@@ -134,3 +140,9 @@ def test_estimators_jit():
     adv, _ = fn(jnp.asarray(REWARDS), jnp.asarray(MASK), values=jnp.zeros((2, 4)))
     # With V = 0, GAE is the return discounted by gamma * lam.
     close(adv, discounted_returns(REWARDS, MASK, 0.72))
+
+
+def test_last_token_rewards():
+    mask = np.array([[0, 1, 1, 1], [0, 1, 1, 0], [0, 0, 0, 0]], np.float32)
+    out = last_token_rewards(jnp.array([1.0, -0.3, 5.0]), mask)
+    close(out, [[0, 0, 0, 1.0], [0, 0, -0.3, 0], [0, 0, 0, 0]])
