@@ -21,7 +21,7 @@ from typing import Any
 
 from . import codec
 
-MAX_REPLY = 64 << 20  # largest value a program may return, encoded
+MAX_REPLY = 16 << 20  # largest value a program may return, encoded (bounds worker memory)
 
 
 class ProcessEnded(BaseException):

@@ -32,18 +32,22 @@ from .session import ProcessEnded, ZygoteClient
 from .zygote import BOOTSTRAP as ZYGOTE_BOOTSTRAP
 
 PROJECT_ROOT = str(Path(__file__).resolve().parents[2])
-BOOTSTRAP = (
-    "import sys; sys.path.insert(0, sys.argv[1]); "
-    "from rlfb_jax.executor.worker import main; main(sys.argv[2])"
+# A stand-in for the top-level package: worker and zygote import only rlfb_jax.executor, never
+# rlfb_jax/__init__.py (whatever it may import one day, jax included).
+PACKAGE_STUB = (
+    "import sys, types; pkg = types.ModuleType('rlfb_jax'); "
+    "pkg.__path__ = [sys.argv[1] + '/rlfb_jax']; sys.modules['rlfb_jax'] = pkg; "
 )
+BOOTSTRAP = PACKAGE_STUB + "from rlfb_jax.executor.worker import main; main(sys.argv[2])"
 
 
 def _start_zygote(config: dict) -> tuple[ZygoteClient, subprocess.Popen, bool]:
     """Start the zygote as a fresh, lean interpreter (PID 1 of our PID namespace, if any)."""
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    config = dict(config, socket_fd=theirs.fileno(), sys_path=sys.path[1:])
+    config = dict(config, socket_fd=theirs.fileno(), sys_path=list(sys.path))
     proc = subprocess.Popen(
-        [sys.executable, "-I", "-S", "-c", ZYGOTE_BOOTSTRAP, PROJECT_ROOT, json.dumps(config)],
+        [sys.executable, "-I", "-S", "-c", PACKAGE_STUB + ZYGOTE_BOOTSTRAP, PROJECT_ROOT,
+         json.dumps(config)],
         pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
         close_fds=True)
     theirs.close()

@@ -208,10 +208,7 @@ def _warm_up() -> None:
         stream.flush()
 
 
-BOOTSTRAP = (
-    "import sys; sys.path.insert(0, sys.argv[1]); "
-    "from rlfb_jax.executor.zygote import zygote_main; zygote_main(sys.argv[2])"
-)
+BOOTSTRAP = "from rlfb_jax.executor.zygote import zygote_main; zygote_main(sys.argv[2])"
 
 
 def zygote_main(config_json: str) -> None:

@@ -173,6 +173,6 @@ def test_too_many_open_files(pool):
 
 
 def test_huge_return_value_is_output_exceeded(pool):
-    o = run1(pool, Job(program="def f():\n    return 'x' * (80 << 20)\n",
+    o = run1(pool, Job(program="def f():\n    return 'x' * (20 << 20)\n",
                        tests=["assert f()"], timeout_per_test=3.0))
     assert o.status == "output_exceeded", (o.error_type, o.error_message)
