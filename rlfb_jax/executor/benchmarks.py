@@ -49,34 +49,54 @@ def called_function(test: str) -> str | None:
     return None
 
 
-def humaneval_job(problem: dict[str, Any], completion: str, job_id: str | None = None,
-                  **job_kwargs: Any) -> Job:
+def humaneval_job(
+    problem: dict[str, Any], completion: str, job_id: str | None = None, **job_kwargs: Any
+) -> Job:
     """A HumanEval problem and one completion (the text after the prompt) -> Job."""
     entry = problem["entry_point"]
     helpers = prompt_helpers(problem["prompt"], entry)
     test = f"{helpers}\n\n{problem['test']}\n\ncheck({entry})\n"
-    return Job(kind="assert", program=problem["prompt"] + completion, tests=(test,),
-               entry_point=entry, job_id=job_id or problem["task_id"], **job_kwargs)
+    return Job(
+        kind="assert",
+        program=problem["prompt"] + completion,
+        tests=(test,),
+        entry_point=entry,
+        job_id=job_id or problem["task_id"],
+        **job_kwargs,
+    )
 
 
-def mbpp_job(problem: dict[str, Any], completion: str, job_id: str | None = None,
-             challenge: bool = False, **job_kwargs: Any) -> Job:
+def mbpp_job(
+    problem: dict[str, Any],
+    completion: str,
+    job_id: str | None = None,
+    challenge: bool = False,
+    **job_kwargs: Any,
+) -> Job:
     """An MBPP problem and one completion (a whole program) -> Job."""
     tests = list(problem["test_list"])
     if challenge:
         tests += list(problem.get("challenge_test_list") or ())
-    return Job(kind="assert", program=completion, tests=tuple(tests),
-               test_setup=problem.get("test_setup_code") or "",
-               entry_point=called_function(tests[0]) if tests else None,
-               job_id=job_id or str(problem["task_id"]), **job_kwargs)
+    return Job(
+        kind="assert",
+        program=completion,
+        tests=tuple(tests),
+        test_setup=problem.get("test_setup_code") or "",
+        entry_point=called_function(tests[0]) if tests else None,
+        job_id=job_id or str(problem["task_id"]),
+        **job_kwargs,
+    )
 
 
-def task_job(problem: dict[str, Any], completion: str, job_id: str | None = None,
-             **job_kwargs: Any) -> Job:
+def task_job(
+    problem: dict[str, Any], completion: str, job_id: str | None = None, **job_kwargs: Any
+) -> Job:
     """Dispatch on the problem's format (HumanEval fields or MBPP fields)."""
     if "prompt" in problem and "test" in problem and "entry_point" in problem:
         return humaneval_job(problem, completion, job_id, **job_kwargs)
     if "test_list" in problem:
         return mbpp_job(problem, completion, job_id, **job_kwargs)
-    raise ValueError(f"problem {problem.get('task_id')!r} is neither in HumanEval format "
-                     "(prompt, test, entry_point) nor in MBPP format (test_list)")
+    raise ValueError(
+        f"problem {problem.get('task_id')!r} is neither in HumanEval format "
+        "(prompt, test, entry_point) nor in MBPP format (test_list)"
+    )

@@ -64,8 +64,10 @@ class Handle:
         return id(self)
 
     def __bool__(self) -> bool:
-        raise TypeError(f"the program returned an object of type {self.type_name!r}, "
-                        "which has no trusted truth value")
+        raise TypeError(
+            f"the program returned an object of type {self.type_name!r}, "
+            "which has no trusted truth value"
+        )
 
     def __repr__(self) -> str:
         return f"<program object of type {self.type_name}>"
@@ -147,8 +149,8 @@ class FrameBuffer:
             raise DecodeError(f"message of {n} bytes exceeds the limit of {self.max_bytes}")
         if len(self._buf) < _HEADER.size + n:
             return None
-        payload = bytes(self._buf[_HEADER.size:_HEADER.size + n])
-        del self._buf[:_HEADER.size + n]
+        payload = bytes(self._buf[_HEADER.size : _HEADER.size + n])
+        del self._buf[: _HEADER.size + n]
         return payload
 
 
@@ -204,8 +206,12 @@ def encode_value(value: Any, depth: int = 0) -> Any:
     raise Unencodable(f"values of type {t.__name__!r} cannot cross the sandbox boundary")
 
 
-_DICTS = {"d": dict, "C": collections.Counter, "O": collections.OrderedDict,
-          "D": collections.defaultdict}
+_DICTS = {
+    "d": dict,
+    "C": collections.Counter,
+    "O": collections.OrderedDict,
+    "D": collections.defaultdict,
+}
 
 
 def _decode(data: Any, depth: int, handle_type: dict[int, str] | None) -> Any:

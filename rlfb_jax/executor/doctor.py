@@ -15,7 +15,7 @@ import sys
 from .jobs import Job
 from .pool import ExecutorPool
 
-PROBE = r'''
+PROBE = r"""
 import json, os, resource, socket, sys
 seen = {}
 def attempt(fn):
@@ -56,7 +56,7 @@ seen["rlimit_as"] = resource.getrlimit(resource.RLIMIT_AS)[0]
 seen["rlimit_nproc"] = resource.getrlimit(resource.RLIMIT_NPROC)[0]
 seen["pgid_is_self"] = os.getpgid(0) == os.getpid()
 print(json.dumps(seen))
-'''
+"""
 
 
 def probe(pool: ExecutorPool) -> dict:
@@ -65,31 +65,39 @@ def probe(pool: ExecutorPool) -> dict:
     try:
         return json.loads(outcome.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError):
-        raise RuntimeError(f"the probe failed: {outcome.status} {outcome.error_type} "
-                           f"{outcome.error_message}\n{outcome.stderr}") from None
+        raise RuntimeError(
+            f"the probe failed: {outcome.status} {outcome.error_type} "
+            f"{outcome.error_message}\n{outcome.stderr}"
+        ) from None
 
 
 def verify(active: dict[str, bool], seen: dict) -> dict[str, tuple[bool, str]]:
     """Layer -> (confirmed from inside, evidence)."""
     checks = {
-        "net_namespace": (seen["loopback_connect"] != "allowed"
-                          and seen["internet_connect"] != "allowed",
-                          f"loopback {seen['loopback_connect']}, "
-                          f"internet {seen['internet_connect']}"),
-        "socket_disabled": (seen["loopback_connect"] != "allowed",
-                            f"socket connect {seen['loopback_connect']}"),
-        "readonly_fs": (seen["write_etc"] != "allowed"
-                        and seen["write_next_to_cwd"] != "allowed",
-                        f"write /etc {seen['write_etc']}, write next to cwd "
-                        f"{seen['write_next_to_cwd']}"),
+        "net_namespace": (
+            seen["loopback_connect"] != "allowed" and seen["internet_connect"] != "allowed",
+            f"loopback {seen['loopback_connect']}, internet {seen['internet_connect']}",
+        ),
+        "socket_disabled": (
+            seen["loopback_connect"] != "allowed",
+            f"socket connect {seen['loopback_connect']}",
+        ),
+        "readonly_fs": (
+            seen["write_etc"] != "allowed" and seen["write_next_to_cwd"] != "allowed",
+            f"write /etc {seen['write_etc']}, write next to cwd {seen['write_next_to_cwd']}",
+        ),
         "temp_cwd": (seen["write_cwd"] == "allowed", f"cwd {seen['cwd']} writable"),
         "drop_privileges": (seen["uid"] != 0, f"uid {seen['uid']}"),
-        "pid_namespace": (len(seen["visible_pids"]) <= 3,
-                          f"pid {seen['pid']}, sees pids {seen['visible_pids'][:5]}"),
+        "pid_namespace": (
+            len(seen["visible_pids"]) <= 3,
+            f"pid {seen['pid']}, sees pids {seen['visible_pids'][:5]}",
+        ),
         "scrubbed_env": (len(seen["env_keys"]) <= 8, f"env keys {seen['env_keys']}"),
         "stdin_devnull": (seen["stdin"] == "", "stdin empty"),
-        "rlimits": (seen["rlimit_as"] > 0, f"RLIMIT_AS {seen['rlimit_as'] >> 20} MiB, "
-                    f"RLIMIT_NPROC {seen['rlimit_nproc']}"),
+        "rlimits": (
+            seen["rlimit_as"] > 0,
+            f"RLIMIT_AS {seen['rlimit_as'] >> 20} MiB, RLIMIT_NPROC {seen['rlimit_nproc']}",
+        ),
         "process_group": (seen["pgid_is_self"], "own process group"),
     }
     return {name: checks[name] for name in checks if active.get(name)}
@@ -113,8 +121,11 @@ def main() -> int:
     for name, reason in missing.items():
         if name not in active:
             print(f"  [note] {name}: {reason}")
-    print("\nall active layers confirmed from inside the sandbox" if ok
-          else "\nSOME LAYERS DID NOT HOLD")
+    print(
+        "\nall active layers confirmed from inside the sandbox"
+        if ok
+        else "\nSOME LAYERS DID NOT HOLD"
+    )
     return 0 if ok else 1
 
 

@@ -51,9 +51,12 @@ class _Worker:
         cfg = dict(config, fds=[to_worker_r, from_worker_w])
         self.proc = subprocess.Popen(
             [sys.executable, "-I", "-c", BOOTSTRAP, _PROJECT_ROOT, json.dumps(cfg)],
-            pass_fds=(to_worker_r, from_worker_w), stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL, close_fds=True,
-            start_new_session=True)  # a Ctrl-C meant for the trainer does not hit workers
+            pass_fds=(to_worker_r, from_worker_w),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            close_fds=True,
+            start_new_session=True,
+        )  # a Ctrl-C meant for the trainer does not hit workers
         os.close(to_worker_r)
         os.close(from_worker_w)
         self.jobs_done = 0
@@ -114,24 +117,41 @@ class ExecutorPool:
       preload: extra modules the zygote imports so programs find them warm.
     """
 
-    def __init__(self, num_workers: int | None = None, timeout: float = 10.0,
-                 timeout_per_test: float = 3.0, memory_limit_mb: int = 2048,
-                 output_limit_bytes: int = 1 << 20, max_file_bytes: int = 16 << 20,
-                 max_processes: int = 32, max_open_files: int = 64,
-                 drop_privileges: bool = True, namespaces: bool = True,
-                 recycle_after: int = 2000, tmpfs_mb: int = 512, preload: Sequence[str] = ()):
+    def __init__(
+        self,
+        num_workers: int | None = None,
+        timeout: float = 10.0,
+        timeout_per_test: float = 3.0,
+        memory_limit_mb: int = 2048,
+        output_limit_bytes: int = 1 << 20,
+        max_file_bytes: int = 16 << 20,
+        max_processes: int = 32,
+        max_open_files: int = 64,
+        drop_privileges: bool = True,
+        namespaces: bool = True,
+        recycle_after: int = 2000,
+        tmpfs_mb: int = 512,
+        preload: Sequence[str] = (),
+    ):
         if memory_limit_mb > 2048 * 64 or memory_limit_mb < 64:
             raise ValueError(f"memory_limit_mb={memory_limit_mb} is out of range [64, 131072]")
         self.num_workers = num_workers or os.cpu_count() or 1
         self.timeout = float(timeout)
         self.recycle_after = recycle_after
         self._config = {
-            "settings": {"timeout": float(timeout), "timeout_per_test": float(timeout_per_test),
-                         "memory_limit_mb": int(memory_limit_mb),
-                         "output_limit_bytes": int(output_limit_bytes)},
-            "limits": {"cpu_seconds": int(timeout) + 2, "memory_bytes": memory_limit_mb << 20,
-                       "file_bytes": int(max_file_bytes), "processes": int(max_processes),
-                       "open_files": int(max_open_files)},
+            "settings": {
+                "timeout": float(timeout),
+                "timeout_per_test": float(timeout_per_test),
+                "memory_limit_mb": int(memory_limit_mb),
+                "output_limit_bytes": int(output_limit_bytes),
+            },
+            "limits": {
+                "cpu_seconds": int(timeout) + 2,
+                "memory_bytes": memory_limit_mb << 20,
+                "file_bytes": int(max_file_bytes),
+                "processes": int(max_processes),
+                "open_files": int(max_open_files),
+            },
             "drop_privileges": bool(drop_privileges),
             "namespaces": bool(namespaces),
             "tmpfs_mb": int(tmpfs_mb),
@@ -156,8 +176,9 @@ class ExecutorPool:
         first = self._new_worker()  # fail fast (and report layers) before any job
         self._workers[0] = first
         for slot in range(self.num_workers):
-            thread = threading.Thread(target=self._serve, args=(slot,), daemon=True,
-                                      name=f"rlfb-executor-{slot}")
+            thread = threading.Thread(
+                target=self._serve, args=(slot,), daemon=True, name=f"rlfb-executor-{slot}"
+            )
             thread.start()
             self._threads.append(thread)
         return self
@@ -184,11 +205,11 @@ class ExecutorPool:
             self.layers, self.missing_layers = worker.active, worker.missing
             if not self._warned:
                 self._warned = True
-                off = [f"{k} ({v})" for k, v in worker.missing.items()
-                       if k != "socket_disabled"]
+                off = [f"{k} ({v})" for k, v in worker.missing.items() if k != "socket_disabled"]
                 if off:
-                    log.warning("executor isolation layers unavailable on this host: %s",
-                                "; ".join(off))
+                    log.warning(
+                        "executor isolation layers unavailable on this host: %s", "; ".join(off)
+                    )
         return worker
 
     def _serve(self, slot: int) -> None:
@@ -213,9 +234,12 @@ class ExecutorPool:
                     if worker is not None:
                         worker.close(kill=True)
                         worker = None
-                    outcome = Outcome(status="sandbox_error", error_type=type(e).__name__,
-                                      error_message=f"executor worker failed: {e}",
-                                      job_id=job.job_id)
+                    outcome = Outcome(
+                        status="sandbox_error",
+                        error_type=type(e).__name__,
+                        error_message=f"executor worker failed: {e}",
+                        job_id=job.job_id,
+                    )
                 future.set_result(outcome)
         finally:
             if worker is not None:
@@ -242,8 +266,9 @@ class ExecutorPool:
         return [f.result() for f in self.submit(jobs)]
 
     @staticmethod
-    def as_completed(futures: Iterable[concurrent.futures.Future],
-                     timeout: float | None = None) -> Iterator[concurrent.futures.Future]:
+    def as_completed(
+        futures: Iterable[concurrent.futures.Future], timeout: float | None = None
+    ) -> Iterator[concurrent.futures.Future]:
         """Yield futures as their jobs finish (``concurrent.futures.as_completed``)."""
         return concurrent.futures.as_completed(list(futures), timeout=timeout)
 

@@ -90,8 +90,13 @@ def compile_test(source: str) -> tuple[Any, frozenset[str], frozenset[str]]:
     return code, free, frozenset(free - other_uses)
 
 
-def test_namespace(session: Session, free: frozenset[str], modules_only: frozenset[str],
-                   entry_point: str | None, program_names: frozenset[str]) -> dict[str, Any]:
+def test_namespace(
+    session: Session,
+    free: frozenset[str],
+    modules_only: frozenset[str],
+    entry_point: str | None,
+    program_names: frozenset[str],
+) -> dict[str, Any]:
     """Globals for one test: trusted builtins and stdlib modules, `Remote`s for the program's
     functions, and strictly decoded copies of the program's other values.
 
@@ -126,10 +131,14 @@ class JobRunner:
     # ----------------------------------------------------------------- helpers
 
     def _spawn(self, job: Job, mode: str, deadline: float, stdin: str | None = None) -> Session:
-        payload = {"mode": mode, "program": job.program, "setup": job.setup,
-                   "test_setup": job.test_setup,
-                   # RLIMIT_CPU follows the job's own time limit (one job may ask for more).
-                   "cpu_seconds": int(max(1.0, deadline - time.monotonic())) + 2}
+        payload = {
+            "mode": mode,
+            "program": job.program,
+            "setup": job.setup,
+            "test_setup": job.test_setup,
+            # RLIMIT_CPU follows the job's own time limit (one job may ask for more).
+            "cpu_seconds": int(max(1.0, deadline - time.monotonic())) + 2,
+        }
         session = self.zygote.spawn(payload, stdin)
         session.deadline = deadline
         session.output_limit = self.settings["output_limit_bytes"]
@@ -139,16 +148,22 @@ class JobRunner:
     def run(self, job: Job) -> Outcome:
         start = time.monotonic()
         timeout = job.timeout if job.timeout is not None else self.settings["timeout"]
-        per_test = (job.timeout_per_test if job.timeout_per_test is not None
-                    else self.settings["timeout_per_test"])
+        per_test = (
+            job.timeout_per_test
+            if job.timeout_per_test is not None
+            else self.settings["timeout_per_test"]
+        )
         deadline = start + timeout
         if job.kind == "stdio":
             fields = self._run_stdio(job, deadline, per_test)
         elif job.kind in ("assert", "call"):
             fields = self._run_functions(job, deadline, per_test)
         else:
-            fields = {"status": "sandbox_error", "error_type": "ValueError",
-                      "error_message": f"unknown job kind {job.kind!r}"}
+            fields = {
+                "status": "sandbox_error",
+                "error_type": "ValueError",
+                "error_message": f"unknown job kind {job.kind!r}",
+            }
         # No process of this job outlives its outcome, and its directory is gone.
         self.zygote.wait_clean()
         return Outcome(duration=time.monotonic() - start, job_id=job.job_id, **fields)
@@ -174,18 +189,15 @@ class JobRunner:
         if kind == "syntax_error":
             where = info.get("where")
             status = "syntax_error" if where == "program" else "sandbox_error"
-            return {"status": status, "error_type": etype, "error_message": msg,
-                    "error_line": line}
+            return {"status": status, "error_type": etype, "error_message": msg, "error_line": line}
         if kind == "error":
             where = info.get("where")
             status = _status_for_exception(etype, msg)
             if where == "setup":
                 status, line = "sandbox_error", None
-            return {"status": status, "error_type": etype, "error_message": msg,
-                    "error_line": line}
+            return {"status": status, "error_type": etype, "error_message": msg, "error_line": line}
         try:
-            session.end("runtime_error", "ProtocolError",
-                        f"unexpected message {str(kind)[:50]!r}")
+            session.end("runtime_error", "ProtocolError", f"unexpected message {str(kind)[:50]!r}")
         except ProcessEnded as e:
             return _fatal_fields(e)
         return None
@@ -205,8 +217,9 @@ class JobRunner:
         fields["stderr"] = session.stderr[:EXCERPT].decode(errors="replace")
         return fields
 
-    def _one_call_test(self, job: Job, session: Session, test: Any, deadline: float,
-                       per_test: float) -> TestResult:
+    def _one_call_test(
+        self, job: Job, session: Session, test: Any, deadline: float, per_test: float
+    ) -> TestResult:
         t0 = time.monotonic()
         if session.fatal is not None:
             e = session.fatal
@@ -234,8 +247,9 @@ class JobRunner:
         if session.fatal is not None:  # the process ended even if the test swallowed it
             e = session.fatal
             status, etype, message, line = e.status, e.error_type, e.message, e.line
-        return TestResult(status == "passed", status, etype, message,
-                          time.monotonic() - t0, error_line=line)
+        return TestResult(
+            status == "passed", status, etype, message, time.monotonic() - t0, error_line=line
+        )
 
     def _check_assert(self, job: Job, session: Session, test: Any) -> tuple[bool, Any, Any]:
         if not isinstance(test, str):
@@ -244,8 +258,9 @@ class JobRunner:
             code, free, modules_only = compile_test(test)
         except SyntaxError as e:
             raise SandboxLimitation(f"test does not compile: {e}") from None
-        namespace = test_namespace(session, free, modules_only, job.entry_point,
-                                   session.program_names)
+        namespace = test_namespace(
+            session, free, modules_only, job.entry_point, session.program_names
+        )
         try:
             exec(code, namespace)
         except AssertionError as e:
@@ -264,8 +279,10 @@ class JobRunner:
         value = session.call(job.entry_point, tuple(args), {})
         if codec.strict_equal(value, expected):
             return True, None, None
-        message = (f"expected {_short(expected)} ({type(expected).__name__}), "
-                   f"got {_short(value)} ({type(value).__name__})")
+        message = (
+            f"expected {_short(expected)} ({type(expected).__name__}), "
+            f"got {_short(value)} ({type(value).__name__})"
+        )
         return False, "WrongAnswer", message
 
     # ------------------------------------------------------------------- stdio
@@ -278,8 +295,14 @@ class JobRunner:
             try:
                 stdin, expected = test
             except (TypeError, ValueError):
-                results.append(TestResult(False, "sandbox_error", "SandboxLimitation",
-                                          "a stdio test must be an (input, output) pair"))
+                results.append(
+                    TestResult(
+                        False,
+                        "sandbox_error",
+                        "SandboxLimitation",
+                        "a stdio test must be an (input, output) pair",
+                    )
+                )
                 continue
             if t0 >= deadline:
                 results.append(TestResult(False, "timeout", "Timeout", "not run: job deadline"))
@@ -295,9 +318,16 @@ class JobRunner:
                 early["stdout"] = first_out[:EXCERPT].decode(errors="replace")
                 early["stderr"] = first_err[:EXCERPT].decode(errors="replace")
                 return early
-            results.append(TestResult(result.passed, result.status, result.error_type,
-                                      result.error_message, time.monotonic() - t0,
-                                      error_line=result.error_line))
+            results.append(
+                TestResult(
+                    result.passed,
+                    result.status,
+                    result.error_type,
+                    result.error_message,
+                    time.monotonic() - t0,
+                    error_line=result.error_line,
+                )
+            )
         fields = _summarize(results)
         fields["stdout"] = first_out[:EXCERPT].decode(errors="replace")
         fields["stderr"] = first_err[:EXCERPT].decode(errors="replace")
@@ -321,8 +351,11 @@ class JobRunner:
             d = info[1]
             line = d.get("line") if type(d.get("line")) is int else None
             return TestResult(False, "syntax_error"), {
-                "status": "syntax_error", "error_type": str(d.get("type")),
-                "error_message": str(d.get("message"))[:2000], "error_line": line}
+                "status": "syntax_error",
+                "error_type": str(d.get("type")),
+                "error_message": str(d.get("message"))[:2000],
+                "error_line": line,
+            }
         try:
             code = session.exit_code()
         except ProcessEnded as e:
@@ -332,13 +365,15 @@ class JobRunner:
             etype = str(d.get("type", "NonZeroExit"))
             message = str(d.get("message", f"the program exited with code {code}"))[:2000]
             line = d.get("line") if type(d.get("line")) is int else None
-            return TestResult(False, _status_for_exception(etype, message), etype, message,
-                              error_line=line), None
+            return TestResult(
+                False, _status_for_exception(etype, message), etype, message, error_line=line
+            ), None
         out = session.stdout.decode(errors="replace")
         if outputs_match(out, expected):
             return TestResult(True, "passed"), None
-        return TestResult(False, "wrong_answer", "WrongAnswer",
-                          f"expected {_short(expected)}, got {_short(out)}"), None
+        return TestResult(
+            False, "wrong_answer", "WrongAnswer", f"expected {_short(expected)}, got {_short(out)}"
+        ), None
 
 
 def outputs_match(actual: str, expected: str) -> bool:
@@ -356,16 +391,24 @@ def _status_for_exception(etype: str, message: str = "") -> str:
 
 
 def _fatal_fields(e: ProcessEnded) -> dict:
-    return {"status": e.status, "error_type": e.error_type, "error_message": e.message,
-            "error_line": e.line}
+    return {
+        "status": e.status,
+        "error_type": e.error_type,
+        "error_message": e.message,
+        "error_line": e.line,
+    }
 
 
 def _summarize(results: list[TestResult]) -> dict:
     fields: dict[str, Any] = {"status": "passed", "tests": tuple(results)}
     for r in results:
         if not r.passed:
-            fields.update(status=r.status, error_type=r.error_type,
-                          error_message=r.error_message, error_line=r.error_line)
+            fields.update(
+                status=r.status,
+                error_type=r.error_type,
+                error_message=r.error_message,
+                error_line=r.error_line,
+            )
             break
     return fields
 

@@ -67,9 +67,20 @@ PR_SET_CHILD_SUBREAPER = 36
 _libc = ctypes.CDLL(None, use_errno=True)  # the interpreter's own libc symbols
 
 LAYER_NAMES = (
-    "process_group", "rlimits", "deadline", "temp_cwd", "stdin_devnull", "scrubbed_env",
-    "drop_privileges", "net_namespace", "socket_disabled", "mount_namespace", "readonly_fs",
-    "pid_namespace", "ipc_uts_namespace", "no_ptrace",
+    "process_group",
+    "rlimits",
+    "deadline",
+    "temp_cwd",
+    "stdin_devnull",
+    "scrubbed_env",
+    "drop_privileges",
+    "net_namespace",
+    "socket_disabled",
+    "mount_namespace",
+    "readonly_fs",
+    "pid_namespace",
+    "ipc_uts_namespace",
+    "no_ptrace",
 )
 
 SAFE_ENV = {
@@ -109,11 +120,14 @@ def unshare(flags: int) -> None:
     _check(_libc.unshare(ctypes.c_int(flags)), "unshare")
 
 
-def mount(source: str | None, target: str, fstype: str | None, flags: int,
-          data: str | None = None) -> None:
+def mount(
+    source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None
+) -> None:
     enc = lambda s: None if s is None else s.encode()
-    _check(_libc.mount(enc(source), enc(target), enc(fstype), ctypes.c_ulong(flags),
-                       enc(data)), f"mount {target}")
+    _check(
+        _libc.mount(enc(source), enc(target), enc(fstype), ctypes.c_ulong(flags), enc(data)),
+        f"mount {target}",
+    )
 
 
 def prctl(option: int, arg: int) -> None:
@@ -161,8 +175,9 @@ def enter_worker_namespaces(tmp_root: str, tmpfs_mb: int, layers: Layers) -> boo
     private_tmp = False
     try:
         os.makedirs(tmp_root, exist_ok=True)
-        mount("rlfb-sandbox", tmp_root, "tmpfs", MS_NOSUID | MS_NODEV,
-              f"size={tmpfs_mb}m,mode=0755")
+        mount(
+            "rlfb-sandbox", tmp_root, "tmpfs", MS_NOSUID | MS_NODEV, f"size={tmpfs_mb}m,mode=0755"
+        )
         private_tmp = True
     except OSError as e:
         layers.off("readonly_fs", f"cannot mount a private tmpfs on {tmp_root}: {e}")
@@ -261,7 +276,7 @@ def remap_import_paths(moved: dict[str, str]) -> None:
     def remap(entry: str) -> str:
         for old, new in moved.items():
             if entry == old or entry.startswith(old + os.sep):
-                return new + entry[len(old):]
+                return new + entry[len(old) :]
         return entry
 
     sys.path[:] = [remap(p) for p in sys.path]

@@ -106,8 +106,7 @@ class ZygoteClient:
 
 
 class Session:
-    def __init__(self, zygote: ZygoteClient, seq: int, req: int, resp: int, out: int,
-                 err: int):
+    def __init__(self, zygote: ZygoteClient, seq: int, req: int, resp: int, out: int, err: int):
         self.zygote = zygote
         self.seq = seq
         self.req, self.resp, self.out, self.err = req, resp, out, err
@@ -149,14 +148,20 @@ class Session:
                 try:
                     self.frames.feed(data)
                 except codec.DecodeError as e:  # only raised for oversized replies
-                    self.end("output_exceeded", "OutputLimitExceeded",
-                             f"a returned value is too large: {e}")
+                    self.end(
+                        "output_exceeded",
+                        "OutputLimitExceeded",
+                        f"a returned value is too large: {e}",
+                    )
             else:
                 buf = self.stdout if fd == self.out else self.stderr
                 buf += data
                 if len(self.stdout) + len(self.stderr) > self.output_limit:
-                    self.end("output_exceeded", "OutputLimitExceeded",
-                             f"the program wrote more than {self.output_limit} bytes")
+                    self.end(
+                        "output_exceeded",
+                        "OutputLimitExceeded",
+                        f"the program wrote more than {self.output_limit} bytes",
+                    )
 
     def end(self, status: str, error_type: str, message: str, line: int | None = None):
         """Record a fatal condition and raise it."""
@@ -171,8 +176,11 @@ class Session:
             self.end("runtime_error", "EarlyExit", "the program closed its result channel")
         code = os.waitstatus_to_exitcode(status)
         if code >= 0:
-            self.end("runtime_error", "EarlyExit",
-                     f"the program exited with code {code} before finishing the tests")
+            self.end(
+                "runtime_error",
+                "EarlyExit",
+                f"the program exited with code {code} before finishing the tests",
+            )
         sig = -code
         name = signal.Signals(sig).name if sig in signal.valid_signals() else str(sig)
         if sig == signal.SIGXCPU:
@@ -232,8 +240,9 @@ class Session:
         try:
             return self.frames.pop()
         except codec.DecodeError as e:  # only raised for oversized replies
-            self.end("output_exceeded", "OutputLimitExceeded",
-                     f"a returned value is too large: {e}")
+            self.end(
+                "output_exceeded", "OutputLimitExceeded", f"a returned value is too large: {e}"
+            )
 
     def _parse(self, frame: bytes) -> list:
         try:
@@ -276,8 +285,9 @@ class Session:
             timeout = self.deadline - time.monotonic()
             if timeout <= 0:
                 self.end(self.deadline_status, "Timeout", "the time limit was exceeded")
-            ready, _, _ = select.select(list(self.open) + [self.zygote.sock], [self.req], [],
-                                        timeout)
+            ready, _, _ = select.select(
+                list(self.open) + [self.zygote.sock], [self.req], [], timeout
+            )
             for fd in ready:
                 if fd is self.zygote.sock:
                     self._on_zygote()

@@ -46,10 +46,20 @@ def _start_zygote(config: dict) -> tuple[ZygoteClient, subprocess.Popen, bool]:
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     config = dict(config, socket_fd=theirs.fileno(), sys_path=list(sys.path))
     proc = subprocess.Popen(
-        [sys.executable, "-I", "-S", "-c", PACKAGE_STUB + ZYGOTE_BOOTSTRAP, PROJECT_ROOT,
-         json.dumps(config)],
-        pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-        close_fds=True)
+        [
+            sys.executable,
+            "-I",
+            "-S",
+            "-c",
+            PACKAGE_STUB + ZYGOTE_BOOTSTRAP,
+            PROJECT_ROOT,
+            json.dumps(config),
+        ],
+        pass_fds=(theirs.fileno(),),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        close_fds=True,
+    )
     theirs.close()
     client = ZygoteClient(ours)
     kind, proc_ok = client.recv()[:2]
@@ -68,8 +78,13 @@ def main(config_json: str) -> None:
         private = sandbox.enter_worker_namespaces("/tmp", config["tmpfs_mb"], layers)
     else:
         private = False
-        for name in ("net_namespace", "mount_namespace", "readonly_fs", "ipc_uts_namespace",
-                     "pid_namespace"):
+        for name in (
+            "net_namespace",
+            "mount_namespace",
+            "readonly_fs",
+            "ipc_uts_namespace",
+            "pid_namespace",
+        ):
             layers.off(name, "disabled by the pool (namespaces=False)")
     if private:  # job directories and import-path binds on the worker's own tmpfs
         tmp_root, bind_root = "/tmp/jobs", "/tmp/python"
@@ -140,5 +155,9 @@ def main(config_json: str) -> None:
 def _broken(job, e: BaseException) -> Outcome:
     detail = "".join(traceback.format_exception(e))[-2000:]
     print(f"rlfb_jax executor worker: {detail}", file=sys.stderr)
-    return Outcome(status="sandbox_error", error_type=type(e).__name__,
-                   error_message=f"executor failure: {e}", job_id=job.job_id)
+    return Outcome(
+        status="sandbox_error",
+        error_type=type(e).__name__,
+        error_message=f"executor failure: {e}",
+        job_id=job.job_id,
+    )

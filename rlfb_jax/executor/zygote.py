@@ -33,8 +33,16 @@ from . import child, codec, sandbox
 # Small modules most programs import (typing alone costs ~7 ms per job otherwise). Bigger
 # ones are left out on purpose: every preloaded page makes each fork and exit slower.
 PRELOAD = (
-    "math", "re", "collections", "itertools", "functools", "heapq", "bisect", "string",
-    "typing", "operator",
+    "math",
+    "re",
+    "collections",
+    "itertools",
+    "functools",
+    "heapq",
+    "bisect",
+    "string",
+    "typing",
+    "operator",
 )
 _JOB_FDS = 6  # payload memfd, stdin, requests, replies, stdout, stderr
 
@@ -188,8 +196,7 @@ def _warm_up() -> None:
     pipe), so that the lazily built state they need exists before the fork and each job
     process shares it instead of rebuilding it in fresh, page-faulting memory."""
     namespace: dict = {"__name__": "__main__"}
-    code = compile("def f(x, y=0):\n    return [x, (x, {x: y})]\n", child.PROGRAM_FILE,
-                   "exec")
+    code = compile("def f(x, y=0):\n    return [x, (x, {x: y})]\n", child.PROGRAM_FILE, "exec")
     exec(code, namespace)
     sorted(k for k in namespace if type(k) is str)
     req_r, req_w = os.pipe()
@@ -236,8 +243,7 @@ def zygote_main(config_json: str) -> None:
             sandbox.become_subreaper()
         sys.path[:] = config["sys_path"]  # site-packages too, for programs using numpy
         if own_mounts and config["user"] is not None:
-            moved = sandbox.expose_paths(sys.path, tuple(config["user"]),
-                                         config["bind_root"])
+            moved = sandbox.expose_paths(sys.path, tuple(config["user"]), config["bind_root"])
             sandbox.remap_import_paths(moved)
         importlib.invalidate_caches()
         for name in PRELOAD + tuple(config.get("preload", ())):

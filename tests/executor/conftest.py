@@ -15,8 +15,13 @@ MBPP_PATH = REPO / "../shared/data/mbpp.jsonl"
 
 @pytest.fixture(scope="module")
 def pool():
-    with ExecutorPool(num_workers=2, timeout=4.0, timeout_per_test=1.0,
-                      output_limit_bytes=64 << 10, memory_limit_mb=512) as p:
+    with ExecutorPool(
+        num_workers=2,
+        timeout=4.0,
+        timeout_per_test=1.0,
+        output_limit_bytes=64 << 10,
+        memory_limit_mb=512,
+    ) as p:
         yield p
 
 
@@ -41,5 +46,7 @@ def layer_active(pool: ExecutorPool, name: str) -> bool:
 
 def require_layer(pool: ExecutorPool, name: str) -> None:
     if not layer_active(pool, name):
-        pytest.skip(f"isolation layer {name} unavailable here: "
-                    f"{pool.missing_layers.get(name, 'unknown reason')}")
+        pytest.skip(
+            f"isolation layer {name} unavailable here: "
+            f"{pool.missing_layers.get(name, 'unknown reason')}"
+        )

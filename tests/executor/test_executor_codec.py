@@ -10,10 +10,32 @@ import pytest
 from rlfb_jax.executor import codec
 
 VALUES = [
-    None, True, False, 0, -5, 1 << 70, -(1 << 200), 1.5, float("inf"), "x\u00e9\ud800",
-    b"\x00\xff", 3 + 4j, [1, [2, (3,)]], (1, "a", None), {"a": [1], 2: (3,)}, {1, 2},
-    frozenset({"a"}), [], (), {}, set(), collections.Counter("abca"),
-    collections.OrderedDict(a=1), collections.deque([1, 2]), int, str,
+    None,
+    True,
+    False,
+    0,
+    -5,
+    1 << 70,
+    -(1 << 200),
+    1.5,
+    float("inf"),
+    "x\u00e9\ud800",
+    b"\x00\xff",
+    3 + 4j,
+    [1, [2, (3,)]],
+    (1, "a", None),
+    {"a": [1], 2: (3,)},
+    {1, 2},
+    frozenset({"a"}),
+    [],
+    (),
+    {},
+    set(),
+    collections.Counter("abca"),
+    collections.OrderedDict(a=1),
+    collections.deque([1, 2]),
+    int,
+    str,
 ]
 
 
@@ -45,8 +67,18 @@ class EvilStr(str):
     pass
 
 
-@pytest.mark.parametrize("value", [AlwaysEqual(), EvilInt(3), EvilStr("x"), [1, AlwaysEqual()],
-                                   {"k": EvilInt(1)}, (x for x in ())], ids=repr)
+@pytest.mark.parametrize(
+    "value",
+    [
+        AlwaysEqual(),
+        EvilInt(3),
+        EvilStr("x"),
+        [1, AlwaysEqual()],
+        {"k": EvilInt(1)},
+        (x for x in ()),
+    ],
+    ids=repr,
+)
 def test_rejects_everything_but_exact_builtins(value):
     with pytest.raises(codec.Unencodable):
         codec.encode_value(value)
@@ -59,10 +91,20 @@ def test_rejects_cycles():
         codec.encode_value(a)
 
 
-@pytest.mark.parametrize("forged", [
-    [1, 2], {"l": [1], "t": [2]}, {"zz": 1}, {"s": [{"l": [1]}]}, {"d": [[1]]},
-    {"T": "open"}, {"c": ["a", 1]}, {"I": "zz"}, {"h": 1},
-])
+@pytest.mark.parametrize(
+    "forged",
+    [
+        [1, 2],
+        {"l": [1], "t": [2]},
+        {"zz": 1},
+        {"s": [{"l": [1]}]},
+        {"d": [[1]]},
+        {"T": "open"},
+        {"c": ["a", 1]},
+        {"I": "zz"},
+        {"h": 1},
+    ],
+)
 def test_forged_data_is_rejected_without_running_anything(forged):
     with pytest.raises(codec.DecodeError):
         codec.decode_value(forged)

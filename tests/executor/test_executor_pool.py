@@ -22,8 +22,9 @@ INC = "def f(x):\n    return x + 1\n"
 
 def inc_jobs(n: int, sleep: float = 0.0) -> list[Job]:
     program = f"import time\ndef f(x):\n    time.sleep({sleep})\n    return x + 1\n"
-    return [Job(program=program, tests=[f"assert f({i}) == {i + 1}"], job_id=str(i))
-            for i in range(n)]
+    return [
+        Job(program=program, tests=[f"assert f({i}) == {i + 1}"], job_id=str(i)) for i in range(n)
+    ]
 
 
 def worker_pids() -> list[int]:
@@ -93,14 +94,21 @@ def test_degraded_mode_without_namespaces(caplog):
         with ExecutorPool(num_workers=1, namespaces=False, timeout_per_test=1.0) as p:
             assert not p.layers["net_namespace"] and not p.layers["pid_namespace"]
             assert p.layers["socket_disabled"]
-            connect = ("import socket\ndef f(x):\n    socket.create_connection(('127.0.0.1', "
-                       f"{port}), timeout=1)\n    return x + 1\n")
-            escape = ("import subprocess\ndef f(x):\n    subprocess.Popen(['sleep', '987656'],"
-                      " start_new_session=True)\n    return x + 1\n")
-            o_net, o_escape, o_honest = p.run([
-                Job(program=connect, tests=["assert f(1) == 2"]),
-                Job(program=escape, tests=["assert f(1) == 2"]),
-                Job(program=INC, tests=["assert f(1) == 2"])])
+            connect = (
+                "import socket\ndef f(x):\n    socket.create_connection(('127.0.0.1', "
+                f"{port}), timeout=1)\n    return x + 1\n"
+            )
+            escape = (
+                "import subprocess\ndef f(x):\n    subprocess.Popen(['sleep', '987656'],"
+                " start_new_session=True)\n    return x + 1\n"
+            )
+            o_net, o_escape, o_honest = p.run(
+                [
+                    Job(program=connect, tests=["assert f(1) == 2"]),
+                    Job(program=escape, tests=["assert f(1) == 2"]),
+                    Job(program=INC, tests=["assert f(1) == 2"]),
+                ]
+            )
             assert o_net.status == "runtime_error" and o_net.error_type == "PermissionError"
             assert o_escape.passed and o_honest.passed
             p.run([Job(program=INC, tests=["assert f(1) == 2"])])  # cleanup of the last job
@@ -114,21 +122,29 @@ def test_degraded_mode_without_namespaces(caplog):
 
 
 def test_executor_never_imports_jax():
-    code = ("import sys\nimport rlfb_jax.executor, rlfb_jax.evaluate, rlfb_jax.eval.passk\n"
-            "from rlfb_jax.executor import ExecutorPool, Job\n"
-            "with ExecutorPool(num_workers=1) as p:\n"
-            "    assert p.run([Job(program='x = 1', tests=['assert x == 1'])])[0].passed\n"
-            "assert 'jax' not in sys.modules, 'jax was imported'\n")
+    code = (
+        "import sys\nimport rlfb_jax.executor, rlfb_jax.evaluate, rlfb_jax.eval.passk\n"
+        "from rlfb_jax.executor import ExecutorPool, Job\n"
+        "with ExecutorPool(num_workers=1) as p:\n"
+        "    assert p.run([Job(program='x = 1', tests=['assert x == 1'])])[0].passed\n"
+        "assert 'jax' not in sys.modules, 'jax was imported'\n"
+    )
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                            text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stderr
 
 
 def test_doctor_confirms_every_active_layer():
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    result = subprocess.run([sys.executable, "-m", "rlfb_jax.executor.doctor"], env=env,
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "rlfb_jax.executor.doctor"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "all active layers confirmed" in result.stdout
 
