@@ -114,14 +114,18 @@ def explained_variance(values, returns, mask) -> jax.Array:
 
 def _values(params, batch, hidden, model, value_slot, value_model):
     """V(s_t) [B, L-1] aligned with the predicted tokens (position t chooses token t+1)."""
+    critic = model if value_model is None or value_slot == "policy" else value_model
+    config = getattr(critic, "config", None)
+    if config is not None and "value" not in config.heads:
+        raise ValueError(f"value_slot={value_slot!r} needs a model config with "
+                         f"heads=('value',), got heads={config.heads}")
     if value_slot == "policy":
         return model.bind(params["policy"]).value(hidden)[:, :-1]
     if value_slot == "value":
-        critic = model if value_model is None else value_model
         out = critic.forward(params["value"], batch["tokens"],
                              attention_mask=batch["attention_mask"])
         return critic.bind(params["value"]).value(out.hidden)[:, :-1]
-    raise ValueError(f"value_slot must be None, 'policy' or 'value', got {value_slot!r}")
+    raise AssertionError(value_slot)  # checked in _common
 
 
 def _loss(params, batch, model, surrogate, *, aggregation, norm_len, value_slot, value_model,
@@ -184,6 +188,8 @@ def _common(aggregation="token_mean", norm_len=None, value_slot=None, value_mode
     if aggregation not in AGGREGATIONS:
         raise ValueError(f"unknown aggregation {aggregation!r}; "
                          f"expected one of {', '.join(AGGREGATIONS)}")
+    if value_slot not in (None, "policy", "value"):
+        raise ValueError(f"value_slot must be None, 'policy' or 'value', got {value_slot!r}")
     return dict(aggregation=aggregation, norm_len=norm_len, value_slot=value_slot,
                 value_model=value_model, vf_coef=vf_coef, value_clip=value_clip,
                 ent_coef=ent_coef, kl_in_loss_beta=kl_in_loss_beta, kl_estimator=kl_estimator)

@@ -228,3 +228,17 @@ def test_value_function_slots_train(slot):
     assert float(jnp.sum(jnp.abs(head))) > 0
     if slot == "value":  # the critic's gradient does not come from the policy loss alone
         assert float(jnp.sum(jnp.abs(g["policy"].get("value_head", {}).get("kernel", 0.0)))) == 0
+
+
+def test_value_slot_needs_a_value_head():
+    lm = LanguageModel(ModelConfig(vocab_size=16, d_model=16, n_layers=1, n_heads=2, d_ff=32,
+                                   max_len=16))
+    batch = _random_batch()
+    batch["old_logprobs"] = jnp.zeros((3, 7))
+    batch["returns"] = jnp.zeros((3, 7))
+    params = {"policy": lm.abstract_params()}
+    with pytest.raises(ValueError, match="heads=\\('value',\\)"):
+        jax.eval_shape(lambda p: get_loss("ppo")(p, batch, model=lm, value_slot="policy"), params)
+    with pytest.raises(ValueError, match="value_slot must be"):
+        jax.eval_shape(lambda p: get_loss("pg")(p, batch, model=ParamLogits(), value_slot="v"),
+                       {"policy": {"logits": jnp.zeros((3, 8, 16))}})
