@@ -49,17 +49,57 @@ def called_function(test: str) -> str | None:
     return None
 
 
+def split_check(test: str) -> list[str] | None:
+    """HumanEval's ``check(candidate)`` as one snippet per assert, or None when its body is
+    not a plain list of asserts (7 of 164 tasks loop or define locals). Each snippet keeps
+    the test module's other top-level statements (imports, ``METADATA``)."""
+    try:
+        tree = ast.parse(test)
+    except SyntaxError:
+        return None
+    checks = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "check"]
+    if len(checks) != 1 or [a.arg for a in checks[0].args.args] != ["candidate"]:
+        return None
+    asserts = []
+    for node in checks[0].body:
+        if isinstance(node, ast.Assert):
+            asserts.append(ast.get_source_segment(test, node))
+        elif not (
+            isinstance(node, ast.Pass)
+            or (isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant))
+        ):
+            return None
+    prelude = "\n".join(
+        ast.get_source_segment(test, n) or "" for n in tree.body if n is not checks[0]
+    )
+    return [f"{prelude}\n{a}" for a in asserts if a] or None
+
+
 def humaneval_job(
-    problem: dict[str, Any], completion: str, job_id: str | None = None, **job_kwargs: Any
+    problem: dict[str, Any],
+    completion: str,
+    job_id: str | None = None,
+    split_asserts: bool = False,
+    **job_kwargs: Any,
 ) -> Job:
-    """A HumanEval problem and one completion (the text after the prompt) -> Job."""
+    """A HumanEval problem and one completion (the text after the prompt) -> Job.
+
+    By default the whole ``check`` is one test, as in the official harness. With
+    ``split_asserts=True`` each assert of ``check`` becomes its own test (where its body is a
+    plain list of asserts), so `Outcome.pass_ratio` gives partial credit (e.g. for rewards);
+    each assert then gets the per-test time limit.
+    """
     entry = problem["entry_point"]
     helpers = prompt_helpers(problem["prompt"], entry)
-    test = f"{helpers}\n\n{problem['test']}\n\ncheck({entry})\n"
+    parts = split_check(problem["test"]) if split_asserts else None
+    if parts:
+        tests = tuple(f"{helpers}\n\ncandidate = {entry}\n{part}\n" for part in parts)
+    else:
+        tests = (f"{helpers}\n\n{problem['test']}\n\ncheck({entry})\n",)
     return Job(
         kind="assert",
         program=problem["prompt"] + completion,
-        tests=(test,),
+        tests=tests,
         entry_point=entry,
         job_id=job_id or problem["task_id"],
         **job_kwargs,

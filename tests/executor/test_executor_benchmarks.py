@@ -131,3 +131,14 @@ def test_task_job_dispatch(he_problems, mbpp_rows):
     assert job.tests == tuple(mb["test_list"]) and job.job_id == str(mb["task_id"])
     with pytest.raises(ValueError):
         task_job({"task_id": "x"}, "")
+
+
+def test_humaneval_split_into_asserts(bench_pool, he_problems):
+    problems = list(he_problems.values())
+    split = [humaneval_job(p, p["canonical_solution"], split_asserts=True) for p in problems]
+    assert sum(len(j.tests) > 1 for j in split) >= 150
+    assert all(o.passed for o in bench_pool.run(split))
+    p = he_problems["HumanEval/0"]
+    half = p["canonical_solution"].replace("return True", "return distance < threshold / 2")
+    (o,) = bench_pool.run([humaneval_job(p, half, split_asserts=True)])
+    assert not o.passed and 0 < o.pass_ratio < 1
