@@ -102,9 +102,10 @@ def error_line_span(task, completion: str, outcome, line_offset: int = 0) -> Spa
     """The characters ``(start, end)`` of ``completion`` on the line where the error was raised.
 
     ``outcome.error_line`` is 1-based in the executed program ``task.prompt + completion``,
-    preceded by ``line_offset`` extra lines when the job prepends some (a stdio job with
-    ``setup``). The span excludes the line break. Returns None when there is no error line,
-    when it falls in the prompt or past the end, or when the line's completion part is empty.
+    preceded by ``line_offset`` extra lines when the job prepends some (a stdio job of a task
+    with ``setup`` runs ``setup + "\\n" + program``: pass ``(task.setup + "\\n").count("\\n")``).
+    The span excludes the line break. Returns None when there is no error line, when it
+    falls in the prompt or past the end, or when the line's completion part is empty.
     A line that starts in the prompt and ends in the completion gives its completion part.
     """
     line = getattr(outcome, "error_line", None)
