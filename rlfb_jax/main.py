@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import json
 import logging
-
-log = logging.getLogger("rlfb_jax")
 import os
 import sys
 
 from absl import app, flags
 from ml_collections import config_flags
+
+log = logging.getLogger("rlfb_jax")
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config module (get_config).")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (created; reused to resume).")

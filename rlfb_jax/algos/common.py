@@ -7,17 +7,15 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-
-log = logging.getLogger("rlfb_jax")
 import os
 from collections.abc import Sequence
 from typing import Any
 
-import jax
-
 from rlfb_jax.core import sharding as shd
 from rlfb_jax.core.config import model_from_config
 from rlfb_jax.models.lm import LanguageModel, Params
+
+log = logging.getLogger("rlfb_jax")
 
 
 @dataclasses.dataclass

@@ -39,7 +39,7 @@ from rlfb_jax.core.step import make_epoch_update
 from rlfb_jax.eval.policy_eval import ERROR_STATUSES, evaluate_policy
 from rlfb_jax.executor import ExecutorPool
 from rlfb_jax.losses import compute_advantages, get_loss, kl_penalty_rewards, make_kl_controller
-from rlfb_jax.losses.sequence import sequence_logprobs, target_mask
+from rlfb_jax.losses.sequence import sequence_logprobs
 from rlfb_jax.rewards import make_reward
 from rlfb_jax.rewards.execution import rltf_error_line_penalty, span_token_rewards
 
@@ -302,10 +302,11 @@ def _run(config, workdir: str) -> dict:
                            extra=metrics)
             every = int(config.eval.every)
             if every and (it + 1) % every == 0 and it + 1 < iterations:
+                quick = config.eval.copy_and_resolve_references()
+                quick.n_samples = 1  # greedy only: learning curves without the sampling cost
                 ev = evaluate_policy(policy, state.params["policy"], base.data.eval_tasks,
-                                     config.eval, rng=jax.random.key(config.seed + 1),
-                                     pool=pool)
-                run.log(it + 1, ev)
+                                     quick, rng=jax.random.key(config.seed + 1), pool=pool)
+                run.log(it + 1, {k: v for k, v in ev.items() if "/errors/" not in k})
         ev = evaluate_policy(policy, state.params["policy"], base.data.eval_tasks, config.eval,
                              workdir=run.workdir, rng=jax.random.key(config.seed + 1), pool=pool)
     finally:

@@ -13,13 +13,10 @@ resumed run trains on exactly what an uninterrupted one would.
 from __future__ import annotations
 
 import logging
-
-log = logging.getLogger("rlfb_jax")
 import time
 
 import jax
 import ml_collections
-import numpy as np
 
 from rlfb_jax.algos import common, register_algo
 from rlfb_jax.algos.datasets import load_sft_data
@@ -31,6 +28,8 @@ from rlfb_jax.core.run import Run
 from rlfb_jax.core.state import create_state, state_from_params
 from rlfb_jax.core.step import make_step
 from rlfb_jax.losses import get_loss
+
+log = logging.getLogger("rlfb_jax")
 
 
 def default_config() -> ml_collections.ConfigDict:

@@ -9,8 +9,6 @@ Saves are asynchronous; `wait()` (called by `close()`) blocks until they are on 
 from __future__ import annotations
 
 import logging
-
-log = logging.getLogger("rlfb_jax")
 import os
 from typing import Any
 
@@ -18,6 +16,8 @@ import jax
 import orbax.checkpoint as ocp
 
 from rlfb_jax.core.state import TrainState
+
+log = logging.getLogger("rlfb_jax")
 
 
 class CheckpointShapeError(ValueError):

@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import inspect
 import logging
-
-log = logging.getLogger("rlfb_jax")
 from collections.abc import Mapping
 from typing import Any
 
 import optax
+
+log = logging.getLogger("rlfb_jax")
 
 _ALIASES = {"weight_decay": ("weight_decay", "weight_decay_rate"), "b1": ("b1", "momentum"),
             "b2": ("b2", "decay"), "eps": ("eps",)}

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-
-log = logging.getLogger("rlfb_jax")
 import os
 import sys
 from typing import Any
@@ -28,6 +26,8 @@ from rlfb_jax.core.checkpoint import Checkpointer, abstract_with_shardings
 from rlfb_jax.core.metrics import MetricsWriter, plot_metrics, write_summary
 from rlfb_jax.core.state import TrainState
 from rlfb_jax.core.step import check_finite
+
+log = logging.getLogger("rlfb_jax")
 
 
 def is_main_process() -> bool:

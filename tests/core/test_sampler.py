@@ -107,7 +107,7 @@ def test_filter_logits_top_k_and_top_p():
     logits = jnp.log(jnp.array([[0.5, 0.3, 0.15, 0.05]]))
     neg = jnp.finfo(jnp.float32).min
     k2 = filter_logits(logits, SamplingParams(top_k=2))
-    assert bool(jnp.all((k2[0, 2:] == neg))) and bool(jnp.all(k2[0, :2] > neg))
+    assert bool(jnp.all(k2[0, 2:] == neg)) and bool(jnp.all(k2[0, :2] > neg))
     p = filter_logits(logits, SamplingParams(top_p=0.7))  # 0.5 + 0.3 covers 0.7
     assert bool(jnp.all(p[0, :2] > neg)) and bool(jnp.all(p[0, 2:] == neg))
     p1 = filter_logits(logits, SamplingParams(top_p=0.1))  # the top token always stays
