@@ -40,6 +40,7 @@ from rlfb_jax.losses.registry import register_loss
 from rlfb_jax.losses.sequence import masked_mean, sequence_logprobs, target_mask
 
 AGGREGATIONS = ("token_mean", "seq_mean", "seq_sum_norm")
+_ROLLOUT_KEYS = ("advantages", "old_logprobs", "ref_logprobs", "returns", "old_values")
 
 
 def aggregate(x: jax.Array, mask: jax.Array, mode: str = "token_mean",
@@ -131,6 +132,9 @@ def _values(params, batch, hidden, model, value_slot, value_model):
 def _loss(params, batch, model, surrogate, *, aggregation, norm_len, value_slot, value_model,
           vf_coef, value_clip, ent_coef, kl_in_loss_beta, kl_estimator):
     """The shared body: per-token policy surrogate + value + entropy + KL terms."""
+    # Rollout quantities are constants of the update, even if the caller computed them inside
+    # the differentiated function.
+    batch = {k: jax.lax.stop_gradient(v) if k in _ROLLOUT_KEYS else v for k, v in batch.items()}
     mask = target_mask(batch)
     logp, ent, hidden = sequence_logprobs(model, params["policy"], batch, with_entropy=True)
     pg_tok, metrics = surrogate(logp, batch, mask)

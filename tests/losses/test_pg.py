@@ -242,3 +242,15 @@ def test_value_slot_needs_a_value_head():
     with pytest.raises(ValueError, match="value_slot must be"):
         jax.eval_shape(lambda p: get_loss("pg")(p, batch, model=ParamLogits(), value_slot="v"),
                        {"policy": {"logits": jnp.zeros((3, 8, 16))}})
+
+
+def test_rollout_quantities_get_no_gradient():
+    batch = one_row_batch(advantages=np.ones(4), old_logprobs=np.full(4, np.log(0.4)))
+
+    def loss_of(adv, old):
+        b = dict(batch, advantages=adv, old_logprobs=old)
+        return get_loss("ppo")(uniform_params(5), b, model=ParamLogits())[0]
+
+    g_adv, g_old = jax.jit(jax.grad(loss_of, argnums=(0, 1)))(batch["advantages"],
+                                                               batch["old_logprobs"])
+    assert float(jnp.sum(jnp.abs(g_adv))) == 0.0 and float(jnp.sum(jnp.abs(g_old))) == 0.0
