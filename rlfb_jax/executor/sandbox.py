@@ -253,7 +253,7 @@ def mount_private_proc() -> None:
     mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
 
 
-def _traversable(path: str, uid: int, gid: int) -> bool:
+def traversable(path: str, uid: int, gid: int) -> bool:
     """Can ``uid:gid`` reach and list ``path`` (every ancestor searchable)?"""
     current = "/"
     for part in [p for p in os.path.realpath(path).split("/") if p] + [None]:
@@ -283,7 +283,7 @@ def expose_paths(paths: list[str], ids: tuple[int, int], mount_root: str) -> dic
     """
     moved = {}
     for i, path in enumerate(paths):
-        if not os.path.isdir(path) or _traversable(path, *ids):
+        if not os.path.isdir(path) or traversable(path, *ids):
             continue
         target = os.path.join(mount_root, f"path{i}")
         os.makedirs(target, 0o755, exist_ok=True)

@@ -41,7 +41,7 @@ PACKAGE_STUB = (
 BOOTSTRAP = PACKAGE_STUB + "from rlfb_jax.executor.worker import main; main(sys.argv[2])"
 
 
-def _start_zygote(config: dict) -> tuple[ZygoteClient, subprocess.Popen, bool, bool]:
+def _start_zygote(config: dict) -> tuple[ZygoteClient, subprocess.Popen, bool, bool, list]:
     """Start the zygote as a fresh, lean interpreter (PID 1 of our PID namespace, if any)."""
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     config = dict(config, socket_fd=theirs.fileno(), sys_path=list(sys.path))
@@ -62,10 +62,10 @@ def _start_zygote(config: dict) -> tuple[ZygoteClient, subprocess.Popen, bool, b
     )
     theirs.close()
     client = ZygoteClient(ours)
-    kind, proc_ok, hidden_ok = client.recv()[:3]
+    kind, proc_ok, hidden_ok, unreadable = client.recv()[:4]
     if kind != "hello":
         raise RuntimeError(f"zygote said {kind!r} instead of hello")
-    return client, proc, bool(proc_ok), bool(hidden_ok)
+    return client, proc, bool(proc_ok), bool(hidden_ok), list(unreadable)
 
 
 def main(config_json: str) -> None:
@@ -121,7 +121,12 @@ def main(config_json: str) -> None:
         "preload": config.get("preload", ()),
         "hide_paths": config["hide_paths"],
     }
-    zygote, zproc, proc_ok, hidden_ok = _start_zygote(zconfig)
+    zygote, zproc, proc_ok, hidden_ok, unreadable = _start_zygote(zconfig)
+    if unreadable:
+        layers.missing["import_paths"] = (
+            f"the job user cannot read {', '.join(unreadable)}; programs can import only "
+            "the modules the zygote preloads"
+        )
     if config["hide_paths"]:
         if hidden_ok:
             layers.on("hidden_paths")

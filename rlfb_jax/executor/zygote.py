@@ -44,6 +44,31 @@ PRELOAD = (
     "typing",
     "operator",
 )
+# Preloaded too when the job user can't read the Python installation (e.g. under /root)
+# and no mount namespace is available to expose it.
+FALLBACK_PRELOAD = (
+    "array",
+    "atexit",
+    "cmath",
+    "copy",
+    "ctypes",
+    "datetime",
+    "decimal",
+    "fractions",
+    "hashlib",
+    "json",
+    "random",
+    "resource",
+    "shutil",
+    "signal",
+    "socket",
+    "statistics",
+    "subprocess",
+    "threading",
+    "time",
+    "traceback",
+    "unicodedata",
+)
 _JOB_FDS = 6  # payload memfd, stdin, requests, replies, stdout, stderr
 
 
@@ -245,11 +270,20 @@ def zygote_main(config_json: str) -> None:
         if not config["pid_namespace"]:
             sandbox.become_subreaper()
         sys.path[:] = config["sys_path"]  # site-packages too, for programs using numpy
+        unreadable: list[str] = []
         if own_mounts and config["user"] is not None:
             moved = sandbox.expose_paths(sys.path, tuple(config["user"]), config["bind_root"])
             sandbox.remap_import_paths(moved)
+        elif config["user"] is not None:
+            unreadable = [
+                p
+                for p in sys.path
+                if os.path.isdir(p) and not sandbox.traversable(p, *config["user"])
+            ]
         importlib.invalidate_caches()
-        for name in PRELOAD + tuple(config.get("preload", ())):
+        # Without the binds, the job user can import only what is already loaded here.
+        extra = FALLBACK_PRELOAD if unreadable else ()
+        for name in PRELOAD + extra + tuple(config.get("preload", ())):
             try:
                 importlib.import_module(name)
             except ImportError:
@@ -261,7 +295,7 @@ def zygote_main(config_json: str) -> None:
         gc.collect()
         gc.freeze()
         sandbox.scrub_environment()  # once here, inherited by every job process
-        zygote.send(("hello", proc_ok, hidden_ok))
+        zygote.send(("hello", proc_ok, hidden_ok, unreadable))
         zygote.serve()
     except BaseException:  # noqa: BLE001
         code = 1
