@@ -1,0 +1,301 @@
+"""A learned verifier and LEVER reranking (``config.algo = "lever"``; Ni et al. 2023).
+
+    1. verifier data   sample K programs per training task (T = lever.temperature), dedupe
+                       keeping counts, run each against the hidden tests (label) and on the
+                       prompt's visible examples (execution result)        [verifier_data]
+    2. verifier        the base model + a scalar score head, fine-tuned in the TrainState's
+                       "verifier" slot with the "verifier" loss (weighted BCE, optional joint
+                       LM term, Cobbe et al. 2021); trained twice: with the execution
+                       rendering in its input ("exec") and without it ("no_exec")
+    3. test samples    greedy + n_max samples per held-out task, executed the same way
+    4. reranking       every method of `rlfb_jax.eval.rerank` for each n in lever.ns
+                       (subsets of the n_max samples, averaged over seeded draws)
+
+Outputs (the run directory): summary.json with ``rerank/<method>@<n>``, ``verifier/auc``
+and ``verifier/auc_no_exec`` (held-out test programs), rerank.md (table), rerank.png (plot),
+the sample files, and the two verifier runs in ``verifier_exec/`` and ``verifier_no_exec/``
+(each a Run with its own checkpoints and metrics). Every stage is saved when it ends, so a
+killed run resumes at the stage it was in (verifier training from its last checkpoint) and
+a finished run does no work.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from rlfb_jax.algos import common, register_algo
+from rlfb_jax.algos import verifier_data as vd
+from rlfb_jax.algos.base import ensure_base
+from rlfb_jax.algos.sft import default_config as sft_config
+from rlfb_jax.core import sharding as shd
+from rlfb_jax.core.batching import epoch_order
+from rlfb_jax.core.checkpoint import params_from_checkpoint
+from rlfb_jax.core.config import base_config
+from rlfb_jax.core.optim import make_optimizer
+from rlfb_jax.core.run import Run, is_main_process
+from rlfb_jax.core.state import state_from_params
+from rlfb_jax.core.step import make_step
+from rlfb_jax.eval import rerank
+from rlfb_jax.eval.policy_eval import run_completions
+from rlfb_jax.executor import ExecutorPool
+from rlfb_jax.losses import get_loss
+from rlfb_jax.losses.verifier import verifier_logits
+
+log = logging.getLogger("rlfb_jax")
+
+
+def default_config() -> ml_collections.ConfigDict:
+    c = base_config()
+    c.algo = "lever"
+    c.base = sft_config()
+    c.base_workdir = ""
+    c.lever = ml_collections.ConfigDict(dict(
+        train_tasks=512,  # training tasks to sample verifier data from
+        train_samples=8,  # K programs per training task
+        temperature=0.8,  # for verifier data and test samples (LEVER samples at T > 0)
+        top_k=0,
+        top_p=1.0,
+        max_new_tokens=48,
+        test_tasks=200,  # held-out tasks (the base's eval split)
+        ns=(1, 4, 16, 64),  # the largest is sampled once per task; smaller n are subsets
+        num_subsets=20,  # random subsets averaged for each n below the largest
+        alpha=1.0,  # score = alpha * log p_LM + log p_verifier
+        length_norm=False,  # log p_LM per token
+        batch_size=256,  # sampling rows per call
+        workers=2,
+        timeout=2.0,
+    ))
+    c.verifier = ml_collections.ConfigDict(dict(
+        loss="verifier",
+        steps=200,
+        no_exec_steps=-1,  # -1: same as steps
+        batch_size=32,
+        lm_coef=0.0,  # joint LM objective (Cobbe et al. 2021); 0 switches it off
+        balance=True,  # class-balanced weights
+        weight_by_count=False,  # weight each distinct program by its number of samples
+        prompt_len=96,
+        completion_len=64,
+        exec_len=32,  # token budget of the execution rendering
+        score_batch=128,
+    ))
+    c.optimizer.learning_rate = 1e-4
+    c.optimizer.warmup_steps = 20
+    c.optimizer.weight_decay = 0.01
+    c.train.log_every = 10
+    c.train.checkpoint_every = 50
+    return c
+
+
+class _VerifierScorer:
+    """log p_verifier(correct | input) for many rows, in fixed-size jitted batches."""
+
+    def __init__(self, lm, mesh, rules, batch_size: int):
+        self.mesh, self.rules, self.bs = mesh, rules, int(batch_size)
+
+        @jax.jit
+        def score(params, batch):
+            logits, _ = verifier_logits(lm, params, batch)
+            return jax.nn.log_sigmoid(logits)
+
+        self._score = score
+
+    def __call__(self, params, batch: dict[str, np.ndarray], desc: str) -> np.ndarray:
+        from tqdm.auto import tqdm
+
+        n = len(batch["tokens"])
+        out = np.zeros(n, np.float64)
+        keys = ("tokens", "attention_mask")
+        for s in tqdm(range(0, n, self.bs), desc=desc, file=sys.stderr, leave=False,
+                      disable=not is_main_process()):
+            idx = np.arange(s, s + self.bs).clip(max=n - 1)  # pad with the last row
+            part = {k: batch[k][idx] for k in keys}
+            vals = jax.device_get(self._score(params, shd.shard_batch(part, self.mesh,
+                                                                      self.rules)))
+            out[s : s + self.bs] = vals[: min(self.bs, n - s)]
+        return out
+
+
+def _train_verifier(config, workdir: str, subdir: str, base, batch, steps: int):
+    """Fine-tunes the base (+ score head) on `batch` in the "verifier" slot; a Run of its
+    own in WORKDIR/subdir (resumable). Returns (verifier params, the run's summary)."""
+    lm = base.policy.lm
+    run = Run(config, workdir, subdir=subdir)
+    done = run.finished()
+    if done is not None:
+        run.close()
+        return params_from_checkpoint(run.workdir, base.params, slot="verifier"), done
+    vcfg = config.verifier
+    tx, schedule = make_optimizer(config.optimizer, steps)
+    mesh, rules = common.make_mesh(config), common.rules(config)
+    init = jax.tree.map(jnp.copy, base.params)  # the step donates; base.params stays intact
+    state, shardings = state_from_params({"verifier": init}, {}, tx,
+                                         jax.random.key(config.seed), mesh,
+                                         {"verifier": lm.logical_axes()}, rules)
+    state, _ = run.resume(state, shardings)
+    step_fn = make_step(get_loss(vcfg.loss), tx, schedule=schedule, state_shardings=shardings,
+                        mesh=mesh, rules=rules, model=lm, lm_coef=float(vcfg.lm_coef))
+    n, bs = len(batch["labels"]), int(vcfg.batch_size)
+    start = int(jax.device_get(state.step))
+    t0 = time.time()
+    metrics = {}
+    for step in run.progress(start, steps, subdir):
+        idx = epoch_order(n, step, bs, int(config.seed))
+        part = {k: v[idx] for k, v in batch.items()}
+        state, metrics = step_fn(state, shd.shard_batch(part, mesh, rules))
+        run.after_step(step + 1, state, metrics, {"step": step + 1})
+    final = {k: float(v) for k, v in jax.device_get(metrics).items()}
+    summary = {"train/steps": steps, "train/examples": n, "time/train_s": time.time() - t0,
+               **{k: v for k, v in final.items() if k.startswith(("train/", "loss/"))}}
+    run.finish(summary, step=steps, state=state, meta={"step": steps})
+    return state.params["verifier"], summary
+
+
+def _verifier_rows(config, tok, samples, tasks, use_exec: bool, labels_known: bool = True):
+    prompts, comps, renders, labels, counts, rows = vd.flatten(samples, tasks)
+    v = config.verifier
+    weights = vd.class_weights(labels, counts if v.weight_by_count else None,
+                               bool(v.balance)) if labels_known else None
+    batch = vd.verifier_batch(tok, prompts, comps, renders if use_exec else None,
+                              int(v.prompt_len), int(v.completion_len),
+                              int(v.exec_len) if use_exec else 0, labels, weights)
+    return batch, labels, rows
+
+
+def _stage(path: str, make):
+    """Samples saved at `path` (loaded if present, else made and saved)."""
+    if os.path.exists(path):
+        return vd.load_samples(path)
+    out = make()
+    if is_main_process():
+        vd.save_samples(path, out)
+    return out
+
+
+@register_algo("lever")
+def run(config, workdir: str) -> dict:
+    lv = config.lever
+    main = Run(config, workdir)
+    done = main.finished()
+    if done is not None:
+        main.close()
+        return done
+    t_start = time.time()
+    base = ensure_base(config, workdir, heads=("score",))
+    policy, tok, lm = base.policy, base.policy.tokenizer, base.policy.lm
+    mesh, rules = common.make_mesh(config), common.rules(config)
+    params = jax.device_put(base.params)
+    ns = sorted(int(n) for n in lv.ns)
+    n_max = ns[-1]
+    train_tasks = list(base.data.train_tasks)[: int(lv.train_tasks)]
+    test_tasks = list(base.data.eval_tasks)[: int(lv.test_tasks)]
+    if not train_tasks or not test_tasks:
+        raise ValueError("lever needs training tasks (verifier data) and held-out tasks")
+    sampling = policy.sampling(lv.temperature, lv.top_k, lv.top_p, lv.max_new_tokens)
+    greedy = policy.sampling(0.0, max_new_tokens=lv.max_new_tokens)
+    rng = jax.random.key(config.seed + 11)
+    times: dict[str, float] = {}
+    pool = ExecutorPool(num_workers=int(lv.workers), timeout=float(lv.timeout) * 4,
+                        timeout_per_test=float(lv.timeout)).start()
+    try:
+        # 1. verifier data: K samples per training task, executed and labeled
+        t0 = time.time()
+        train = _stage(os.path.join(main.workdir, "verifier_train_samples.jsonl"), lambda: (
+            vd.collect(policy, params, train_tasks, sampling, int(lv.train_samples),
+                       jax.random.fold_in(rng, 1), pool, int(lv.batch_size),
+                       desc="verifier data")))
+        times["time/verifier_data_s"] = time.time() - t0
+        # 3 (before training, so that sampling and execution share the pool): test samples
+        t0 = time.time()
+        test = _stage(os.path.join(main.workdir, "test_samples.jsonl"), lambda: (
+            vd.collect(policy, params, test_tasks, sampling, n_max,
+                       jax.random.fold_in(rng, 2), pool, int(lv.batch_size),
+                       desc=f"test samples n={n_max}")))
+        greedy_path = os.path.join(main.workdir, "greedy_samples.jsonl")
+
+        def make_greedy():
+            comps, outs = run_completions(pool, policy, params, test_tasks, greedy, 1,
+                                          jax.random.fold_in(rng, 3), int(lv.batch_size))
+            return [vd.TaskSamples(i, [0.0], [0], [0],
+                                   [vd.Program(c[0], passed=bool(o[0].passed),
+                                               status=o[0].status)])
+                    for i, (c, o) in enumerate(zip(comps, outs))]
+
+        greedy_samples = _stage(greedy_path, make_greedy)
+        times["time/test_samples_s"] = time.time() - t0
+    finally:
+        pool.close()
+    del params
+
+    # 2. the two verifiers
+    scorer = _VerifierScorer(lm, mesh, rules, int(config.verifier.score_batch))
+    log_pv = {}
+    vsum = {}
+    for name, use_exec in (("exec", True), ("no_exec", False)):
+        t0 = time.time()
+        steps = int(config.verifier.steps)
+        if not use_exec and int(config.verifier.no_exec_steps) >= 0:
+            steps = int(config.verifier.no_exec_steps)
+        tbatch, _, _ = _verifier_rows(config, tok, train, train_tasks, use_exec)
+        vparams, vsum[name] = _train_verifier(config, workdir, f"verifier_{name}", base,
+                                              tbatch, steps)
+        times[f"time/verifier_{name}_train_s"] = time.time() - t0
+        t0 = time.time()
+        ebatch, test_labels, test_rows = _verifier_rows(config, tok, test, test_tasks, use_exec,
+                                                        labels_known=False)
+        log_pv[name] = scorer(vparams, ebatch, f"score {name}")
+        times[f"time/verifier_{name}_score_s"] = time.time() - t0
+        del vparams
+
+    # 4. reranking on the held-out tasks
+    cands = []
+    for r, s in enumerate(test):
+        rows = np.flatnonzero(test_rows == r)  # distinct programs of this task, in order
+        idx = np.asarray(s.index)
+        progs = [s.programs[i] for i in idx]
+        cands.append(rerank.TaskCandidates(
+            logprob=np.asarray(s.logprob), length=np.asarray(s.length),
+            keys=[p.key for p in progs], programs=[p.completion for p in progs],
+            log_pv=log_pv["exec"][rows][idx], log_pv_no_exec=log_pv["no_exec"][rows][idx],
+            passed=np.array([p.passed for p in progs])))
+    greedy_passed = [g.programs[0].passed for g in greedy_samples]
+    summary = rerank.rerank_accuracy(cands, greedy_passed, ns, int(lv.num_subsets),
+                                     int(config.seed), float(lv.alpha), bool(lv.length_norm))
+    summary["verifier/auc"] = rerank.rank_auc(log_pv["exec"], test_labels)
+    summary["verifier/auc_no_exec"] = rerank.rank_auc(log_pv["no_exec"], test_labels)
+    train_labels = np.array([p.passed for s in train for p in s.programs])
+    summary.update({
+        "data/train_programs": len(train_labels),
+        "data/train_pass_frac": float(train_labels.mean()) if len(train_labels) else 0.0,
+        "data/test_programs": len(test_labels),
+        "data/test_pass_frac": float(np.mean(test_labels)) if len(test_labels) else 0.0,
+        "data/test_sample_pass_rate": float(np.mean([c.passed.mean() for c in cands])),
+        "data/test_pass@n_max": float(np.mean([c.passed.any() for c in cands])),
+        **{f"verifier_{k}/{m}": v for k, s in vsum.items() for m, v in s.items()},
+        **times,
+    })
+    for key in ("eval/pass@1", "eval/pass@16"):
+        if key in base.summary:
+            summary[f"{key}_base"] = base.summary[key]
+    summary["time/total_s"] = time.time() - t_start
+    if is_main_process():
+        table = rerank.markdown_table(summary, ns)
+        head = (f"Held-out accuracy of best-of-n selection ({len(cands)} tasks, "
+                f"T={lv.temperature}, alpha={lv.alpha}, length_norm={lv.length_norm}).\n"
+                f"Verifier AUC: {summary['verifier/auc']:.3f} with execution results, "
+                f"{summary['verifier/auc_no_exec']:.3f} without.\n\n")
+        with open(os.path.join(main.workdir, "rerank.md"), "w") as f:
+            f.write(head + table)
+        rerank.plot_accuracy(os.path.join(main.workdir, "rerank.png"), summary, ns,
+                             title=f"LEVER reranking, {len(cands)} held-out tasks")
+        log.info("reranking accuracy:\n%s", table)
+    main.log(0, {k: v for k, v in summary.items() if k.startswith(("rerank/", "verifier/"))})
+    main.finish(summary)
+    return summary

@@ -1,0 +1,255 @@
+"""Data for the learned verifier (LEVER, Ni et al. 2023): sample, execute, label, render.
+
+    samples = collect(policy, params, tasks, sampling, n, rng, pool)   # [task] TaskSamples
+    text = render_execution(program.exec_lines, program.status)       # "# exec: ok 10 | ..."
+    batch = verifier_batch(tokenizer, tasks, programs, ...)            # sequence batch + labels
+
+For each task, n programs are sampled (row order kept, with their log-likelihoods under the
+model at T=1) and deduplicated keeping counts; each distinct program runs twice: against
+the hidden tests (its label, never shown to a selector) and through `Task.probe_job` on the
+prompt's visible examples (its execution result: one value, or error, per example call).
+
+The verifier's input is ``prompt + program + rendering of the execution result``
+(truncated to fixed token budgets, so every batch has one shape):
+
+    [prompt, left-padded to P][program + eos, <= C][execution rendering, <= E][pad]
+
+The score is read at the last real token; the optional LM term covers the program tokens.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from rlfb_jax.algos import common
+from rlfb_jax.core.batching import make_sequence_batch
+from rlfb_jax.eval.rerank import execution_key
+
+NO_EXAMPLES = "(no visible examples)"
+
+
+@dataclasses.dataclass
+class Program:
+    """One distinct program of a task and what running it gave."""
+
+    completion: str
+    count: int = 1  # how many samples were this program
+    passed: bool = False  # hidden tests (the label)
+    status: str = ""  # hidden-test status
+    probe_status: str = ""  # status of the visible-example probe
+    exec_lines: tuple[str, ...] = ()  # per visible example: "ok V", "wrong V", "error E"
+    key: str = ""  # grouping key (`rlfb_jax.eval.rerank.execution_key`)
+
+
+@dataclasses.dataclass
+class TaskSamples:
+    """The n samples of one task: per-sample arrays in sampling order + distinct programs."""
+
+    task_index: int
+    logprob: list[float]  # [n] log p_LM(completion | prompt), T = 1
+    length: list[int]  # [n] completion tokens (stop token included)
+    index: list[int]  # [n] position of each sample's program in `programs`
+    programs: list[Program]
+
+    @property
+    def completions(self) -> list[str]:
+        return [self.programs[i].completion for i in self.index]
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        for p in d["programs"]:
+            p["exec_lines"] = list(p["exec_lines"])
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TaskSamples:
+        progs = [Program(**{**p, "exec_lines": tuple(p["exec_lines"])}) for p in d["programs"]]
+        return cls(d["task_index"], list(d["logprob"]), list(d["length"]), list(d["index"]),
+                   progs)
+
+
+def dedupe(completions: Sequence[str]) -> tuple[list[Program], list[int]]:
+    """Distinct programs in order of first appearance (with counts) and each sample's index."""
+    where: dict[str, int] = {}
+    programs: list[Program] = []
+    index = []
+    for c in completions:
+        if c in where:
+            programs[where[c]].count += 1
+        else:
+            where[c] = len(programs)
+            programs.append(Program(c))
+        index.append(where[c])
+    return programs, index
+
+
+def probe_lines(outcome, expected_stdout: str) -> tuple[str, ...]:
+    """Per visible example, "ok V" (the expected value V came back), "wrong V" (V came back
+    instead) or "error E" (the call raised E), from a probe job's outcome; () when the
+    program did not get to run the examples."""
+    if outcome.status not in ("passed", "wrong_answer"):
+        return ()
+    expected = expected_stdout.strip().splitlines()
+    got = outcome.stdout.strip().splitlines()
+    out = []
+    for i, exp in enumerate(expected):
+        g = got[i].strip() if i < len(got) else "!NoOutput"
+        if g.startswith("!"):
+            out.append("error " + g[1:])
+        elif g == exp.strip():
+            out.append("ok " + g)
+        else:
+            out.append("wrong " + g)
+    return tuple(out)
+
+
+def render_execution(exec_lines: Sequence[str], probe_status: str, max_chars: int = 96,
+                     max_value_chars: int = 32) -> str:
+    """The compact execution summary appended to the verifier's input, e.g.
+    ``"\\n# exec: ok 10 | wrong [2, 4]\\n"`` or ``"\\n# exec: syntax_error\\n"``.
+    Each value is cut to `max_value_chars`, the whole summary to `max_chars`."""
+    if exec_lines:
+        parts = [x if len(x) <= max_value_chars else x[: max_value_chars - 3] + "..."
+                 for x in exec_lines]
+        body = " | ".join(parts)
+    else:
+        body = probe_status or "not run"
+    return ("\n# exec: " + body)[:max_chars] + "\n"
+
+
+def _submit(pool, task, programs: list[Program], timeout_per_test: float | None):
+    """Futures for (hidden job, probe job or None, expected probe stdout) of each program."""
+    out = []
+    for p in programs:
+        hidden = pool.submit([task.to_job(p.completion)])[0]
+        try:
+            job = task.probe_job(p.completion, timeout_per_test=timeout_per_test)
+        except ValueError:  # no visible example of the form `assert CALL == EXPECTED`
+            out.append((hidden, None, ""))
+            continue
+        out.append((hidden, pool.submit([job])[0], job.tests[0][1]))
+    return out
+
+
+def _finish(programs: list[Program], futures):
+    for p, (hidden, probe, expected) in zip(programs, futures):
+        h = hidden.result()
+        p.passed, p.status = bool(h.passed), h.status
+        if probe is None:
+            p.probe_status, p.key = "no_examples", NO_EXAMPLES
+            continue
+        o = probe.result()
+        p.probe_status = o.status
+        p.exec_lines = probe_lines(o, expected)
+        p.key = execution_key(o.status, o.stdout, o.error_type)
+
+
+def collect(policy, params, tasks: Sequence[Any], sampling, n: int, rng, pool,
+            batch_size: int = 256, probe_timeout: float | None = None,
+            desc: str = "sample") -> list[TaskSamples]:
+    """Samples n programs per task, dedupes them and executes each distinct one (hidden tests
+    + visible-example probe). Execution of a chunk overlaps the sampling of the next.
+    Returns one `TaskSamples` per task, in task order."""
+    import jax
+
+    from rlfb_jax.eval.policy_eval import generate
+
+    results: list[TaskSamples | None] = [None] * len(tasks)
+    pending = []
+    for idx, texts, rollout in generate(policy, params, tasks, sampling, n, rng, batch_size,
+                                        desc=desc):
+        logp, mask = jax.device_get((rollout.logprobs, rollout.mask))
+        seq_logp = (logp * mask).sum(axis=1)
+        lengths = mask.sum(axis=1)
+        for j, i in enumerate(idx):
+            programs, index = dedupe(texts[j])
+            rows = slice(j * n, (j + 1) * n)
+            results[i] = TaskSamples(int(i), [float(x) for x in seq_logp[rows]],
+                                     [int(x) for x in lengths[rows]], index, programs)
+            pending.append((programs, _submit(pool, tasks[i], programs, probe_timeout)))
+    for programs, futures in pending:
+        _finish(programs, futures)
+    return [r for r in results if r is not None]
+
+
+def save_samples(path: str, samples: Sequence[TaskSamples]):
+    """JSON lines, written to a temporary file and renamed (a killed run leaves no half file)."""
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        for s in samples:
+            f.write(json.dumps(s.to_dict()) + "\n")
+    os.replace(tmp, path)
+
+
+def load_samples(path: str) -> list[TaskSamples]:
+    with open(path) as f:
+        return [TaskSamples.from_dict(json.loads(line)) for line in f if line.strip()]
+
+
+def class_weights(labels: np.ndarray, counts: np.ndarray | None = None,
+                  balance: bool = True) -> np.ndarray:
+    """[N] float32 weights of mean 1: each class carries half the total weight when
+    `balance` (a class that is absent leaves the other's weights at 1), times the duplicate
+    counts when given (renormalized)."""
+    labels = np.asarray(labels, bool)
+    w = np.ones(len(labels), np.float64) if counts is None else np.asarray(counts, np.float64)
+    if balance and labels.any() and (~labels).any():
+        w = np.where(labels, 0.5 * w / w[labels].sum(), 0.5 * w / w[~labels].sum())
+    return (w * len(w) / max(w.sum(), 1e-12)).astype(np.float32)
+
+
+def verifier_batch(tokenizer, prompts: Sequence[str], completions: Sequence[str],
+                   renderings: Sequence[str] | None, prompt_len: int, completion_len: int,
+                   exec_len: int, labels=None, weights=None) -> dict[str, np.ndarray]:
+    """The verifier's inputs as a sequence batch of fixed shape.
+
+    Row b is prompt b (left-padded/cut to P = prompt_len), then completion b + eos (cut to
+    C = completion_len), then rendering b (cut to E = exec_len tokens; none when
+    `renderings` is None), then padding. Returns tokens [B, P+C+E] int32, attention_mask
+    [B, L] bool, loss_mask [B, L] bool (the program's tokens), labels [B] float32 and
+    weights [B] float32 (ones unless given).
+    """
+    eos = common.eos_id(tokenizer)
+    p_ids = common.encode(tokenizer, prompts)
+    c_ids = [c[:completion_len] for c in common.encode(tokenizer, completions)]
+    c_ids = [c + [eos] if len(c) < completion_len else c for c in c_ids]
+    if renderings is None or exec_len == 0:
+        r_ids = [[] for _ in completions]
+    else:
+        r_ids = [r[:exec_len] for r in common.encode(tokenizer, renderings)]
+    batch = make_sequence_batch(p_ids, [c + r for c, r in zip(c_ids, r_ids)], prompt_len,
+                                completion_len + exec_len, common.pad_id(tokenizer))
+    batch.pop("truncated")
+    loss_mask = np.zeros_like(batch["loss_mask"])
+    for b, c in enumerate(c_ids):
+        loss_mask[b, prompt_len : prompt_len + len(c)] = True
+    batch["loss_mask"] = loss_mask
+    b = len(prompts)
+    batch["labels"] = (np.zeros(b, np.float32) if labels is None
+                       else np.asarray(labels, np.float32))
+    batch["weights"] = (np.ones(b, np.float32) if weights is None
+                        else np.asarray(weights, np.float32))
+    return batch
+
+
+def flatten(samples: Sequence[TaskSamples], tasks: Sequence[Any]):
+    """Distinct programs of all tasks as rows: (prompts, completions, renderings, labels [N],
+    counts [N], task row [N] (position in `samples`))."""
+    prompts, comps, renders, labels, counts, rows = [], [], [], [], [], []
+    for r, s in enumerate(samples):
+        task = tasks[s.task_index]
+        for p in s.programs:
+            prompts.append(task.prompt)
+            comps.append(p.completion)
+            renders.append(render_execution(p.exec_lines, p.probe_status))
+            labels.append(p.passed)
+            counts.append(p.count)
+            rows.append(r)
+    return (prompts, comps, renders, np.array(labels, bool), np.array(counts, np.int64),
+            np.array(rows, np.int64))
