@@ -22,13 +22,14 @@ import os
 import queue
 import select
 import shutil
+import signal
 import subprocess
 import sys
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
-from . import codec
+from . import codec, sandbox
 from .jobs import Job, Outcome
 from .worker import BOOTSTRAP
 
@@ -88,7 +89,14 @@ class _Worker:
             except (OSError, subprocess.TimeoutExpired):
                 kill = True
         if kill or self.proc.poll() is None:
-            self.proc.kill()  # its zygote dies with it (PDEATHSIG), and with it the PID ns
+            # Everything below the worker first: with a PID namespace the zygote's death
+            # would take the jobs along anyway, without one they would be orphaned.
+            for pid in sandbox.descendants(self.proc.pid):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+            self.proc.kill()
             self.proc.wait()
             if self.host_tmp:  # without a private tmpfs, job directories live on the host
                 shutil.rmtree(self.host_tmp, ignore_errors=True)

@@ -325,6 +325,26 @@ def harden_trusted_process(layers: Layers | None = None) -> None:
             layers.off("no_ptrace", str(e))
 
 
+def descendants(root: int) -> list[int]:
+    """Every process whose parent chain leads to ``root`` (read from /proc)."""
+    parents: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        parents.setdefault(ppid, []).append(int(entry))
+    found, frontier = [], [root]
+    while frontier:
+        kids = parents.get(frontier.pop(), [])
+        found.extend(kids)
+        frontier.extend(kids)
+    return found
+
+
 def become_subreaper() -> None:
     prctl(PR_SET_CHILD_SUBREAPER, 1)
 

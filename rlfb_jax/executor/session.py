@@ -185,7 +185,7 @@ class Session:
         name = signal.Signals(sig).name if sig in signal.valid_signals() else str(sig)
         if sig == signal.SIGXCPU:
             self.end("timeout", "Timeout", "CPU time limit exceeded")
-        if self.max_rss_kb * 1024 >= 0.9 * self.memory_limit:
+        if self.max_rss_kb * 1024 >= 0.75 * self.memory_limit:  # near RLIMIT_AS, or OOM-killed
             self.end("memory_exceeded", "MemoryError", f"killed by {name} at the memory limit")
         self.end("runtime_error", name, f"the program was killed by signal {name}")
 

@@ -27,6 +27,7 @@ import shutil
 import signal
 import socket
 import sys
+import time
 
 from . import child, codec, sandbox
 
@@ -96,26 +97,6 @@ def _exec_job(config: dict, payload: dict, fds: list[int], workdir: str) -> None
     child.main(payload)
 
 
-def _descendants(root: int) -> list[int]:
-    """Every process whose parent chain leads to ``root`` (fallback without a PID ns)."""
-    parents: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            continue
-        parents.setdefault(ppid, []).append(int(entry))
-    found, frontier = [], [root]
-    while frontier:
-        kids = parents.get(frontier.pop(), [])
-        found.extend(kids)
-        frontier.extend(kids)
-    return found
-
-
 class Zygote:
     def __init__(self, sock: socket.socket, config: dict):
         self.sock = sock
@@ -148,40 +129,48 @@ class Zygote:
         self.job_pid, self.job_status, self.workdir = pid, None, workdir
         self.seq += 1
 
-    def reap(self, block: bool = False) -> None:
+    def reap(self, block: bool = False) -> bool:
+        """Collect exited children; return True once no child is left at all."""
         while True:
             try:
                 pid, status, usage = os.wait4(-1, 0 if block else os.WNOHANG)
             except ChildProcessError:
-                return
+                return True
             if pid == 0:
-                return
+                return False
             if pid == self.job_pid and self.job_status is None:
                 self.job_status = (status, usage.ru_maxrss)
                 self.send(("exited", self.seq, status, usage.ru_maxrss))
 
     def kill_all(self) -> None:
+        """SIGKILL every process the job created, wherever it moved, and reap them all."""
         if self.job_pid is None:
             return
-        for _ in range(100):
+        try:
+            os.killpg(self.job_pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        if self.pid_ns:
+            # As init: every process in the namespace. Nothing can fork past a pending
+            # SIGKILL, so the blocking reap below ends.
             try:
-                os.killpg(self.job_pid, signal.SIGKILL)
+                os.kill(-1, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-            if self.pid_ns:
+            self.reap(block=True)
+            return
+        # Fallback: we are a child subreaper, so every escaped descendant is below us. Kill
+        # what we see, reap without blocking (one may fork while we look), repeat.
+        deadline = time.monotonic() + 5.0
+        while True:
+            for pid in sandbox.descendants(os.getpid()):
                 try:
-                    os.kill(-1, signal.SIGKILL)  # as init: every process in the namespace
+                    os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
-            else:
-                for pid in _descendants(os.getpid()):
-                    try:
-                        os.kill(pid, signal.SIGKILL)
-                    except ProcessLookupError:
-                        pass
-            self.reap(block=True)
-            if self.pid_ns or not _descendants(os.getpid()):
-                break
+            if self.reap() or time.monotonic() > deadline:
+                return
+            time.sleep(0.0005)
 
     def cleanup(self) -> None:
         self.kill_all()
