@@ -163,3 +163,18 @@ def _alive(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
+
+
+def test_hung_worker_is_killed_with_everything_below_it():
+    # A test snippet that never returns hangs the (trusted) worker itself; the pool's own
+    # deadline kills the worker and, without a PID namespace, every process below it.
+    daemon = (
+        "import subprocess\n"
+        "subprocess.Popen(['sleep', '987657'], start_new_session=True)\n"
+        "def f(x):\n    return x + 1\n"
+    )
+    with ExecutorPool(num_workers=1, namespaces=False) as p:
+        (hung,) = p.run([Job(program=daemon, tests=["while True:\n    pass"], timeout=0.5)])
+        assert hung.status == "sandbox_error"
+        assert host_processes_matching("987657") == []
+        assert all(o.passed for o in p.run(inc_jobs(3)))
