@@ -25,6 +25,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -49,7 +50,10 @@ class _Worker:
     def __init__(self, config: dict):
         to_worker_r, self._to_w = os.pipe()
         self._from_w, from_worker_w = os.pipe()
-        cfg = dict(config, fds=[to_worker_r, from_worker_w])
+        # The worker's directory on the host: its job root when it has no private tmpfs, or
+        # the mount point of that tmpfs. Removed here once the worker is gone, however it ends.
+        self.host_dir = tempfile.mkdtemp(prefix="rlfb-exec-")
+        cfg = dict(config, fds=[to_worker_r, from_worker_w], host_dir=self.host_dir)
         self.proc = subprocess.Popen(
             [sys.executable, "-I", "-c", BOOTSTRAP, _PROJECT_ROOT, json.dumps(cfg)],
             pass_fds=(to_worker_r, from_worker_w),
@@ -61,10 +65,14 @@ class _Worker:
         os.close(to_worker_r)
         os.close(from_worker_w)
         self.jobs_done = 0
-        hello = self._recv(_START_TIMEOUT)
-        if hello[0] != "hello":
-            raise WorkerFailure(f"worker said {hello[0]!r} instead of hello")
-        _, self.active, self.missing, self.host_tmp = hello
+        try:
+            hello = self._recv(_START_TIMEOUT)
+            if hello[0] != "hello":
+                raise WorkerFailure(f"worker said {hello[0]!r} instead of hello")
+        except BaseException:
+            self.close(kill=True)
+            raise
+        _, self.active, self.missing, self.job_root = hello
 
     def _recv(self, timeout: float):
         ready, _, _ = select.select([self._from_w], [], [], timeout)
@@ -98,8 +106,7 @@ class _Worker:
                     pass
             self.proc.kill()
             self.proc.wait()
-            if self.host_tmp:  # without a private tmpfs, job directories live on the host
-                shutil.rmtree(self.host_tmp, ignore_errors=True)
+        shutil.rmtree(self.host_dir, ignore_errors=True)
         for fd in (self._to_w, self._from_w):
             try:
                 os.close(fd)

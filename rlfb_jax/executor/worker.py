@@ -16,12 +16,10 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import traceback
 from pathlib import Path
 
@@ -74,8 +72,15 @@ def main(config_json: str) -> None:
     in_fd, out_fd = config.pop("fds")
     layers = sandbox.Layers()
     sandbox.harden_trusted_process(layers)
+    # The private tmpfs normally covers /tmp (hiding the host's temp files from jobs), unless
+    # this Python or the project lives under /tmp (a venv in /tmp, say): then it goes on a
+    # fresh empty directory, which the pool removes when the worker is gone.
+    needed = [PROJECT_ROOT, sys.prefix, sys.base_prefix, *sys.path]
+    under_tmp = any(os.path.realpath(p).startswith("/tmp/") for p in needed if p)
+    host_dir = config["host_dir"]  # created for us by the pool, removed by it afterwards
+    sandbox_tmp = host_dir if under_tmp else "/tmp"
     if config["namespaces"]:
-        private = sandbox.enter_worker_namespaces("/tmp", config["tmpfs_mb"], layers)
+        private = sandbox.enter_worker_namespaces(sandbox_tmp, config["tmpfs_mb"], layers)
     else:
         private = False
         for name in (
@@ -87,10 +92,11 @@ def main(config_json: str) -> None:
         ):
             layers.off(name, "disabled by the pool (namespaces=False)")
     if private:  # job directories and import-path binds on the worker's own tmpfs
-        tmp_root, bind_root = "/tmp/jobs", "/tmp/python"
+        tmp_root = os.path.join(sandbox_tmp, "jobs")
+        bind_root = os.path.join(sandbox_tmp, "python")
         os.mkdir(tmp_root, 0o755)
     else:
-        tmp_root = tempfile.mkdtemp(prefix="rlfb-exec-")
+        tmp_root = host_dir
         bind_root = os.path.join(tmp_root, ".python")
     user = sandbox.sandbox_user() if config["drop_privileges"] else None
     if user is None:
@@ -138,9 +144,7 @@ def main(config_json: str) -> None:
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)
     os.close(devnull)
-    # The pool removes a host-side tmp_root itself if it ever has to kill this worker.
-    host_tmp = None if private else tmp_root
-    codec.send_message(out_fd, ("hello", layers.active, layers.missing, host_tmp))
+    codec.send_message(out_fd, ("hello", layers.active, layers.missing, tmp_root))
     runner = JobRunner(zygote, config["settings"])
     try:
         while True:
@@ -159,8 +163,6 @@ def main(config_json: str) -> None:
     finally:
         zygote.sock.close()
         zproc.wait()
-        if not private:
-            shutil.rmtree(tmp_root, ignore_errors=True)
 
 
 def _broken(job, e: BaseException) -> Outcome:
