@@ -11,9 +11,13 @@ Per worker (entered once, inherited by every job of that worker):
   process replaces the ``socket`` module's constructors with ones that raise (best effort:
   a program using ctypes can still reach the network).
 * ``mount_namespace`` + ``readonly_fs`` - every mount is remounted read-only (and nosuid)
-  in a private mount namespace; a fresh size-capped tmpfs on /tmp holds the job
-  directories. A program can't modify or plant files anywhere on the host, and nothing it
-  writes survives the worker.
+  in a private mount namespace; a fresh size-capped tmpfs on /tmp (or on an empty directory
+  of its own when Python or the project lives under /tmp) holds the job directories and
+  hides the host's temp files. A program can't modify or plant files anywhere on the host,
+  and nothing it writes survives the worker. When jobs run as ``nobody`` and the Python
+  installation is not readable by it (pyenv under /root), the zygote bind-mounts the import
+  paths read-only where it can reach them; without a mount namespace it preloads more of the
+  standard library instead and reports ``import_paths``.
 * ``pid_namespace`` - jobs run in a PID namespace whose init is the worker's zygote; after
   each job the init sends SIGKILL to every process in the namespace, which reaches children
   that escaped the process group with setsid(), and the program can't see or signal any
