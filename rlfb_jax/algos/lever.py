@@ -64,7 +64,8 @@ def default_config() -> ml_collections.ConfigDict:
         top_k=0,
         top_p=1.0,
         max_new_tokens=48,
-        test_tasks=200,  # held-out tasks (the base's eval split)
+        test_tasks=200,  # held-out tasks (the first of the base's eval split)
+        test_benchmark="",  # "" (the base's eval split) or "humaneval" (the package's file)
         ns=(1, 4, 16, 64),  # the largest is sampled once per task; smaller n are subsets
         num_subsets=20,  # random subsets averaged for each n below the largest
         alpha=1.0,  # score = alpha * log p_LM + log p_verifier
@@ -195,7 +196,15 @@ def run(config, workdir: str) -> dict:
     ns = sorted(int(n) for n in lv.ns)
     n_max = ns[-1]
     train_tasks = list(base.data.train_tasks)[: int(lv.train_tasks)]
-    test_tasks = list(base.data.eval_tasks)[: int(lv.test_tasks)]
+    held_out = base.data.eval_tasks
+    if lv.test_benchmark == "humaneval":
+        from rlfb_jax.data.benchmarks import load_humaneval
+
+        held_out = load_humaneval()
+    elif lv.test_benchmark:
+        raise ValueError(f"config.lever.test_benchmark: {lv.test_benchmark!r} is not '' or "
+                         "'humaneval'")
+    test_tasks = list(held_out)[: int(lv.test_tasks)]
     if not train_tasks or not test_tasks:
         raise ValueError("lever needs training tasks (verifier data) and held-out tasks")
     sampling = policy.sampling(lv.temperature, lv.top_k, lv.top_p, lv.max_new_tokens)
@@ -232,7 +241,6 @@ def run(config, workdir: str) -> dict:
         times["time/test_samples_s"] = time.time() - t0
     finally:
         pool.close()
-    del params
 
     # 2. the two verifiers
     scorer = _VerifierScorer(lm, mesh, rules, int(config.verifier.score_batch))

@@ -2,8 +2,7 @@
 advantage estimators (`rlfb_jax.losses.advantages`) and KL estimators / controllers
 (`rlfb_jax.losses.kl`) that policy-gradient algorithms pick by name."""
 
-from rlfb_jax.losses import pg, sft  # noqa: F401  (registers "sft", "pg", "ppo")
-from rlfb_jax.losses import verifier  # noqa: F401  (registers "verifier")
+from rlfb_jax.losses import pg, sft, verifier  # noqa: F401  (registers "sft", "pg", "ppo", "verifier")
 from rlfb_jax.losses.advantages import (
     ADVANTAGES,
     compute_advantages,
