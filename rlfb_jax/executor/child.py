@@ -53,7 +53,9 @@ def _compile(source: str, filename: str, where: str) -> Any:
         info = exception_info(e, where)
         if isinstance(e, SyntaxError):
             info["line"] = e.lineno if where == "program" else None
-        _send(["syntax_error" if isinstance(e, SyntaxError) else "error", info])
+        # A ValueError here is a source compile() rejects outright (null bytes, surrogates).
+        bad_source = isinstance(e, (SyntaxError, ValueError))
+        _send(["syntax_error" if bad_source else "error", info])
         return None
 
 

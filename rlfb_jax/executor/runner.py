@@ -307,9 +307,9 @@ class JobRunner:
             if t0 >= deadline:
                 results.append(TestResult(False, "timeout", "Timeout", "not run: job deadline"))
                 continue
-            session = self._spawn(job, "script", min(deadline, t0 + per_test), str(stdin))
+            session = self._spawn(job, "script", min(deadline, t0 + per_test), _text(stdin))
             try:
-                result, early = self._one_stdio_test(session, str(expected))
+                result, early = self._one_stdio_test(session, _text(expected))
             finally:
                 session.close()
             if i == 0:
@@ -374,6 +374,10 @@ class JobRunner:
         return TestResult(
             False, "wrong_answer", "WrongAnswer", f"expected {_short(expected)}, got {_short(out)}"
         ), None
+
+
+def _text(value: Any) -> str:
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
 
 
 def outputs_match(actual: str, expected: str) -> bool:

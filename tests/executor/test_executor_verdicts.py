@@ -230,3 +230,18 @@ def test_huge_return_value_is_output_exceeded(pool):
         ),
     )
     assert o.status == "output_exceeded", (o.error_type, o.error_message)
+
+
+def test_sources_compile_rejects_are_syntax_errors(pool):
+    nul, surrogate = pool.run(
+        [
+            Job(program="x = 1\x00\n", tests=["assert x == 1"]),
+            Job(program="x = '\ud800'\n", tests=["assert x"]),
+        ]
+    )
+    assert nul.status == "syntax_error" and surrogate.status == "syntax_error"
+
+
+def test_stdio_accepts_bytes(pool):
+    job = Job(kind="stdio", program="print(input()[::-1])\n", tests=[(b"abc\n", b"cba\n")])
+    assert run1(pool, job).passed
