@@ -210,7 +210,7 @@ def verifier_batch(tokenizer, prompts: Sequence[str], completions: Sequence[str]
     """The verifier's inputs as a sequence batch of fixed shape.
 
     Row b is prompt b (left-padded/cut to P = prompt_len), then completion b + eos (cut to
-    C = completion_len), then rendering b (cut to E = exec_len tokens; none when
+    C = completion_len), then rendering b (cut to E = exec_len tokens; E = 0 when
     `renderings` is None), then padding. Returns tokens [B, P+C+E] int32, attention_mask
     [B, L] bool, loss_mask [B, L] bool (the program's tokens), labels [B] float32 and
     weights [B] float32 (ones unless given).
@@ -219,7 +219,9 @@ def verifier_batch(tokenizer, prompts: Sequence[str], completions: Sequence[str]
     p_ids = common.encode(tokenizer, prompts)
     c_ids = [c[:completion_len] for c in common.encode(tokenizer, completions)]
     c_ids = [c + [eos] if len(c) < completion_len else c for c in c_ids]
-    if renderings is None or exec_len == 0:
+    if renderings is None:  # the no-execution verifier: no rendering, no room for one
+        exec_len = 0
+    if exec_len == 0:
         r_ids = [[] for _ in completions]
     else:
         r_ids = [r[:exec_len] for r in common.encode(tokenizer, renderings)]
