@@ -373,20 +373,28 @@ DEFAULT_LIMITS = {
 }
 
 
-def apply_rlimits(limits: dict[str, int]) -> None:
-    """setrlimit in the job process (keys as in DEFAULT_LIMITS); soft = hard so the program
-    can't raise them back."""
+def rlimit_pairs(limits: dict[str, int]) -> list[tuple[int, int]]:
+    """(resource, value) pairs for `apply_rlimit_pairs` (keys as in DEFAULT_LIMITS)."""
     limits = {**DEFAULT_LIMITS, **limits}
-    pairs = (
+    return [
         (resource.RLIMIT_CPU, limits["cpu_seconds"]),
         (resource.RLIMIT_AS, limits["memory_bytes"]),
         (resource.RLIMIT_FSIZE, limits["file_bytes"]),
         (resource.RLIMIT_NPROC, limits["processes"]),
         (resource.RLIMIT_NOFILE, limits["open_files"]),
         (resource.RLIMIT_CORE, 0),
-    )
+    ]
+
+
+def apply_rlimit_pairs(pairs: list[tuple[int, int]]) -> None:
+    """setrlimit in the job process; soft = hard so the program can't raise them back."""
     for which, value in pairs:
         resource.setrlimit(which, (value, value))
+
+
+def apply_rlimits(limits: dict[str, int]) -> None:
+    """setrlimit from a dict with the keys of DEFAULT_LIMITS."""
+    apply_rlimit_pairs(rlimit_pairs(limits))
 
 
 def drop_privileges(ids: tuple[int, int] | None) -> None:

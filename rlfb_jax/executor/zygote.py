@@ -15,7 +15,6 @@ it before it reports the job's outcome.
 
 from __future__ import annotations
 
-import fcntl
 import gc
 import importlib
 import itertools
@@ -73,21 +72,25 @@ FALLBACK_PRELOAD = (
 _JOB_FDS = 6  # payload memfd, stdin, requests, replies, stdout, stderr
 
 
-def _high_dup(fd: int) -> int:
-    return fcntl.fcntl(fd, fcntl.F_DUPFD, 100)
+# Where the zygote parks a job's pipe ends just before fork: in the child they only need
+# moving to 0-4 (stdin, stdout, stderr, requests, replies).
+_PARKED = (100, 101, 102, 103, 104)
+_TARGETS = (0, 1, 2, child.REQUEST_FD, child.REPLY_FD)
 
 
-def _exec_job(config: dict, payload: dict, fds: list[int], workdir: str) -> None:
-    """In the freshly forked job process: apply the per-job layers, then run the program."""
+def _exec_job(config: dict, payload: dict, limits: list, workdir: str) -> None:
+    """In the freshly forked job process: apply the per-job layers, then run the program.
+
+    Kept to a handful of calls, all prepared before the fork: every object touched here
+    costs a copy-on-write page fault.
+    """
     try:
         os.setpgid(0, 0)
-        high = [_high_dup(fd) for fd in fds[1:]]
-        # stdin, requests, replies, stdout, stderr -> 0, 3, 4, 1, 2
-        for fd, target in zip(high, (0, child.REQUEST_FD, child.REPLY_FD, 1, 2)):
-            os.dup2(fd, target)
+        for parked, target in zip(_PARKED, _TARGETS):
+            os.dup2(parked, target)
         os.closerange(5, os.sysconf("SC_OPEN_MAX"))
         os.chdir(workdir)
-        sandbox.apply_rlimits({**config["limits"], "cpu_seconds": payload["cpu_seconds"]})
+        sandbox.apply_rlimit_pairs(limits)
         sandbox.drop_privileges(config["user"])
         if not config["net_namespace"]:
             sandbox.disable_sockets()
@@ -120,10 +123,18 @@ class Zygote:
         os.mkdir(workdir, 0o700)
         if self.config["user"] is not None:
             os.chown(workdir, *self.config["user"])
+        limits = sandbox.rlimit_pairs(
+            {**self.config["limits"], "cpu_seconds": payload["cpu_seconds"]}
+        )
+        # stdin, stdout, stderr, requests, replies (received as stdin, req, resp, out, err)
+        for fd, parked in zip((fds[1], fds[4], fds[5], fds[2], fds[3]), _PARKED):
+            os.dup2(fd, parked)
+        for fd in fds[1:]:
+            os.close(fd)
         pid = os.fork()
         if pid == 0:
-            _exec_job(self.config, payload, fds, workdir)
-        for fd in fds[1:]:
+            _exec_job(self.config, payload, limits, workdir)
+        for fd in _PARKED:
             os.close(fd)
         self.pidfd = os.pidfd_open(pid)
         self.job_pid, self.job_status, self.workdir = pid, None, workdir
