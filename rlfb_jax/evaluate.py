@@ -21,7 +21,6 @@ Host only: imports the stdlib, numpy and tqdm, never jax.
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import sys
 from collections import defaultdict
@@ -30,6 +29,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from rlfb_jax.data import jsonl
 from rlfb_jax.eval.passk import mean_pass_at_k
 from rlfb_jax.executor import ExecutorPool, Outcome
 from rlfb_jax.executor.benchmarks import task_job
@@ -41,23 +41,10 @@ class EvaluationError(ValueError):
 
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
     """Read a (optionally gzipped) JSON-lines file; errors name the path and line number."""
-    path = Path(path)
-    if not path.is_file():
-        raise EvaluationError(f"{path}: no such file")
-    opener = gzip.open if path.suffix == ".gz" else open
-    rows = []
-    with opener(path, "rt", encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise EvaluationError(f"{path}:{number}: malformed JSON ({e.msg})") from None
-            if not isinstance(row, dict):
-                raise EvaluationError(f"{path}:{number}: expected a JSON object")
-            rows.append(row)
-    return rows
+    try:
+        return jsonl.read_jsonl(path)
+    except (FileNotFoundError, jsonl.JSONLError) as e:
+        raise EvaluationError(str(e)) from None
 
 
 def task_key(task_id: Any) -> str:

@@ -12,7 +12,6 @@ Sources:
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from typing import Any
 
@@ -31,24 +30,17 @@ class SFTData:
 
 def read_pairs(path: str) -> tuple[list[str], list[str]]:
     """Reads {"prompt", "completion"} JSON lines; errors name the file and line number."""
+    from rlfb_jax.data.jsonl import iter_jsonl
+
     if not os.path.exists(path):
         raise FileNotFoundError(f"config.data.path: no such file: {path}")
     prompts, completions = [], []
-    with open(path) as f:
-        for i, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{i}: malformed JSON line: {e.msg}") from None
-            if not isinstance(row, dict):
-                raise ValueError(f"{path}:{i}: expected a JSON object")
-            for key in ("prompt", "completion"):
-                if not isinstance(row.get(key), str):
-                    raise ValueError(f"{path}:{i}: missing or non-string field {key!r}")
-            prompts.append(row["prompt"])
-            completions.append(row["completion"])
+    for i, row in iter_jsonl(path):
+        for key in ("prompt", "completion"):
+            if not isinstance(row.get(key), str):
+                raise ValueError(f"{path}:{i}: missing or non-string field {key!r}")
+        prompts.append(row["prompt"])
+        completions.append(row["completion"])
     if not prompts:
         raise ValueError(f"{path}: no examples")
     return prompts, completions

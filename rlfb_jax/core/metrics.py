@@ -31,16 +31,9 @@ def _scalar(v) -> float | int | str | None:
 
 def read_jsonl(path: str) -> list[dict[str, Any]]:
     """Reads a JSON-lines file; a malformed line raises ValueError naming file and line."""
-    rows = []
-    with open(path) as f:
-        for i, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{i}: malformed JSON line: {e.msg}") from None
-    return rows
+    from rlfb_jax.data.jsonl import read_jsonl as _read
+
+    return _read(path)
 
 
 class MetricsWriter:

@@ -98,6 +98,18 @@ def _fits(x, sh: NamedSharding) -> bool:
     return True
 
 
+def _fresh(params, frozen, rng, tx) -> TrainState:
+    return TrainState(step=jnp.zeros((), jnp.int32), rng=jax.random.key_data(rng),
+                      params=params, opt_state=tx.init(params), frozen=frozen)
+
+
+def _placed(make, args, tx, mesh, logical, rules) -> tuple[TrainState, TrainState]:
+    """Runs `make(*args)` once under jit with the state's shardings as out_shardings."""
+    abstract = jax.eval_shape(make, *args)
+    shardings = state_shardings(abstract, logical, tx, mesh, rules)
+    return jax.jit(make, out_shardings=shardings)(*args), shardings
+
+
 def create_state(
     init_fn: Callable[[jax.Array], tuple[dict[str, Params], dict[str, Params]]],
     tx: optax.GradientTransformation,
@@ -113,19 +125,9 @@ def create_state(
 
     def make(rng):
         init_rng, state_rng = jax.random.split(rng)
-        params, frozen = init_fn(init_rng)
-        return TrainState(
-            step=jnp.zeros((), jnp.int32),
-            rng=jax.random.key_data(state_rng),
-            params=params,
-            opt_state=tx.init(params),
-            frozen=frozen,
-        )
+        return _fresh(*init_fn(init_rng), state_rng, tx)
 
-    abstract = jax.eval_shape(make, rng)
-    shardings = state_shardings(abstract, logical, tx, mesh, rules)
-    state = jax.jit(make, out_shardings=shardings)(rng)
-    return state, shardings
+    return _placed(make, (rng,), tx, mesh, logical, rules)
 
 
 def state_from_params(
@@ -140,12 +142,5 @@ def state_from_params(
     """A fresh TrainState around existing parameters (a pretrained or base model), placed
     into its shardings. The arrays are passed as arguments, never baked into the program.
     Returns (state, shardings)."""
-
-    def make(params, frozen, rng):
-        return TrainState(jnp.zeros((), jnp.int32), jax.random.key_data(rng), params,
-                          tx.init(params), frozen)
-
-    abstract = jax.eval_shape(make, params, frozen, rng)
-    shardings = state_shardings(abstract, logical, tx, mesh, rules)
-    state = jax.jit(make, out_shardings=shardings)(params, frozen, rng)
-    return state, shardings
+    make = lambda params, frozen, rng: _fresh(params, frozen, rng, tx)
+    return _placed(make, (params, frozen, rng), tx, mesh, logical, rules)

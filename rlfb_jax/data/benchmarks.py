@@ -30,11 +30,11 @@ train 601-974. The reference code is the original with ``\\r\\n`` line endings t
 from __future__ import annotations
 
 import ast
-import json
 import os
 import re
 from collections.abc import Iterable
 
+from rlfb_jax.data.jsonl import iter_jsonl
 from rlfb_jax.data.tasks import Task
 from rlfb_jax.executor.benchmarks import prompt_helpers
 
@@ -167,14 +167,11 @@ def load_mbpp(
             f"MBPP file not found at {path!r}; download the original mbpp.jsonl "
             "(974 problems) from the google-research/mbpp repository and pass its path")
     tasks = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                tasks.append(mbpp_task(json.loads(line), include_challenge))
-            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
-                raise ValueError(f"{path}:{lineno}: not an MBPP record ({e!r})") from e
+    for lineno, record in iter_jsonl(path):
+        try:
+            tasks.append(mbpp_task(record, include_challenge))
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"{path}:{lineno}: not an MBPP record ({e!r})") from e
     tasks.sort(key=lambda t: int(t.task_id.split("/")[1]))
     if num_shots:
         shots = [t for t in tasks if t.split == "prompt"][1: 1 + num_shots]

@@ -348,19 +348,17 @@ def load_jsonl(path: str | os.PathLike) -> list[Task]:
       FileNotFoundError: no such file.
       TaskFormatError: a line is not JSON or not a task; the message is ``"FILE:LINE: why"``.
     """
+    from rlfb_jax.data.jsonl import JSONLError, iter_jsonl
+
     tasks = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise TaskFormatError(f"{path}:{lineno}: not valid JSON ({e})") from e
+    try:
+        for lineno, record in iter_jsonl(path):
             try:
                 tasks.append(Task.from_dict(record))
             except TaskFormatError as e:
                 raise TaskFormatError(f"{path}:{lineno}: {e}") from e
+    except JSONLError as e:
+        raise TaskFormatError(str(e)) from None
     return tasks
 
 

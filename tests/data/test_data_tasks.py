@@ -134,7 +134,7 @@ def test_malformed_line_names_file_and_line(tmp_path):
     good = json.dumps(_task().to_dict())
     path = tmp_path / "bad.jsonl"
     _write(path, [good, "", "{not json"])
-    with pytest.raises(TaskFormatError, match=r"bad\.jsonl:3: not valid JSON"):
+    with pytest.raises(TaskFormatError, match=r"bad\.jsonl:3: malformed JSON"):
         load_jsonl(path)
 
 
