@@ -80,7 +80,33 @@ def synthetic_tokenizer(config, workdir: str, train_tasks):
     return common.load_tokenizer(str(path))
 
 
+def eval_tasks_from(spec: str, mbpp_path: str = "") -> list:
+    """Held-out tasks named by ``config.eval.tasks``: "humaneval", "mbpp" (test split of the
+    MBPP jsonl at ``mbpp_path``) or the path of a tasks jsonl (`rlfb_jax.data.save_jsonl`)."""
+    if spec == "humaneval":
+        from rlfb_jax.data.benchmarks import load_humaneval
+
+        return load_humaneval()
+    if spec == "mbpp":
+        from rlfb_jax.data.benchmarks import load_mbpp
+
+        if not mbpp_path:
+            raise ValueError("config.eval.tasks='mbpp' needs config.eval.path (mbpp.jsonl)")
+        return load_mbpp(mbpp_path, split="test")
+    from rlfb_jax.data.tasks import load_jsonl
+
+    return load_jsonl(spec)
+
+
 def load_sft_data(config, workdir: str) -> SFTData:
+    data = _load_sft_data(config, workdir)
+    spec = config.get("eval", {}).get("tasks", "")
+    if spec:
+        data.eval_tasks = eval_tasks_from(spec, config.eval.get("path", ""))
+    return data
+
+
+def _load_sft_data(config, workdir: str) -> SFTData:
     source = config.data.source
     if source == "jsonl":
         prompts, completions = read_pairs(config.data.path)

@@ -51,9 +51,12 @@ def default_config() -> ml_collections.ConfigDict:
             seed=0,
         )
     )
+    # eval.tasks: "" (the data source's held-out split), "humaneval", "mbpp" (with eval.path)
+    # or a tasks jsonl; evaluation samples with these settings and runs the hidden tests.
     c.eval = ml_collections.ConfigDict(
         dict(every=0, num_tasks=200, n_samples=16, temperature=0.8, top_p=1.0, top_k=0,
-             max_new_tokens=64, batch_size=64, workers=2, timeout=2.0, ks=(1, 16))
+             max_new_tokens=64, batch_size=64, workers=2, timeout=2.0, ks=(1, 16),
+             tasks="", path="")
     )
     return c
 
