@@ -26,7 +26,7 @@ def get_config(arg: str = ""):
     c.verifier.prompt_len = d.prompt_len
     c.verifier.completion_len = d.completion_len
     c.verifier.exec_len = 24
-    c.verifier.steps = 200
+    c.verifier.steps = 120
     c.verifier.batch_size = 32
     c.optimizer.learning_rate = 2e-4
     if arg == "smoke":  # the whole pipeline in well under a minute, for tests
