@@ -67,7 +67,7 @@ def default_config() -> ml_collections.ConfigDict:
         test_tasks=200,  # held-out tasks (the first of the base's eval split)
         test_benchmark="",  # "" (the base's eval split) or "humaneval" (the package's file)
         ns=(1, 4, 16, 64),  # the largest is sampled once per task; smaller n are subsets
-        num_subsets=20,  # random subsets averaged for each n below the largest
+        num_subsets=100,  # random subsets averaged for each n below the largest
         alpha=1.0,  # score = alpha * log p_LM + log p_verifier
         length_norm=False,  # log p_LM per token
         batch_size=256,  # sampling rows per call
@@ -81,6 +81,7 @@ def default_config() -> ml_collections.ConfigDict:
         batch_size=32,
         lm_coef=0.0,  # joint LM objective (Cobbe et al. 2021); 0 switches it off
         balance=True,  # class-balanced weights
+        calibrate=True,  # undo the weighting's prior shift at test time (see prior_offset)
         weight_by_count=False,  # weight each distinct program by its number of samples
         prompt_len=96,
         completion_len=64,
@@ -102,13 +103,15 @@ class _VerifierScorer:
         self.mesh, self.rules, self.bs = mesh, rules, int(batch_size)
 
         @jax.jit
-        def score(params, batch):
+        def score(params, batch, offset):
             logits, _ = verifier_logits(lm, params, batch)
-            return jax.nn.log_sigmoid(logits)
+            return jax.nn.log_sigmoid(logits + offset)
 
         self._score = score
 
-    def __call__(self, params, batch: dict[str, np.ndarray], desc: str) -> np.ndarray:
+    def __call__(self, params, batch: dict[str, np.ndarray], desc: str,
+                 offset: float = 0.0) -> np.ndarray:
+        """log sigmoid(logit + offset) [N] of every row of `batch`."""
         from tqdm.auto import tqdm
 
         n = len(batch["tokens"])
@@ -118,8 +121,8 @@ class _VerifierScorer:
                       disable=not is_main_process()):
             idx = np.arange(s, s + self.bs).clip(max=n - 1)  # pad with the last row
             part = {k: batch[k][idx] for k in keys}
-            vals = jax.device_get(self._score(params, shd.shard_batch(part, self.mesh,
-                                                                      self.rules)))
+            vals = jax.device_get(self._score(
+                params, shd.shard_batch(part, self.mesh, self.rules), jnp.float32(offset)))
             out[s : s + self.bs] = vals[: min(self.bs, n - s)]
         return out
 
@@ -157,6 +160,20 @@ def _train_verifier(config, workdir: str, subdir: str, base, batch, steps: int):
                **{k: v for k, v in final.items() if k.startswith(("train/", "loss/"))}}
     run.finish(summary, step=steps, state=state, meta={"step": steps})
     return state.params["verifier"], summary
+
+
+def prior_offset(labels, weights) -> float:
+    """Logit shift that undoes class weighting (a verifier trained with weights believes the
+    positive rate is pi_w = sum(w y) / sum(w); the data's rate is pi): logit(pi) -
+    logit(pi_w). LEVER multiplies and sums probabilities, so they must be calibrated:
+    balanced training alone inflates every wrong program's p_verifier. 0 when one class
+    is missing."""
+    labels = np.asarray(labels, np.float64)
+    weights = np.asarray(weights, np.float64)
+    pi, pi_w = labels.mean(), (weights * labels).sum() / weights.sum()
+    if not 0 < pi < 1:
+        return 0.0
+    return float(np.log(pi / (1 - pi)) - np.log(pi_w / (1 - pi_w)))
 
 
 def _verifier_rows(config, tok, samples, tasks, use_exec: bool, labels_known: bool = True):
@@ -251,16 +268,23 @@ def run(config, workdir: str) -> dict:
         steps = int(config.verifier.steps)
         if not use_exec and int(config.verifier.no_exec_steps) >= 0:
             steps = int(config.verifier.no_exec_steps)
-        tbatch, _, _ = _verifier_rows(config, tok, train, train_tasks, use_exec)
+        tbatch, train_labels, _ = _verifier_rows(config, tok, train, train_tasks, use_exec)
+        offset = (prior_offset(train_labels, tbatch["weights"])
+                  if config.verifier.calibrate else 0.0)
         vparams, vsum[name] = _train_verifier(config, workdir, f"verifier_{name}", base,
                                               tbatch, steps)
         times[f"time/verifier_{name}_train_s"] = time.time() - t0
         t0 = time.time()
         ebatch, test_labels, test_rows = _verifier_rows(config, tok, test, test_tasks, use_exec,
                                                         labels_known=False)
-        log_pv[name] = scorer(vparams, ebatch, f"score {name}")
+        log_pv[name] = scorer(vparams, ebatch, f"score {name}", offset)
+        vsum[name]["prior_offset"] = offset
         times[f"time/verifier_{name}_score_s"] = time.time() - t0
         del vparams
+
+    if is_main_process():
+        np.savez(os.path.join(main.workdir, "test_scores.npz"), log_pv_exec=log_pv["exec"],
+                 log_pv_no_exec=log_pv["no_exec"], labels=test_labels, task_row=test_rows)
 
     # 4. reranking on the held-out tasks
     cands = []
