@@ -168,3 +168,17 @@ def test_mbpp_with_a_tiny_random_hf_checkpoint(tmp_path, tiny_tokenizer_dir, mbp
         assert 0.0 <= summary[f"rerank/{m}@2"] <= 1.0
     samples = vd.load_samples(str(wd / "test_samples.jsonl"))
     assert len(samples) == 3 and all(p.key for s in samples for p in s.programs)
+
+
+def test_prior_offset_undoes_class_balancing():
+    from rlfb_jax.algos.lever import prior_offset
+
+    labels = np.array([1, 0, 0, 0], bool)
+    w = vd.class_weights(labels)  # the weighted positive rate is 1/2, the true one 1/4
+    assert prior_offset(labels, w) == pytest.approx(np.log(1 / 3))
+    logit = 0.7  # a balanced verifier's logit, shifted back to the data's prior
+    p_balanced = 1 / (1 + np.exp(-logit))
+    p = 1 / (1 + np.exp(-(logit + prior_offset(labels, w))))
+    assert p / (1 - p) == pytest.approx(p_balanced / (1 - p_balanced) / 3)
+    assert prior_offset(labels, np.ones(4)) == 0.0  # unweighted: nothing to undo
+    assert prior_offset(np.zeros(3, bool), np.ones(3)) == 0.0  # one class only
