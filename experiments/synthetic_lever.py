@@ -5,7 +5,7 @@
 Trains the base first (experiments/synthetic_sft.py, into WORKDIR/base) unless
 ``--config.base_workdir`` points at a finished base run. Writes the held-out accuracy of
 every selection method for n in {1, 4, 16, 64} (summary.json ``rerank/<method>@<n>``,
-rerank.md, rerank.png) and the verifier's AUC with and without execution results.
+rerank.md, rerank_accuracy.png) and the verifier's AUC with and without execution results.
 """
 
 from experiments import synthetic_sft

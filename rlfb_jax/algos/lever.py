@@ -12,7 +12,8 @@
                        (subsets of the n_max samples, averaged over seeded draws)
 
 Outputs (the run directory): summary.json with ``rerank/<method>@<n>``, ``verifier/auc``
-and ``verifier/auc_no_exec`` (held-out test programs), rerank.md (table), rerank.png (plot),
+and ``verifier/auc_no_exec`` (held-out test programs), rerank.md (table),
+rerank_accuracy.png (accuracy against n),
 the sample files, and the two verifier runs in ``verifier_exec/`` and ``verifier_no_exec/``
 (each a Run with its own checkpoints and metrics). Every stage is saved when it ends, so a
 killed run resumes at the stage it was in (verifier training from its last checkpoint) and
@@ -325,9 +326,8 @@ def run(config, workdir: str) -> dict:
                 f"{summary['verifier/auc_no_exec']:.3f} without.\n\n")
         with open(os.path.join(main.workdir, "rerank.md"), "w") as f:
             f.write(head + table)
-        rerank.plot_accuracy(os.path.join(main.workdir, "rerank.png"), summary, ns,
+        rerank.plot_accuracy(os.path.join(main.workdir, "rerank_accuracy.png"), summary, ns,
                              title=f"LEVER reranking, {len(cands)} held-out tasks")
         log.info("reranking accuracy:\n%s", table)
-    main.log(0, {k: v for k, v in summary.items() if k.startswith(("rerank/", "verifier/"))})
     main.finish(summary)
     return summary

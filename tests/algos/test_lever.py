@@ -130,7 +130,8 @@ def test_synthetic_smoke_run_resumes_by_stage(tmp_path):
             v = summary[f"rerank/{m}@{n}"]
             assert 0.0 <= v <= 1.0, (m, n, v)
     assert "verifier/auc" in summary and "verifier/auc_no_exec" in summary
-    for f in ("rerank.md", "rerank.png", "test_samples.jsonl", "verifier_train_samples.jsonl",
+    for f in ("rerank.md", "rerank_accuracy.png", "test_samples.jsonl",
+              "verifier_train_samples.jsonl",
               "greedy_samples.jsonl", "verifier_exec/summary.json",
               "verifier_no_exec/summary.json"):
         assert (wd / f).exists(), f
