@@ -45,8 +45,8 @@ def get_config(arg: str = ""):
     c.optimizer.warmup_steps = 10
     c.train.batch_size = 16
     if arg == "smoke":  # a tiny random checkpoint, a handful of problems: for tests
-        b.data.prompt_len = 384
-        b.eval.num_tasks, b.eval.n_samples, b.eval.ks = 4, 2, (1, 2)
+        b.data.prompt_len = 256  # M-step batches keep a prompt's last 256 tokens
+        b.eval.num_tasks, b.eval.n_samples, b.eval.ks = 4, 1, (1,)  # greedy only
         b.eval.max_new_tokens, b.eval.batch_size = 16, 8
         c.eval = b.eval.copy_and_resolve_references()
         c.rest_em.iterations = 1

@@ -190,8 +190,7 @@ def base_dir(tmp_path_factory):
 
 
 def _check_one_iteration(wd, summary):
-    for key in ("eval/pass@1_base", "rest_em/iter1/pass@1", "rest_em/iter1/pass@2",
-                "rest_em/iter1/kept", "rest_em/iter1/train_solve_rate",
+    for key in ("eval/pass@1_base", "rest_em/iter1/pass@1", "rest_em/iter1/kept", "rest_em/iter1/train_solve_rate",
                 "rest_em/iter1/valid_pass@1", "rest_em/iter1/time/estep_s",
                 "rest_em/iter1/time/mstep_s", "rest_em/iter1/time/eval_s", "rest_em/best_iter",
                 "eval/pass@1"):
@@ -213,9 +212,13 @@ def test_one_iteration_synthetic_smoke(tmp_path, base_dir):
             "--config.rest_em.weighting=uniform"]
     summary = _run(SYNTH, wd, *args)
     _check_one_iteration(wd, summary)
-    assert summary["rest_em/iter1/kept"] <= 8 * 4
+    assert summary["rest_em/iter1/kept"] <= 8 * 4 and "rest_em/iter1/pass@2" in summary
+    # a finished workdir does no work (in-process: no sampling, no compilation)
+    from experiments.synthetic_rest_em import get_config
+    from rlfb_jax.algos.rest_em import run
+
     mtime = os.path.getmtime(wd / "summary.json")
-    assert _run(SYNTH, wd, *args) == summary  # a finished workdir does no work
+    assert run(get_config("smoke"), str(wd)) == summary
     assert os.path.getmtime(wd / "summary.json") == mtime
 
 
