@@ -76,6 +76,7 @@ def default_config(algo: str = "ppo") -> ml_collections.ConfigDict:
         line_penalty=0.0,  # RLTF fine-grained penalty on the error line's tokens (e.g. -0.3)
         workers=2,
         timeout=2.0,
+        task_depths=(),  # train on synthetic tasks of these difficulties only (() = all)
         kl=ml_collections.ConfigDict(dict(
             controller="fixed", beta=0.02, target=2.0, horizon=2000.0, estimator="k1",
             placement="reward",  # "reward" (per-token penalty, PPOCoder) or "loss"
@@ -170,6 +171,10 @@ def _run(config, workdir: str) -> dict:
     policy, tok = base.policy, base.policy.tokenizer
     lm = policy.lm
     train_tasks = base.data.train_tasks
+    if rl.task_depths:
+        train_tasks = [t for t in train_tasks if t.difficulty in tuple(rl.task_depths)]
+        if not train_tasks:
+            raise ValueError(f"config.rl.task_depths={tuple(rl.task_depths)}: no train tasks")
     reward_fn = make_reward(rl.rewards.to_dict())
     loss_fn = get_loss(rl.loss)
     kl_ctl = make_kl_controller(rl.kl.controller, **(
