@@ -1,26 +1,14 @@
 """Full experiments with their acceptance thresholds. Slow (minutes each): excluded from
 the default run; run with ``python -m pytest -m slow``."""
 
-import json
-import os
-import subprocess
-import sys
 
 import pytest
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from main_runner import run_main, summary
 
 
 def _run(config: str, workdir, *overrides) -> dict:
-    env = dict(os.environ)
-    env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=1"
-    env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
-    cmd = [sys.executable, "-m", "rlfb_jax.main", f"--config={os.path.join(REPO, config)}",
-           f"--workdir={workdir}", *overrides]
-    out = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr[-4000:]
-    with open(os.path.join(workdir, "summary.json")) as f:
-        return json.load(f)
+    run_main(config, workdir, *overrides, timeout=None)
+    return summary(workdir)
 
 
 @pytest.mark.slow

@@ -4,11 +4,10 @@ checkpoint."""
 
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from main_runner import run_main, summary
 
 from rlfb_jax.algos import verifier_data as vd
 from rlfb_jax.executor.jobs import Outcome
@@ -104,14 +103,8 @@ def test_execution_labels_and_results_on_a_synthetic_task():
 
 
 def _main(config, workdir, *extra):
-    env = dict(os.environ)
-    env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=1"
-    env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
-    cmd = [sys.executable, "-m", "rlfb_jax.main", f"--config={config}",
-           f"--workdir={workdir}", *extra]
-    out = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=900)
-    assert out.returncode == 0, out.stderr[-4000:]
-    return json.loads(open(os.path.join(workdir, "summary.json")).read())
+    run_main(config, workdir, *extra, timeout=900)
+    return summary(workdir)
 
 
 def _untimed(summary):

@@ -2,17 +2,14 @@
 sharing one tiny base model."""
 
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from main_runner import run_main, summary
 
 from rlfb_jax.algos.ppo import _token_rewards
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-PPO = os.path.join(REPO, "experiments", "synthetic_ppo.py")
+PPO = "experiments/synthetic_ppo.py:smoke"
 
 
 def test_sequence_reward_goes_on_the_last_completion_token():
@@ -24,14 +21,8 @@ def test_sequence_reward_goes_on_the_last_completion_token():
 
 
 def _run(workdir, *extra):
-    env = dict(os.environ)
-    env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=1"
-    env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
-    cmd = [sys.executable, "-m", "rlfb_jax.main", f"--config={PPO}:smoke",
-           f"--workdir={workdir}", *extra]
-    out = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, out.stderr[-4000:]
-    return json.loads(open(os.path.join(workdir, "summary.json")).read())
+    run_main(PPO, workdir, *extra, timeout=600)
+    return summary(workdir)
 
 
 @pytest.fixture(scope="module")

@@ -4,12 +4,11 @@ from a tiny random Hugging Face checkpoint)."""
 
 import json
 import os
-import subprocess
-import sys
 
 import jax
 import numpy as np
 import pytest
+from main_runner import run_main, summary
 
 from rlfb_jax.algos import rest_em_data as red
 from rlfb_jax.algos.rest_em import MStep, mstep_batch
@@ -174,14 +173,8 @@ def test_mstep_starts_from_base_or_from_the_last_iterate(restart_from_base):
 
 
 def _run(config, workdir, *extra):
-    env = dict(os.environ)
-    env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=1"
-    env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
-    cmd = [sys.executable, "-m", "rlfb_jax.main", f"--config={config}:smoke",
-           f"--workdir={workdir}", *extra]
-    out = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, out.stderr[-4000:]
-    return json.loads(open(os.path.join(workdir, "summary.json")).read())
+    run_main(f"{config}:smoke", workdir, *extra, timeout=600)
+    return summary(workdir)
 
 
 @pytest.fixture(scope="module")

@@ -4,13 +4,13 @@ shape mismatches are named; a NaN stops the run and keeps the last good checkpoi
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from main_runner import REPO, main_cmd, main_env
 
 from rlfb_jax.core import sharding as shd
 from rlfb_jax.core.checkpoint import Checkpointer, CheckpointShapeError, abstract_with_shardings
@@ -21,24 +21,14 @@ from rlfb_jax.core.step import make_step
 from rlfb_jax.losses import get_loss
 from rlfb_jax.models import LanguageModel, ModelConfig
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
 CFG = ModelConfig(vocab_size=64, d_model=32, n_layers=2, n_heads=4, n_kv_heads=2, d_ff=64)
-SMOKE = os.path.join(REPO, "experiments", "smoke.py")
+SMOKE = "experiments/smoke.py"
 ARGS = ["--config.eval.num_tasks=0", "--config.train.steps=40",
         "--config.train.checkpoint_every=4", "--config.train.keep_checkpoints=3"]
 
 
-def _env():
-    env = dict(os.environ)
-    env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=1"
-    env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
-    return env
-
-
 def _main(workdir, *extra):
-    return [sys.executable, "-m", "rlfb_jax.main", f"--config={SMOKE}", f"--workdir={workdir}",
-            *ARGS, *extra]
+    return main_cmd(SMOKE, workdir, *ARGS, *extra)
 
 
 def _final_params(workdir):
@@ -51,8 +41,8 @@ def _final_params(workdir):
 
 def test_kill9_then_resume_equals_uninterrupted(tmp_path):
     ref_dir, killed_dir = tmp_path / "ref", tmp_path / "killed"
-    subprocess.run(_main(ref_dir), check=True, env=_env(), capture_output=True, cwd=REPO)
-    proc = subprocess.Popen(_main(killed_dir), env=_env(), cwd=REPO,
+    subprocess.run(_main(ref_dir), check=True, env=main_env(), capture_output=True, cwd=REPO)
+    proc = subprocess.Popen(_main(killed_dir), env=main_env(), cwd=REPO,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     ckpt_dir = killed_dir / "checkpoints"
     deadline = time.time() + 120
@@ -64,7 +54,7 @@ def test_kill9_then_resume_equals_uninterrupted(tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not (killed_dir / "summary.json").exists(), "the run finished before the kill"
-    out = subprocess.run(_main(killed_dir), check=True, env=_env(), capture_output=True,
+    out = subprocess.run(_main(killed_dir), check=True, env=main_env(), capture_output=True,
                          cwd=REPO, text=True)
     assert "resuming from step" in out.stderr
     s1, p1 = _final_params(ref_dir)

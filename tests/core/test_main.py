@@ -2,25 +2,15 @@
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
+from main_runner import run_main
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-SMOKE = os.path.join(REPO, "experiments", "smoke.py")
+SMOKE = "experiments/smoke.py"
 
 
 def _run(workdir, *extra, check=True):
-    env = dict(os.environ)
-    env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=1"
-    env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
-    cmd = [sys.executable, "-m", "rlfb_jax.main", f"--config={SMOKE}", f"--workdir={workdir}",
-           *extra]
-    out = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
-    if check and out.returncode != 0:
-        raise AssertionError(f"{cmd} failed:\n{out.stderr[-3000:]}")
-    return out
+    return run_main(SMOKE, workdir, *extra, check=check, timeout=300)
 
 
 @pytest.mark.parametrize("override, message", [
