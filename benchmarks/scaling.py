@@ -1,0 +1,358 @@
+"""Device scaling: SFT steps and PPO updates on 1, 2, 4 and 8 devices, same batch and seed.
+
+    python benchmarks/scaling.py [--devices 1,2,4,8] [--steps 6] [--fsdp]
+    python benchmarks/scaling.py --quick        # seconds per device count: :smoke model
+    python benchmarks/scaling.py --gpu          # on a real GPU: MFU and sampling, ~0.5B model
+
+CPU mode (default). Each device count runs in a fresh subprocess with
+``XLA_FLAGS=--xla_force_host_platform_device_count=N`` (fake CPU devices sharing the
+machine's cores) and the mesh of ``config.mesh`` (`rlfb_jax.core.sharding.make_mesh`):
+data parallel over all devices, or with ``--fsdp`` all devices on the fsdp axis (parameters
+and optimizer moments sharded). Each subprocess trains the synthetic base model
+(experiments/synthetic_sft.py's ``config.model``, random init from the same seed) for
+``--steps`` SFT steps (`make_step`, the "sft" loss) on the same global batches, then does
+``--steps`` PPO update calls (`make_epoch_update`, the "ppo" loss, synthetic_ppo.py's
+epochs x minibatches) on one fixed PPO batch. The parent checks that every device count
+gives the losses and final parameters of the 1-device run (prints the max abs differences
+and asserts ``--tol``) and records tokens/s (the first step of each phase, which compiles,
+is not timed). Baseline: the 1-device run. Prints ``ratio_8_vs_1=X`` = tokens/s on 8
+devices / on 1 (SFT and PPO phases together; each phase's ratio is printed too). Fake
+devices share the same cores, so on CPU X <= 1 is expected; it measures the cost of the
+partitioned program and its collectives, not a speedup.
+
+GPU mode (``--gpu``; NOT YET MEASURED: no GPU was available when it was written, so it is
+runnable by design only). On the first accelerator, with a ~0.5B-parameter model shaped
+like Qwen2.5-0.5B (`gpu_model_config`; random weights, bfloat16 compute, float32
+parameters and optimizer moments), reports the PPO update step's tokens/s and MFU
+(FLOPs as in benchmarks/train_step.py: 6 N + 12 L H Dh T per token, over the chip's dense
+bf16 peak, from ``--peak-tflops`` or a table of known chips) and sampling tokens/s of our
+jitted sampler at batch 64 (128-token prompts, 256 new tokens, temperature 1, no stop).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+sys.path.insert(0, REPO)
+sys.path.insert(0, HERE)
+
+# Dense bf16 peak FLOP/s by jax device_kind prefix (vendor data sheets, without sparsity).
+PEAK_BF16 = {
+    "NVIDIA H100": 989e12,
+    "NVIDIA H200": 989e12,
+    "NVIDIA GH200": 989e12,
+    "NVIDIA A100": 312e12,
+    "NVIDIA L4": 121e12,
+    "NVIDIA A10G": 70e12,
+    "TPU v4": 275e12,
+    "TPU v5 lite": 197e12,
+    "TPU v5e": 197e12,
+    "TPU v5p": 459e12,
+    "TPU v6 lite": 918e12,
+}
+
+
+def gpu_model_config():
+    """A ~0.5B-parameter decoder with Qwen2.5-0.5B's shape (494M parameters)."""
+    from rlfb_jax.models.config import ModelConfig
+
+    return ModelConfig(vocab_size=151936, d_model=896, n_layers=24, n_heads=14, n_kv_heads=2,
+                       d_ff=4864, max_len=2048, arch="llama", rope_theta=1e6, norm_eps=1e-6,
+                       qkv_bias=True, tie_embeddings=True, param_dtype="float32",
+                       dtype="bfloat16")
+
+
+# -- one device count (runs in its own process) --------------------------------------------
+
+def child(args) -> dict:
+    import jax
+    from train_step import make_batch  # benchmarks/train_step.py
+
+    from experiments import synthetic_ppo
+    from rlfb_jax.core import sharding as shd
+    from rlfb_jax.core.batching import epoch_order, make_sequence_batch
+    from rlfb_jax.core.config import model_from_config
+    from rlfb_jax.core.optim import make_optimizer
+    from rlfb_jax.core.state import create_state, state_from_params
+    from rlfb_jax.core.step import make_epoch_update, make_step
+    from rlfb_jax.losses import get_loss
+    from rlfb_jax.losses.sequence import sequence_logprobs
+    from rlfb_jax.models.lm import LanguageModel
+
+    config = synthetic_ppo.get_config("smoke" if args.quick else "")
+    base, rl = config.base, config.rl
+    lm = LanguageModel(model_from_config(base.model))
+    mesh = shd.make_mesh({"data": 1, "fsdp": -1} if args.fsdp else {"data": -1})
+    rules = shd.DEFAULT_RULES
+    logical = {"policy": lm.logical_axes()}
+    p_len, c_len = int(base.data.prompt_len), int(base.data.completion_len)
+    seq = p_len + c_len
+    steps = int(args.steps)
+
+    # -- SFT: the same global batches (random tokens, fixed seed) on every device count
+    tx, schedule = make_optimizer(base.optimizer, steps)
+    state, sh = create_state(lambda rng: ({"policy": lm.init(rng)}, {}), tx,
+                             jax.random.key(config.seed), mesh, logical, rules)
+    step = make_step(get_loss("sft"), tx, schedule=schedule, state_shardings=sh, mesh=mesh,
+                     rules=rules, model=lm)
+    rng = np.random.default_rng(0)
+    n_ex, bs = 4 * args.batch, args.batch
+    vocab = lm.config.vocab_size
+    prompts = [rng.integers(3, vocab, rng.integers(p_len // 2, p_len + 1)).tolist()
+               for _ in range(n_ex)]
+    comps = [rng.integers(3, vocab, rng.integers(c_len // 4, c_len + 1)).tolist()
+             for _ in range(n_ex)]
+    batches = []
+    for i in range(steps):
+        idx = epoch_order(n_ex, i, bs, 0)
+        b = make_sequence_batch([prompts[j] for j in idx], [comps[j] for j in idx], p_len, c_len)
+        b.pop("truncated")
+        batches.append(shd.shard_batch(b, mesh, rules))
+    sft_metrics = []
+    state, m = step(state, batches[0])  # compiles
+    sft_metrics.append(m)
+    jax.block_until_ready(state)
+    t = time.perf_counter()
+    for b in batches[1:]:
+        state, m = step(state, b)
+        sft_metrics.append(m)
+    jax.block_until_ready(state)
+    t_sft = time.perf_counter() - t
+    sft_losses = [float(m["train/loss"]) for m in jax.device_get(sft_metrics)]
+    params = state.params["policy"]
+
+    # -- PPO updates from the SFT parameters, on one fixed PPO-shaped batch
+    rows = args.ppo_rows
+    epochs, minibatches = int(rl.epochs), int(rl.minibatches)
+    tx, schedule = make_optimizer(config.optimizer, steps * epochs * minibatches)
+    logical["reference"] = logical["policy"]
+    state, sh = state_from_params({"policy": params}, {"reference": params}, tx,
+                                  jax.random.key(config.seed), mesh, logical, rules)
+    host = make_batch(rows, p_len, int(rl.max_new_tokens), vocab, seed=1)
+    dev = shd.shard_batch(host, mesh, rules)
+    old, _, _ = jax.jit(lambda p, b: sequence_logprobs(lm, p, b))(state.params["policy"], dev)
+    host["old_logprobs"] = host["ref_logprobs"] = np.asarray(old)
+    dev = shd.shard_batch(host, mesh, rules)
+    update = make_epoch_update(get_loss("ppo"), tx, epochs=epochs, minibatches=minibatches,
+                               schedule=schedule, state_shardings=sh, mesh=mesh, rules=rules,
+                               model=lm, aggregation=rl.aggregation, value_slot=None,
+                               vf_coef=rl.vf_coef, ent_coef=rl.ent_coef, clip_eps=rl.clip_eps)
+    ppo_metrics = []
+    state, m = update(state, dev, jax.random.key(0))  # compiles
+    ppo_metrics.append(m)
+    jax.block_until_ready(state)
+    t = time.perf_counter()
+    for i in range(1, steps):
+        state, m = update(state, dev, jax.random.key(i))
+        ppo_metrics.append(m)
+    jax.block_until_ready(state)
+    t_ppo = time.perf_counter() - t
+    ppo_losses = [float(m["train/loss"]) for m in jax.device_get(ppo_metrics)]
+    leaves = jax.tree.leaves(jax.device_get(state.params["policy"]))
+    np.save(args.params_out, np.concatenate([np.ravel(x) for x in leaves]))
+    return {
+        "devices": jax.device_count(),
+        "mesh": dict(mesh.shape),
+        "sft_losses": sft_losses,
+        "ppo_losses": ppo_losses,
+        "sft_tokens_per_s": (steps - 1) * bs * seq / t_sft,
+        "ppo_tokens_per_s": (steps - 1) * epochs * rows * seq / t_ppo,
+        "sft_s": t_sft,
+        "ppo_s": t_ppo,
+    }
+
+
+# -- the parent: one subprocess per device count -------------------------------------------
+
+def run_child(n: int, args, tmp: str) -> tuple[dict, np.ndarray]:
+    env = dict(os.environ)
+    env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") +
+                        f" --xla_force_host_platform_device_count={n}").strip()
+    env["JAX_PLATFORMS"] = "cpu"
+    env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
+    out_json = os.path.join(tmp, f"{n}.json")
+    params = os.path.join(tmp, f"{n}.npy")
+    cmd = [sys.executable, os.path.abspath(__file__), "--child", out_json,
+           "--params-out", params, "--steps", str(args.steps), "--batch", str(args.batch),
+           "--ppo-rows", str(args.ppo_rows)]
+    cmd += ["--quick"] * args.quick + ["--fsdp"] * args.fsdp
+    out = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True)
+    if out.returncode:
+        sys.exit(f"{n} devices failed:\n{out.stderr[-4000:]}")
+    with open(out_json) as f:
+        return json.load(f), np.load(params)
+
+
+def cpu_main(args) -> None:
+    counts = [int(x) for x in args.devices.split(",")]
+    if counts[0] != 1:
+        sys.exit("--devices must start with 1 (the baseline)")
+    for n in counts:
+        if args.batch % n or args.ppo_rows % n:
+            sys.exit(f"--batch {args.batch} / --ppo-rows {args.ppo_rows} not divisible by {n}")
+    res, params = {}, {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in counts:
+            res[n], params[n] = run_child(n, args, tmp)
+            r = res[n]
+            print(f"{n} device(s), mesh {r['mesh']}: SFT {r['sft_tokens_per_s']:9.1f} tokens/s, "
+                  f"PPO update {r['ppo_tokens_per_s']:9.1f} tokens/s", flush=True)
+    ref = res[1]
+    worst = 0.0
+    for n in counts[1:]:
+        d_sft = float(np.max(np.abs(np.subtract(res[n]["sft_losses"], ref["sft_losses"]))))
+        d_ppo = float(np.max(np.abs(np.subtract(res[n]["ppo_losses"], ref["ppo_losses"]))))
+        d_par = float(np.max(np.abs(params[n] - params[1])))
+        worst = max(worst, d_sft, d_ppo, d_par)
+        print(f"{n} vs 1 device: max |loss diff| SFT {d_sft:.2e}, PPO {d_ppo:.2e}; "
+              f"max |param diff| {d_par:.2e}")
+    print(f"cores: {os.cpu_count()}, load average {os.getloadavg()[0]:.1f}; "
+          f"{args.steps} steps per phase (first untimed), global SFT batch {args.batch}, "
+          f"PPO batch {args.ppo_rows} rows; {'fsdp' if args.fsdp else 'data parallel'}")
+    assert worst <= args.tol, f"device counts disagree: max difference {worst:.2e} > {args.tol}"
+    last = counts[-1]
+    for phase in ("sft", "ppo"):
+        ratio = res[last][f"{phase}_tokens_per_s"] / ref[f"{phase}_tokens_per_s"]
+        print(f"{phase}_ratio_{last}_vs_1={ratio:.3f}")
+
+    def total_rate(r):
+        return (r["sft_tokens_per_s"] * r["sft_s"] + r["ppo_tokens_per_s"] * r["ppo_s"]) / (
+            r["sft_s"] + r["ppo_s"])
+
+    print(f"ratio_{last}_vs_1={total_rate(res[last]) / total_rate(ref):.3f}")
+
+
+# -- GPU mode --------------------------------------------------------------------------------
+
+def peak_flops(args, device) -> float | None:
+    if args.peak_tflops:
+        return args.peak_tflops * 1e12
+    for prefix, peak in PEAK_BF16.items():
+        if device.device_kind.startswith(prefix):
+            return peak
+    return None
+
+
+def gpu_main(args) -> None:
+    import jax
+    from ml_collections import ConfigDict
+    from train_step import flops_per_token, make_batch  # benchmarks/train_step.py
+
+    from rlfb_jax.core import sharding as shd
+    from rlfb_jax.core.optim import make_optimizer
+    from rlfb_jax.core.state import state_from_params
+    from rlfb_jax.core.step import make_epoch_update
+    from rlfb_jax.losses import get_loss
+    from rlfb_jax.losses.sequence import sequence_logprobs
+    from rlfb_jax.models.config import count_params
+    from rlfb_jax.models.lm import LanguageModel
+    from rlfb_jax.models.sampler import Sampler, SamplingParams
+
+    device = jax.devices()[0]
+    if device.platform == "cpu" and not args.quick:
+        sys.exit("--gpu needs an accelerator (jax sees only CPUs); --gpu --quick runs a "
+                 "shrunken model on CPU to check the script")
+    cfg = gpu_model_config()
+    rows, p_len, c_len, new = 64, 128, 384, 256
+    minibatches = 4
+    if args.quick:  # the same code path with a toy model, for a check on CPU
+        cfg = cfg.replace(vocab_size=512, d_model=64, n_layers=2, n_heads=4, n_kv_heads=2,
+                          d_ff=128)
+        rows, p_len, c_len, new, minibatches = 8, 16, 16, 8, 2
+    lm = LanguageModel(cfg)
+    mesh = shd.make_mesh({"data": 1, "fsdp": -1}, devices=[device])
+    rules = shd.DEFAULT_RULES
+    params = jax.jit(lm.init)(jax.random.key(0))
+    n_params = count_params(params)
+    seq = p_len + c_len
+    opt = ConfigDict(dict(name="adamw", learning_rate=1e-6, schedule="constant", warmup_steps=0,
+                          clip_norm=1.0, weight_decay=0.0))
+    tx, schedule = make_optimizer(opt, 100)
+    logical = {"policy": lm.logical_axes(), "reference": lm.logical_axes()}
+    state, sh = state_from_params({"policy": params}, {"reference": params}, tx,
+                                  jax.random.key(1), mesh, logical, rules)
+    host = make_batch(rows, p_len, c_len, cfg.vocab_size)
+    dev = shd.shard_batch(host, mesh, rules)
+    old, _, _ = jax.jit(lambda p, b: sequence_logprobs(lm, p, b))(state.params["policy"], dev)
+    host["old_logprobs"] = host["ref_logprobs"] = np.asarray(old)
+    dev = shd.shard_batch(host, mesh, rules)
+    update = make_epoch_update(get_loss("ppo"), tx, epochs=1, minibatches=minibatches,
+                               schedule=schedule, state_shardings=sh, mesh=mesh, rules=rules,
+                               model=lm, aggregation="token_mean", value_slot=None,
+                               clip_eps=0.2)
+    state, m = update(state, dev, jax.random.key(0))  # compiles
+    jax.block_until_ready((state, m))
+    times = []
+    for i in range(1, args.gpu_repeats + 1):
+        t = time.perf_counter()
+        state, m = update(state, dev, jax.random.key(i))
+        jax.block_until_ready((state, m))
+        times.append(time.perf_counter() - t)
+    t_upd = float(np.median(times))
+    tokens = rows * seq
+    achieved = flops_per_token(cfg, seq) * tokens / t_upd
+    peak = peak_flops(args, device)
+    print(f"device: {device.device_kind} ({device.platform}); model {n_params / 1e6:.0f}M "
+          f"params, compute {cfg.dtype}, params {cfg.param_dtype}")
+    print(f"PPO update: {rows} x {seq} tokens in {minibatches} minibatches: {t_upd:.3f} s, "
+          f"{tokens / t_upd:.0f} tokens/s, {achieved / 1e12:.2f} TFLOP/s")
+    if peak:
+        print(f"update_mfu={achieved / peak:.3f}  (peak {peak / 1e12:.0f} TFLOP/s)")
+    else:
+        print("update_mfu=unknown (pass --peak-tflops for this chip)")
+
+    sampler = Sampler(lm, prompt_buckets=(p_len,), batch_multiple=1)
+    sp = SamplingParams(temperature=1.0, max_new_tokens=new)
+    prompts = np.random.default_rng(0).integers(3, cfg.vocab_size, (64, p_len)).tolist()
+    params = state.params["policy"]
+    jax.block_until_ready(sampler(params, prompts, jax.random.key(0), sp))  # compiles
+    times = []
+    for i in range(1, args.gpu_repeats + 1):
+        t = time.perf_counter()
+        out = jax.block_until_ready(sampler(params, prompts, jax.random.key(i), sp))
+        times.append(time.perf_counter() - t)
+    t_s = float(np.median(times))
+    print(f"sampling_tokens_per_s@64={int(np.asarray(out.mask).sum()) / t_s:.0f}  "
+          f"({new} new tokens after {p_len}-token prompts, median of {args.gpu_repeats})")
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--devices", default="1,2,4,8")
+    ap.add_argument("--steps", type=int, default=6, help="steps per phase (first untimed)")
+    ap.add_argument("--batch", type=int, default=32, help="global SFT batch")
+    ap.add_argument("--ppo-rows", type=int, default=64, help="rows of the PPO batch")
+    ap.add_argument("--fsdp", action="store_true", help="all devices on the fsdp mesh axis")
+    ap.add_argument("--tol", type=float, default=1e-4,
+                    help="max abs loss / parameter difference from the 1-device run")
+    ap.add_argument("--quick", action="store_true", help="smoke check: :smoke model, 3 steps")
+    ap.add_argument("--gpu", action="store_true", help="MFU and sampling on a real GPU")
+    ap.add_argument("--peak-tflops", type=float, default=0.0)
+    ap.add_argument("--gpu-repeats", type=int, default=5)
+    ap.add_argument("--child", default="", help=argparse.SUPPRESS)
+    ap.add_argument("--params-out", default="", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.steps = min(args.steps, 3)
+        args.gpu_repeats = min(args.gpu_repeats, 2)
+    if args.child:
+        with open(args.child, "w") as f:
+            json.dump(child(args), f)
+    elif args.gpu:
+        gpu_main(args)
+    else:
+        cpu_main(args)
+
+
+if __name__ == "__main__":
+    main()
