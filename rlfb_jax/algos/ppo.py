@@ -40,6 +40,7 @@ from rlfb_jax.eval.policy_eval import ERROR_STATUSES, evaluate_policy
 from rlfb_jax.executor import ExecutorPool
 from rlfb_jax.losses import compute_advantages, get_loss, kl_penalty_rewards, make_kl_controller
 from rlfb_jax.losses.sequence import sequence_logprobs
+from rlfb_jax.models.sampler import Sampler
 from rlfb_jax.rewards import make_reward
 from rlfb_jax.rewards.execution import rltf_error_line_penalty, span_token_rewards
 
@@ -207,7 +208,10 @@ def _run(config, workdir: str) -> dict:
     sampling = policy.sampling(rl.temperature, rl.top_k, rl.top_p, rl.max_new_tokens)
     greedy = policy.sampling(0.0, max_new_tokens=rl.max_new_tokens)
     prompt_len = int(config.base.data.prompt_len)
-    prompt_ids_all = common.encode(tok, [t.prompt for t in train_tasks])
+    # Prompts keep their last prompt_len tokens, for sampling as in the training batch; one
+    # prompt bucket, so the sampler compiles once for the whole run.
+    prompt_ids_all = [p[-prompt_len:] for p in common.encode(tok, [t.prompt for t in train_tasks])]
+    sampler = Sampler(lm, prompt_buckets=(prompt_len,))
     pool = ExecutorPool(num_workers=int(rl.workers), timeout=float(rl.timeout) * 4,
                         timeout_per_test=float(rl.timeout)).start()
     start_it = int(meta.get("iteration", 0))
@@ -225,7 +229,7 @@ def _run(config, workdir: str) -> dict:
             for c0 in range(0, p_iter, chunk):
                 ids = [prompt_ids_all[i] for i in idx[c0 : c0 + chunk]]
                 t0 = time.time()
-                r = policy.sampler(state.params["policy"], ids, jax.random.fold_in(rng, c0),
+                r = sampler(state.params["policy"], ids, jax.random.fold_in(rng, c0),
                                    sampling, n=n)
                 toks, mask = jax.device_get((r.tokens, r.mask))
                 times["sample"] += time.time() - t0
@@ -246,7 +250,7 @@ def _run(config, workdir: str) -> dict:
             if rl.advantage == "greedy_baseline":
                 t0 = time.time()
                 ids = [prompt_ids_all[i] for i in idx]
-                g = policy.sampler(state.params["policy"], ids, rng, greedy, n=1)
+                g = sampler(state.params["policy"], ids, rng, greedy, n=1)
                 g_texts = common.decode(tok, *jax.device_get((g.tokens, g.mask)))
                 g_tasks = [train_tasks[i] for i in idx]
                 g_out = pool.run([t.to_job(x) for t, x in zip(g_tasks, g_texts)])

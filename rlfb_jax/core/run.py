@@ -48,7 +48,8 @@ class Run:
         )
         self._writer: MetricsWriter | None = None
         self._pending: dict[str, Any] | None = None
-        if is_main_process():
+        finished = os.path.exists(os.path.join(self.workdir, "summary.json"))
+        if is_main_process() and not finished:  # a finished run keeps the config it ran with
             with open(os.path.join(self.workdir, "config.json"), "w") as f:
                 f.write(config.to_json_best_effort(indent=2) if hasattr(config, "to_json_best_effort")
                         else json.dumps(dict(config), indent=2, default=str))

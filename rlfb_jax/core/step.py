@@ -19,7 +19,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import optax
-from jax.sharding import Mesh
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from rlfb_jax.core import sharding as shd
 from rlfb_jax.core.state import TrainState
@@ -71,8 +72,20 @@ def make_step(
     return jax.jit(fn, **kwargs)
 
 
-def _epochs_update(state: TrainState, batch, rng, *, update, epochs: int, minibatches: int):
-    """K epochs x M minibatches of `update` as nested lax.scans (one compiled program)."""
+def _shards(sharding: NamedSharding) -> int:
+    """Number of pieces dimension 1 of `sharding`'s arrays is split into."""
+    axes = sharding.spec[1] if len(sharding.spec) > 1 else None
+    axes = () if axes is None else (axes,) if isinstance(axes, str) else tuple(axes)
+    return math.prod(sharding.mesh.shape[a] for a in axes)
+
+
+def _epochs_update(state: TrainState, batch, rng, *, update, epochs: int, minibatches: int,
+                   minibatch_sharding=None):
+    """K epochs x M minibatches of `update` as nested lax.scans (one compiled program).
+
+    `minibatch_sharding` keeps each minibatch split over the batch axes after the shuffle
+    (without it the gathered rows end up replicated, and every device computes every row).
+    """
     b = jax.tree.leaves(batch)[0].shape[0]
     if b % minibatches:
         raise ValueError(f"batch of {b} rows does not split into {minibatches} minibatches")
@@ -81,6 +94,8 @@ def _epochs_update(state: TrainState, batch, rng, *, update, epochs: int, miniba
         perm = jax.random.permutation(key, b)
         shuffled = jax.tree.map(lambda x: x[perm].reshape((minibatches, -1) + x.shape[1:]),
                                 batch)
+        if minibatch_sharding is not None and (b // minibatches) % _shards(minibatch_sharding) == 0:
+            shuffled = jax.lax.with_sharding_constraint(shuffled, minibatch_sharding)
         return jax.lax.scan(update, state, shuffled)
 
     state, metrics = jax.lax.scan(epoch, state, jax.random.split(rng, epochs))
@@ -111,8 +126,12 @@ def make_epoch_update(
     """
     update = functools.partial(_update, loss_fn=loss_fn, tx=tx, hparams=hparams,
                                schedule=schedule)
+    mb_sharding = None
+    if mesh is not None:  # minibatches [M, B/M, ...]: rows split like the batch
+        spec = shd.batch_sharding(mesh, rules).spec
+        mb_sharding = NamedSharding(mesh, P(None, *spec))
     fn = functools.partial(_epochs_update, update=update, epochs=int(epochs),
-                           minibatches=int(minibatches))
+                           minibatches=int(minibatches), minibatch_sharding=mb_sharding)
     kwargs: dict[str, Any] = {"donate_argnums": (0,) if donate else ()}
     if state_shardings is not None:
         if mesh is None:
