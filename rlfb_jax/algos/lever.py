@@ -297,7 +297,8 @@ def run(config, workdir: str) -> dict:
             logprob=np.asarray(s.logprob), length=np.asarray(s.length),
             keys=[p.key for p in progs], programs=[p.completion for p in progs],
             log_pv=log_pv["exec"][rows][idx], log_pv_no_exec=log_pv["no_exec"][rows][idx],
-            passed=np.array([p.passed for p in progs])))
+            passed=np.array([p.passed for p in progs]),
+            compiled=np.array([p.status != "syntax_error" for p in progs])))
     greedy_passed = [g.programs[0].passed for g in greedy_samples]
     summary = rerank.rerank_accuracy(cands, greedy_passed, ns, int(lv.num_subsets),
                                      int(config.seed), float(lv.alpha), bool(lv.length_norm))

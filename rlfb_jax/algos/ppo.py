@@ -78,6 +78,14 @@ def default_config(algo: str = "ppo") -> ml_collections.ConfigDict:
         workers=2,
         timeout=2.0,
         task_depths=(),  # train on synthetic tasks of these difficulties only (() = all)
+        # > 0: update on this many rows per iteration, those with the largest |sequence
+        # advantage| (all-equal groups of RLOO/GRPO carry no outcome signal; DAPO's dynamic
+        # sampling drops them too). Only they are scored and trained on: the update costs
+        # update_rows / (prompts_per_iter * n_samples) of a full one. Not with GAE.
+        update_rows=0,
+        # advantages below this are raised to it (e.g. 0.0: learn from successes only, as in
+        # filtered behaviour cloning / RAFT); None: off
+        adv_floor=None,
         kl=ml_collections.ConfigDict(dict(
             controller="fixed", beta=0.02, target=2.0, horizon=2000.0, estimator="k1",
             placement="reward",  # "reward" (per-token penalty, PPOCoder) or "loss"
@@ -101,6 +109,26 @@ def _token_rewards(seq_rewards, extra, mask):
     has = mask.any(axis=1)
     out[rows[has], last[has]] += seq_rewards[has]
     return out * mask
+
+
+def sequence_advantages(rl, seq_rewards, n: int, baseline) -> np.ndarray:
+    """Outcome advantages [B] of whole sequences (the registered estimator applied to one
+    reward per row), with ``rl.adv_floor``; used to pick and weight the update rows."""
+    r = np.asarray(seq_rewards, np.float32)[:, None]
+    kwargs = dict(group_size=n, gamma=1.0, whiten=rl.whiten)
+    if rl.advantage == "greedy_baseline":
+        kwargs["baseline"] = baseline
+    adv, _ = compute_advantages(rl.advantage, r, np.ones_like(r, bool), **kwargs)
+    adv = np.asarray(adv, np.float32)[:, 0]
+    if rl.adv_floor is not None:
+        adv = np.maximum(adv, float(rl.adv_floor))
+    return adv
+
+
+def select_rows(adv: np.ndarray, k: int) -> np.ndarray:
+    """The k rows with the largest |advantage| (ties: lower index first), in index order."""
+    order = np.argsort(-np.abs(adv), kind="stable")
+    return np.sort(order[:k])
 
 
 def _token_offsets(tokenizer, ids):
@@ -141,8 +169,19 @@ class _Scorer:
             seq_kl = -jnp.sum(kl_tok, axis=1)  # kl_tok = -KL per token
             return adv, ret, jnp.mean(seq_kl)
 
+        @jax.jit
+        def row_advantages(seq_adv, logp, ref_logp, mask, beta):
+            """Sequence advantages on every completion token, plus the per-token KL penalty
+            as a return-to-go (gamma = 1) when it is placed in the reward."""
+            kl_tok = kl_penalty_rewards(logp, ref_logp, mask, 1.0, rl.kl.estimator)
+            adv = seq_adv[:, None] * mask
+            if rl.kl.placement == "reward":
+                adv = adv + beta * jnp.flip(jnp.cumsum(jnp.flip(kl_tok, 1), 1), 1) * mask
+            return adv, adv, jnp.mean(-jnp.sum(kl_tok, axis=1))
+
         self.score = score
         self.advantages = advantages
+        self.row_advantages = row_advantages
 
 
 @register_algo("ppo")
@@ -168,6 +207,17 @@ def _run(config, workdir: str) -> dict:
         raise ValueError(f"config.rl.value_slot must be '' or 'policy', got {rl.value_slot!r}")
     if rl.advantage == "gae" and value_slot is None:
         raise ValueError("config.rl.advantage='gae' needs a critic: set config.rl.value_slot=policy")
+    n, p_iter = int(rl.n_samples), int(rl.prompts_per_iter)
+    update_rows = int(rl.update_rows) or n * p_iter
+    if update_rows > n * p_iter or update_rows % int(rl.minibatches):
+        raise ValueError(f"config.rl.update_rows={rl.update_rows}: must be at most "
+                         f"prompts_per_iter * n_samples = {n * p_iter} and divisible by "
+                         f"minibatches={rl.minibatches}")
+    if rl.update_rows and (rl.advantage == "gae" or rl.line_penalty):
+        raise ValueError("config.rl.update_rows needs a sequence-level advantage (not gae) "
+                         "and no line_penalty")
+    if rl.adv_floor is not None and not rl.update_rows:
+        raise ValueError("config.rl.adv_floor needs config.rl.update_rows > 0")
     base = ensure_base(config, workdir, heads=("value",) if value_slot else ())
     policy, tok = base.policy, base.policy.tokenizer
     lm = policy.lm
@@ -182,7 +232,6 @@ def _run(config, workdir: str) -> dict:
         dict(beta=rl.kl.beta) if rl.kl.controller == "fixed" else
         dict(init_beta=rl.kl.beta, target=rl.kl.target, horizon=rl.kl.horizon)))
     iterations = int(rl.iterations)
-    n, p_iter = int(rl.n_samples), int(rl.prompts_per_iter)
     rows = n * p_iter
     updates_per_iter = int(rl.epochs) * int(rl.minibatches)
     tx, schedule = make_optimizer(config.optimizer, iterations * updates_per_iter)
@@ -272,14 +321,28 @@ def _run(config, workdir: str) -> dict:
                         row = span_token_rewards(spans, offs, len(offs))
                         pos = np.flatnonzero(tmask[b])[: len(row)]
                         extra[b, pos] += row[: len(pos)]
-            token_rewards = _token_rewards(seq_rewards, extra, tmask)
+            n_tok = int(tmask.sum())  # sampled completion tokens
+            informative = 1.0
             t0 = time.time()
-            dev = shd.shard_batch(batch, mesh, rules)
-            logp, ref_logp, values = scorer.score(state.params, state.frozen, dev)
-            adv, ret, seq_kl = scorer.advantages(
-                jnp.asarray(token_rewards), logp, ref_logp, values,
-                jnp.asarray(tmask, jnp.float32), jnp.asarray(baseline), kl_state.beta,
-                group_size=n)
+            if rl.update_rows:  # score and train on the informative rows only
+                seq_adv = sequence_advantages(rl, seq_rewards, n, baseline)
+                sel = select_rows(seq_adv, update_rows)
+                batch = {k: v[sel] for k, v in batch.items()}
+                tmask = batch["loss_mask"][:, 1:]
+                dev = shd.shard_batch(batch, mesh, rules)
+                logp, ref_logp, values = scorer.score(state.params, state.frozen, dev)
+                adv, ret, seq_kl = scorer.row_advantages(
+                    jnp.asarray(seq_adv[sel]), logp, ref_logp,
+                    jnp.asarray(tmask, jnp.float32), kl_state.beta)
+                informative = float(np.mean(np.abs(seq_adv) > 1e-8))
+            else:
+                token_rewards = _token_rewards(seq_rewards, extra, tmask)
+                dev = shd.shard_batch(batch, mesh, rules)
+                logp, ref_logp, values = scorer.score(state.params, state.frozen, dev)
+                adv, ret, seq_kl = scorer.advantages(
+                    jnp.asarray(token_rewards), logp, ref_logp, values,
+                    jnp.asarray(tmask, jnp.float32), jnp.asarray(baseline), kl_state.beta,
+                    group_size=n)
             train_batch = {**batch, "old_logprobs": logp, "ref_logprobs": ref_logp,
                            "advantages": adv, "returns": ret, "old_values": values}
             state, umetrics = update(state, shd.shard_batch(train_batch, mesh, rules),
@@ -289,7 +352,6 @@ def _run(config, workdir: str) -> dict:
             kl_value = float(seq_kl)
             kl_state = kl_ctl.update(kl_state, kl_value, rows)
             wall = time.time() - t_it
-            n_tok = int(tmask.sum())
             statuses = collections.Counter(o.status for o in outcomes)
             metrics = {
                 **{k: float(v) for k, v in umetrics.items()},
@@ -300,6 +362,7 @@ def _run(config, workdir: str) -> dict:
                 "kl/seq_kl": kl_value,
                 "kl/beta": float(kl_state.beta),
                 "rl/completion_len": n_tok / rows,
+                "rl/informative_frac": informative,  # rows with a nonzero outcome advantage
                 "perf/tokens_per_s": n_tok / max(times["sample"], 1e-9),
                 "perf/programs_per_s": rows / max(wall, 1e-9),
                 **{f"time/{k}_s": v for k, v in times.items()},

@@ -165,21 +165,20 @@ class TaskCandidates:
     log_pv: np.ndarray  # verifier with execution results
     log_pv_no_exec: np.ndarray  # verifier without them
     passed: np.ndarray  # bool
+    compiled: np.ndarray | None = None  # bool; scores the compile rate of the selections
 
     def subset(self, idx) -> TaskCandidates:
         idx = np.asarray(idx)
         return TaskCandidates(self.logprob[idx], self.length[idx],
                               [self.keys[i] for i in idx], [self.programs[i] for i in idx],
-                              self.log_pv[idx], self.log_pv_no_exec[idx], self.passed[idx])
+                              self.log_pv[idx], self.log_pv_no_exec[idx], self.passed[idx],
+                              None if self.compiled is None else self.compiled[idx])
 
 
-def select_all(c: TaskCandidates, alpha: float = 1.0,
-               length_norm: bool = False) -> dict[str, float]:
-    """Accuracy (hidden tests) of every sampled-candidate method on one candidate set.
-
-    "random" is the expected accuracy of a uniform pick; the others are 0/1.
-    """
-    picks = {
+def pick_all(c: TaskCandidates, alpha: float = 1.0,
+             length_norm: bool = False) -> dict[str, int]:
+    """The candidate each sampled-candidate method selects (an index into `c`)."""
+    return {
         "likelihood": select_likelihood(c.logprob, c.length, length_norm),
         "majority_vote": select_majority_vote(c.keys, c.logprob, c.length, length_norm),
         "verifier_no_exec": select_verifier(c.logprob, c.length, c.log_pv_no_exec, alpha,
@@ -188,15 +187,26 @@ def select_all(c: TaskCandidates, alpha: float = 1.0,
         "lever": select_lever(c.keys, c.programs, c.logprob, c.length, c.log_pv, alpha,
                               length_norm),
     }
-    out = {m: float(c.passed[i]) for m, i in picks.items()}
-    out["random"] = float(np.mean(c.passed))
+
+
+def select_all(c: TaskCandidates, alpha: float = 1.0, length_norm: bool = False,
+               field: str = "passed") -> dict[str, float]:
+    """Accuracy (hidden tests) of every sampled-candidate method on one candidate set, or
+    with ``field="compiled"`` the compile rate of the selected programs.
+
+    "random" is the expected value of a uniform pick; the others are 0/1.
+    """
+    values = np.asarray(getattr(c, field), np.float64)
+    out = {m: float(values[i]) for m, i in pick_all(c, alpha, length_norm).items()}
+    out["random"] = float(np.mean(values))
     return out
 
 
 def rerank_accuracy(tasks: Sequence[TaskCandidates], greedy_passed: Sequence[bool],
                     ns: Sequence[int], num_subsets: int = 20, seed: int = 0,
                     alpha: float = 1.0, length_norm: bool = False) -> dict[str, float]:
-    """Held-out accuracy of every method for each n: ``{"rerank/<method>@<n>": acc}``.
+    """Held-out accuracy of every method for each n: ``{"rerank/<method>@<n>": acc}``, and
+    when the candidates know whether they compile, ``rerank_compile/<method>@<n>``.
 
     Each task has N >= max(ns) candidates; for n < N the accuracy is averaged over
     `num_subsets` random subsets of size n (without replacement, seeded), for n = N all
@@ -207,6 +217,8 @@ def rerank_accuracy(tasks: Sequence[TaskCandidates], greedy_passed: Sequence[boo
     greedy = float(np.mean(np.asarray(greedy_passed, np.float64)))
     for n in ns:
         sums = dict.fromkeys(METHODS[1:], 0.0)
+        compiled = dict.fromkeys(METHODS[1:], 0.0)
+        with_compile = all(c.compiled is not None for c in tasks)
         count = 0
         for c in tasks:
             total = len(c.programs)
@@ -216,12 +228,18 @@ def rerank_accuracy(tasks: Sequence[TaskCandidates], greedy_passed: Sequence[boo
             for _ in range(draws):
                 idx = np.arange(total) if n == total else np.sort(
                     rng.choice(total, n, replace=False))
-                for m, v in select_all(c.subset(idx), alpha, length_norm).items():
+                sub = c.subset(idx)
+                for m, v in select_all(sub, alpha, length_norm).items():
                     sums[m] += v / draws
+                if with_compile:
+                    for m, v in select_all(sub, alpha, length_norm, "compiled").items():
+                        compiled[m] += v / draws
             count += 1
         out[f"rerank/greedy@{n}"] = greedy
         for m, v in sums.items():
             out[f"rerank/{m}@{n}"] = v / max(count, 1)
+            if with_compile and tasks:
+                out[f"rerank_compile/{m}@{n}"] = compiled[m] / count
     return out
 
 

@@ -3,11 +3,12 @@ sharing one tiny base model."""
 
 import json
 
+import ml_collections
 import numpy as np
 import pytest
 from main_runner import run_main, summary
 
-from rlfb_jax.algos.ppo import _token_rewards
+from rlfb_jax.algos.ppo import _token_rewards, select_rows, sequence_advantages
 
 PPO = "experiments/synthetic_ppo.py:smoke"
 
@@ -18,6 +19,25 @@ def test_sequence_reward_goes_on_the_last_completion_token():
     extra[0, 1] = -0.3
     out = _token_rewards(np.array([1.0, -0.6, 5.0], np.float32), extra, mask)
     np.testing.assert_allclose(out, [[0, -0.3, 0, 1.0, 0], [0, 0, -0.6, 0, 0], [0, 0, 0, 0, 0]])
+
+
+def _rl(advantage, adv_floor=None):
+    return ml_collections.ConfigDict(dict(advantage=advantage, whiten=False,
+                                          adv_floor=adv_floor))
+
+
+def test_sequence_advantages_and_the_informative_rows():
+    # two prompts x 4 samples, binary rewards: prompt 0 has one success, prompt 1 none
+    r = np.array([0, 1, 0, 0, 0, 0, 0, 0], np.float32)
+    adv = sequence_advantages(_rl("rloo"), r, 4, None)
+    np.testing.assert_allclose(adv, [-1 / 3, 1, -1 / 3, -1 / 3, 0, 0, 0, 0], atol=1e-6)
+    assert list(select_rows(adv, 4)) == [0, 1, 2, 3]  # the all-fail group carries nothing
+    floored = sequence_advantages(_rl("rloo", 0.0), r, 4, None)
+    np.testing.assert_allclose(floored, [0, 1, 0, 0, 0, 0, 0, 0], atol=1e-6)
+    assert list(select_rows(floored, 2)) == [0, 1]  # the success, then the first tie
+    g = sequence_advantages(_rl("greedy_baseline"), r, 4, np.array([1, 1, 1, 1, 0, 0, 0, 0]))
+    np.testing.assert_allclose(g, [-1, 0, -1, -1, 0, 0, 0, 0])
+    assert list(select_rows(g, 3)) == [0, 2, 3]
 
 
 def _run(workdir, *extra):
@@ -36,6 +56,7 @@ def base_dir(tmp_path_factory):
     ("pg", ["--config.algo=pg", "--config.rl.loss=pg", "--config.rl.advantage=rloo",
             "--config.rl.kl.placement=loss", "--config.rl.epochs=1",
             "--config.rl.minibatches=1"]),
+    ("ppo", ["--config.rl.update_rows=4", "--config.rl.advantage=rloo"]),
 ])
 def test_two_iteration_smoke(tmp_path, base_dir, algo, extra):
     wd = tmp_path / algo
@@ -53,3 +74,11 @@ def test_two_iteration_smoke(tmp_path, base_dir, algo, extra):
     if algo == "ppo":
         assert "ppo/clip_frac" in it_rows[-1] and "value/explained_variance" in it_rows[-1]
     assert (wd / "eval.png").exists()
+    if "--config.rl.update_rows=4" in extra:
+        assert 0 <= it_rows[-1]["rl/informative_frac"] <= 1
+
+
+def test_update_rows_is_checked_before_any_work(tmp_path, base_dir):
+    out = run_main(PPO, tmp_path / "bad", f"--config.base_workdir={base_dir}",
+                   "--config.rl.update_rows=3", check=False)
+    assert out.returncode != 0 and "config.rl.update_rows=3" in out.stderr

@@ -100,6 +100,22 @@ def test_select_all_scores_each_method_on_hidden_verdicts():
                    "verifier_no_agg": 0.0, "lever": 1.0, "random": 0.5}
 
 
+def test_compile_rate_of_the_selections():
+    c = _cands(passed=[0, 1, 1, 0], keys=["x", "y", "y", "x"],
+               logprob=np.log([0.4, 0.2, 0.1, 0.3]), log_pv=np.log([0.5, 0.9, 0.9, 0.1]),
+               log_pv_ne=np.log([0.9, 0.1, 0.1, 0.1]))
+    c.compiled = np.array([False, True, True, True])
+    comp = rr.select_all(c, field="compiled")
+    # likelihood picks prog0 (does not compile); LEVER picks group y (compiles)
+    assert comp["likelihood"] == 0.0 and comp["lever"] == 1.0 and comp["random"] == 0.75
+    out = rr.rerank_accuracy([c], greedy_passed=[False], ns=[4])
+    assert out["rerank_compile/lever@4"] == 1.0 and out["rerank_compile/likelihood@4"] == 0.0
+    assert out["rerank/lever@4"] == 1.0
+    c.compiled = None
+    assert not any(k.startswith("rerank_compile/") for k in rr.rerank_accuracy(
+        [c], greedy_passed=[False], ns=[4]))
+
+
 def test_rerank_accuracy_over_n_and_subsets():
     tasks = [
         _cands([1, 0, 0, 0], ["a", "b", "b", "b"], np.log([0.1, 0.5, 0.2, 0.2]),

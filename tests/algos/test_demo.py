@@ -1,0 +1,47 @@
+"""The main job (experiments/demo.py) end to end at smoke size: four stages from one base,
+one table, and a re-run that reuses every finished stage."""
+
+import os
+
+import numpy as np
+from main_runner import run_main, summary
+
+from rlfb_jax.algos import demo
+
+
+def test_demo_smoke_runs_every_stage_then_reuses_them(tmp_path):
+    wd = tmp_path / "demo"
+    out = run_main("experiments/demo.py:smoke", wd)
+    s = summary(wd)
+    for stage in demo.STAGES:
+        assert os.path.exists(wd / stage / "summary.json"), stage
+        for key in ("pass@1", "compile_rate", "time_s"):
+            assert 0 <= s[f"demo/{stage}/{key}"] < float("inf"), (stage, key)
+        assert demo.label(stage, 4) in out.stdout
+    # every later stage used the demo's base run, not a base of its own
+    for stage in ("lever", "ppo", "rest_em"):
+        assert not os.path.exists(wd / stage / "base")
+    base = summary(wd / "base")
+    assert s["demo/base/pass@1"] == base["eval/pass@1"]
+    assert s["demo/lever/pass@1"] == summary(wd / "lever")["rerank/lever@4"]
+    assert os.path.exists(wd / "demo.png") and os.path.exists(wd / "demo.md")
+    # re-running reads every stage back (no training: no new checkpoints, same numbers)
+    os.remove(wd / "summary.json")
+    mtimes = {p: os.path.getmtime(p) for p in (wd / "ppo" / "summary.json",
+                                                wd / "base" / "summary.json")}
+    run_main("experiments/demo.py:smoke", wd)
+    again = summary(wd)
+    assert {k: v for k, v in again.items() if "time" not in k and "wall" not in k} == \
+        {k: v for k, v in s.items() if "time" not in k and "wall" not in k}
+    assert all(os.path.getmtime(p) == m for p, m in mtimes.items())
+
+
+def test_demo_table_and_stage_results():
+    res = demo.stage_result("lever", {"rerank/lever@16": 0.5, "rerank_compile/lever@16": 1.0})
+    assert res["pass@1"] == 0.5 and res["compile_rate"] == 1.0
+    res = demo.stage_result("ppo", {"eval/pass@1": 0.3})
+    assert res["pass@1"] == 0.3 and np.isnan(res["compile_rate"])
+    table = demo.markdown_table([("base", {"pass@1": 0.2, "compile_rate": 0.9}, 60.0),
+                                 ("ppo", res, 120.0)])
+    assert "| base (greedy) | 0.200 | 0.900 | 1.0 min |" in table
+    assert "| PPO | 0.300 | - | 2.0 min |" in table
