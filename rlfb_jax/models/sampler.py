@@ -62,12 +62,36 @@ class Rollout(NamedTuple):
         return jnp.sum(self.mask, axis=1)
 
 
+def kth_largest(x: jax.Array, k: int) -> jax.Array:
+    """The k-th largest value of each row of x [B, V] (float32), as [B, 1]; exact.
+
+    Bisection over the order-preserving unsigned-integer image of the floats: 32 rounds of
+    compare-and-count, each O(V), instead of `lax.top_k`'s sort (on CPU at [256, 2048] and
+    k=40: about 2 ms against 57 ms per decode step).
+    """
+    bits = jax.lax.bitcast_convert_type(x.astype(jnp.float32), jnp.uint32)
+    sign = jnp.uint32(0x80000000)
+    key = jnp.where(bits >= sign, ~bits, bits | sign)  # larger float -> larger key
+
+    def body(_, bounds):  # invariant: count(key >= lo) >= k > count(key >= hi)
+        lo, hi = bounds
+        mid = lo + (hi - lo) // 2
+        ok = jnp.sum(key >= mid, axis=-1, keepdims=True) >= k
+        return jnp.where(ok, mid, lo), jnp.where(ok, hi, mid)
+
+    lo = jnp.zeros(x.shape[:-1] + (1,), jnp.uint32)
+    hi = jnp.max(key, axis=-1, keepdims=True) + 1  # finite floats never reach 0xFFFFFFFF
+    lo, _ = jax.lax.fori_loop(0, 32, body, (lo, hi))
+    back = jnp.where(lo >= sign, lo & ~sign, ~lo)
+    return jax.lax.bitcast_convert_type(back, jnp.float32)
+
+
 def filter_logits(logits: jax.Array, params: SamplingParams) -> jax.Array:
     """Temperature, top-k and top-p (nucleus) applied to logits [B, V] (float32)."""
     logits = logits / params.temperature
     neg = jnp.finfo(jnp.float32).min
     if params.top_k:
-        kth = jax.lax.top_k(logits, params.top_k)[0][:, -1:]
+        kth = kth_largest(logits, min(params.top_k, logits.shape[-1]))
         logits = jnp.where(logits < kth, neg, logits)
     if params.top_p < 1.0:
         sorted_logits = jnp.sort(logits, axis=-1)[:, ::-1]

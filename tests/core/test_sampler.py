@@ -120,3 +120,22 @@ def test_left_pad_and_bad_params():
     np.testing.assert_array_equal(mask, [[False, True, True], [True, True, True]])
     with pytest.raises(ValueError, match="top_p"):
         SamplingParams(top_p=0.0)
+
+
+def test_kth_largest_matches_a_sort_with_ties_signed_zeros_and_masked_values():
+    from rlfb_jax.models.sampler import kth_largest
+
+    rng = np.random.default_rng(0)
+    for trial in range(200):
+        v = int(rng.integers(1, 300))
+        k = int(rng.integers(1, v + 1))
+        x = rng.normal(size=(3, v)) * rng.choice([1e-3, 1.0, 30.0])
+        if trial % 3 == 0:
+            x = np.round(x)  # many ties
+        if trial % 5 == 0:
+            x[:, : v // 2] = np.finfo(np.float32).min  # already filtered logits
+        if trial % 7 == 0:
+            x[0, 0], x[1, :] = 0.0, -0.0
+        x = x.astype(np.float32)
+        got = np.asarray(kth_largest(jnp.asarray(x), k))
+        np.testing.assert_array_equal(got, np.sort(x, axis=-1)[:, -k][:, None])
