@@ -23,6 +23,7 @@ def get_config(arg: str = ""):
     c.lever.max_new_tokens = d.completion_len
     c.lever.test_tasks = d.num_test
     c.lever.ns = (1, 4, 16, 64)
+    c.lever.select_tasks = 64  # alpha and length_norm chosen on 64 held-out training tasks
     c.verifier.prompt_len = d.prompt_len
     c.verifier.completion_len = d.completion_len
     c.verifier.exec_len = 24
@@ -31,6 +32,7 @@ def get_config(arg: str = ""):
     c.optimizer.learning_rate = 2e-4
     if arg == "smoke":  # the whole pipeline in well under a minute, for tests
         c.lever.train_tasks, c.lever.train_samples, c.lever.test_tasks = 16, 2, 4
+        c.lever.select_tasks = 4
         c.lever.ns, c.lever.num_subsets, c.lever.batch_size = (1, 2, 4), 2, 16
         c.verifier.steps, c.verifier.no_exec_steps, c.verifier.batch_size = 3, 2, 8
         c.verifier.score_batch = 16

@@ -71,6 +71,12 @@ def default_config() -> ml_collections.ConfigDict:
         num_subsets=100,  # random subsets averaged for each n below the largest
         alpha=1.0,  # score = alpha * log p_LM + log p_verifier
         length_norm=False,  # log p_LM per token
+        # > 0: hold out this many training tasks from verifier training and choose alpha and
+        # length_norm among the grids below by LEVER's accuracy on them (all K samples);
+        # the held-out test tasks are never used for the choice
+        select_tasks=0,
+        alpha_grid=(1.0, 0.5, 2.0, 0.0),
+        length_norm_grid=(False, True),
         batch_size=256,  # sampling rows per call
         workers=2,
         timeout=2.0,
@@ -198,6 +204,37 @@ def _stage(path: str, make):
     return out
 
 
+def _candidates(samples, log_pv_exec, log_pv_no_exec, task_rows) -> list:
+    """One `rerank.TaskCandidates` per task from its samples and the verifiers' scores of
+    its distinct programs (rows of the scored batch, `task_rows` naming their task)."""
+    out = []
+    for r, s in enumerate(samples):
+        rows = np.flatnonzero(task_rows == r)  # distinct programs of this task, in order
+        idx = np.asarray(s.index)
+        progs = [s.programs[i] for i in idx]
+        out.append(rerank.TaskCandidates(
+            logprob=np.asarray(s.logprob), length=np.asarray(s.length),
+            keys=[p.key for p in progs], programs=[p.completion for p in progs],
+            log_pv=log_pv_exec[rows][idx], log_pv_no_exec=log_pv_no_exec[rows][idx],
+            passed=np.array([p.passed for p in progs]),
+            compiled=np.array([p.status != "syntax_error" for p in progs])))
+    return out
+
+
+def choose_scoring(cands, alphas, length_norms) -> tuple[float, bool, dict[str, float]]:
+    """(alpha, length_norm) with the best LEVER accuracy over `cands` using all their
+    candidates (ties: the earlier grid entry), and the accuracy of every pair."""
+    table, best = {}, None
+    for ln in length_norms:
+        for a in alphas:
+            acc = float(np.mean([rerank.select_all(c, float(a), bool(ln))["lever"]
+                                 for c in cands])) if cands else 0.0
+            table[f"select/lever_acc/alpha={a}/length_norm={bool(ln)}"] = acc
+            if best is None or acc > best[2]:
+                best = (float(a), bool(ln), acc)
+    return best[0], best[1], table
+
+
 @register_algo("lever")
 def run(config, workdir: str) -> dict:
     lv = config.lever
@@ -260,7 +297,13 @@ def run(config, workdir: str) -> dict:
     finally:
         pool.close()
 
-    # 2. the two verifiers
+    # 2. the two verifiers (trained without the tasks held out for choosing alpha)
+    n_sel = int(lv.select_tasks)
+    if n_sel and n_sel >= len(train):
+        raise ValueError(f"config.lever.select_tasks={n_sel} leaves no training tasks "
+                         f"(lever.train_tasks={len(train)})")
+    fit, sel = (train[:-n_sel], train[-n_sel:]) if n_sel else (train, [])
+    sel_scores = {}
     scorer = _VerifierScorer(lm, mesh, rules, int(config.verifier.score_batch))
     log_pv = {}
     vsum = {}
@@ -269,7 +312,7 @@ def run(config, workdir: str) -> dict:
         steps = int(config.verifier.steps)
         if not use_exec and int(config.verifier.no_exec_steps) >= 0:
             steps = int(config.verifier.no_exec_steps)
-        tbatch, train_labels, _ = _verifier_rows(config, tok, train, train_tasks, use_exec)
+        tbatch, train_labels, _ = _verifier_rows(config, tok, fit, train_tasks, use_exec)
         offset = (prior_offset(train_labels, tbatch["weights"])
                   if config.verifier.calibrate else 0.0)
         vparams, vsum[name] = _train_verifier(config, workdir, f"verifier_{name}", base,
@@ -279,6 +322,10 @@ def run(config, workdir: str) -> dict:
         ebatch, test_labels, test_rows = _verifier_rows(config, tok, test, test_tasks, use_exec,
                                                         labels_known=False)
         log_pv[name] = scorer(vparams, ebatch, f"score {name}", offset)
+        if sel:
+            sbatch, _, sel_rows = _verifier_rows(config, tok, sel, train_tasks, use_exec,
+                                                 labels_known=False)
+            sel_scores[name] = scorer(vparams, sbatch, f"score {name} (selection)", offset)
         vsum[name]["prior_offset"] = offset
         times[f"time/verifier_{name}_score_s"] = time.time() - t0
         del vparams
@@ -287,21 +334,21 @@ def run(config, workdir: str) -> dict:
         np.savez(os.path.join(main.workdir, "test_scores.npz"), log_pv_exec=log_pv["exec"],
                  log_pv_no_exec=log_pv["no_exec"], labels=test_labels, task_row=test_rows)
 
-    # 4. reranking on the held-out tasks
-    cands = []
-    for r, s in enumerate(test):
-        rows = np.flatnonzero(test_rows == r)  # distinct programs of this task, in order
-        idx = np.asarray(s.index)
-        progs = [s.programs[i] for i in idx]
-        cands.append(rerank.TaskCandidates(
-            logprob=np.asarray(s.logprob), length=np.asarray(s.length),
-            keys=[p.key for p in progs], programs=[p.completion for p in progs],
-            log_pv=log_pv["exec"][rows][idx], log_pv_no_exec=log_pv["no_exec"][rows][idx],
-            passed=np.array([p.passed for p in progs]),
-            compiled=np.array([p.status != "syntax_error" for p in progs])))
+    # 4. reranking on the held-out tasks, with alpha / length_norm chosen on held-out
+    # training tasks when lever.select_tasks > 0
+    alpha, length_norm, select_table = float(lv.alpha), bool(lv.length_norm), {}
+    if sel:
+        sel_cands = _candidates(sel, sel_scores["exec"], sel_scores["no_exec"], sel_rows)
+        alpha, length_norm, select_table = choose_scoring(sel_cands, lv.alpha_grid,
+                                                          lv.length_norm_grid)
+        log.info("LEVER scoring chosen on %d held-out training tasks: alpha=%s, "
+                 "length_norm=%s", len(sel), alpha, length_norm)
+    cands = _candidates(test, log_pv["exec"], log_pv["no_exec"], test_rows)
     greedy_passed = [g.programs[0].passed for g in greedy_samples]
     summary = rerank.rerank_accuracy(cands, greedy_passed, ns, int(lv.num_subsets),
-                                     int(config.seed), float(lv.alpha), bool(lv.length_norm))
+                                     int(config.seed), alpha, length_norm)
+    summary.update(select_table)
+    summary["lever/alpha"], summary["lever/length_norm"] = alpha, float(length_norm)
     summary["verifier/auc"] = rerank.rank_auc(log_pv["exec"], test_labels)
     summary["verifier/auc_no_exec"] = rerank.rank_auc(log_pv["no_exec"], test_labels)
     train_labels = np.array([p.passed for s in train for p in s.programs])
@@ -322,7 +369,7 @@ def run(config, workdir: str) -> dict:
     if is_main_process():
         table = rerank.markdown_table(summary, ns)
         head = (f"Held-out accuracy of best-of-n selection ({len(cands)} tasks, "
-                f"T={lv.temperature}, alpha={lv.alpha}, length_norm={lv.length_norm}).\n"
+                f"T={lv.temperature}, alpha={alpha}, length_norm={length_norm}).\n"
                 f"Verifier AUC: {summary['verifier/auc']:.3f} with execution results, "
                 f"{summary['verifier/auc_no_exec']:.3f} without.\n\n")
         with open(os.path.join(main.workdir, "rerank.md"), "w") as f:

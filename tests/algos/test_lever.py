@@ -123,6 +123,7 @@ def test_synthetic_smoke_run_resumes_by_stage(tmp_path):
             v = summary[f"rerank/{m}@{n}"]
             assert 0.0 <= v <= 1.0, (m, n, v)
     assert "verifier/auc" in summary and "verifier/auc_no_exec" in summary
+    assert summary["lever/alpha"] in (1.0, 0.5, 2.0, 0.0)  # chosen on 4 held-out train tasks
     for f in ("rerank.md", "rerank_accuracy.png", "test_samples.jsonl",
               "verifier_train_samples.jsonl",
               "greedy_samples.jsonl", "verifier_exec/summary.json",
@@ -176,3 +177,22 @@ def test_prior_offset_undoes_class_balancing():
     assert p / (1 - p) == pytest.approx(p_balanced / (1 - p_balanced) / 3)
     assert prior_offset(labels, np.ones(4)) == 0.0  # unweighted: nothing to undo
     assert prior_offset(np.zeros(3, bool), np.ones(3)) == 0.0  # one class only
+
+
+def test_scoring_is_chosen_by_lever_accuracy_on_held_out_training_tasks():
+    from rlfb_jax.algos.lever import choose_scoring
+    from rlfb_jax.eval.rerank import TaskCandidates
+
+    def cands(passed, keys, logprob, log_pv):
+        n = len(passed)
+        return TaskCandidates(np.log(logprob), np.ones(n), keys, [f"p{i}" for i in range(n)],
+                              np.log(log_pv), np.log(log_pv), np.array(passed, bool))
+
+    # the verifier alone (alpha 0) finds the right program, p_LM x p_verifier does not
+    c = cands([1, 0], ["a", "b"], [0.1, 0.9], [0.9, 0.5])
+    alpha, length_norm, table = choose_scoring([c], (1.0, 0.0), (False,))
+    assert (alpha, length_norm) == (0.0, False)
+    assert table == {"select/lever_acc/alpha=1.0/length_norm=False": 0.0,
+                     "select/lever_acc/alpha=0.0/length_norm=False": 1.0}
+    # a tie keeps the first grid entry
+    assert choose_scoring([c], (2.0, 3.0), (False,))[0] == 2.0
