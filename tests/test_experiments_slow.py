@@ -27,3 +27,20 @@ def test_lever_beats_likelihood_and_voting(tmp_path):
         for method in ("greedy", "random", "likelihood", "majority_vote", "verifier_no_exec"):
             assert s[f"rerank/lever@{n}"] >= s[f"rerank/{method}@{n}"], (method, n)
     assert s["verifier/auc"] > s["verifier/auc_no_exec"]
+
+
+@pytest.mark.slow
+def test_rest_em_gains_over_the_base(tmp_path):
+    s = _run("experiments/synthetic_rest_em.py", tmp_path / "rest_em")
+    assert s["eval/pass@1"] >= s["eval/pass@1_base"] + 0.10  # the validation-selected iterate
+    for k in (2, 4, 8, 16):
+        assert s[f"eval/pass@{k}"] > s[f"eval/pass@{k}_base"], k
+    assert s["time/total_s"] < 1200
+
+
+@pytest.mark.slow
+def test_demo_fits_half_an_hour(tmp_path):
+    s = _run("experiments/demo.py", tmp_path / "demo")
+    assert s["demo/total_s"] < 1800
+    assert s["demo/lever/pass@1"] > s["demo/base/pass@1"]
+    assert s["demo/rest_em/pass@1"] > s["demo/base/pass@1"]
