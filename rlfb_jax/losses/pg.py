@@ -143,6 +143,8 @@ def _loss(params, batch, model, surrogate, *, aggregation, norm_len, value_slot,
         return aggregate(x, mask, aggregation, norm_len)
 
     pg = agg(pg_tok)
+    if not ent_coef:  # a metric only: no backward pass through the [B, T, V] softmax
+        ent = jax.lax.stop_gradient(ent)
     ent_mean = agg(ent)
     total = pg - ent_coef * ent_mean
     count = jnp.sum(mask)
