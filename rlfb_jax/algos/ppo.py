@@ -39,6 +39,7 @@ from rlfb_jax.core.step import make_epoch_update
 from rlfb_jax.eval.policy_eval import ERROR_STATUSES, evaluate_policy
 from rlfb_jax.executor import ExecutorPool
 from rlfb_jax.losses import compute_advantages, get_loss, kl_penalty_rewards, make_kl_controller
+from rlfb_jax.losses.advantages import discounted_returns
 from rlfb_jax.losses.sequence import sequence_logprobs
 from rlfb_jax.models.sampler import Sampler
 from rlfb_jax.rewards import make_reward
@@ -176,7 +177,7 @@ class _Scorer:
             kl_tok = kl_penalty_rewards(logp, ref_logp, mask, 1.0, rl.kl.estimator)
             adv = seq_adv[:, None] * mask
             if rl.kl.placement == "reward":
-                adv = adv + beta * jnp.flip(jnp.cumsum(jnp.flip(kl_tok, 1), 1), 1) * mask
+                adv = adv + beta * discounted_returns(kl_tok, mask, 1.0)
             return adv, adv, jnp.mean(-jnp.sum(kl_tok, axis=1))
 
         self.score = score

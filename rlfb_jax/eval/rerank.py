@@ -196,8 +196,13 @@ def select_all(c: TaskCandidates, alpha: float = 1.0, length_norm: bool = False,
 
     "random" is the expected value of a uniform pick; the others are 0/1.
     """
-    values = np.asarray(getattr(c, field), np.float64)
-    out = {m: float(values[i]) for m, i in pick_all(c, alpha, length_norm).items()}
+    return _score(pick_all(c, alpha, length_norm), getattr(c, field))
+
+
+def _score(picks: dict[str, int], values) -> dict[str, float]:
+    """The value of each method's pick; "random": the mean over all candidates."""
+    values = np.asarray(values, np.float64)
+    out = {m: float(values[i]) for m, i in picks.items()}
     out["random"] = float(np.mean(values))
     return out
 
@@ -229,10 +234,11 @@ def rerank_accuracy(tasks: Sequence[TaskCandidates], greedy_passed: Sequence[boo
                 idx = np.arange(total) if n == total else np.sort(
                     rng.choice(total, n, replace=False))
                 sub = c.subset(idx)
-                for m, v in select_all(sub, alpha, length_norm).items():
+                picks = pick_all(sub, alpha, length_norm)  # once; scored on both fields
+                for m, v in _score(picks, sub.passed).items():
                     sums[m] += v / draws
                 if with_compile:
-                    for m, v in select_all(sub, alpha, length_norm, "compiled").items():
+                    for m, v in _score(picks, sub.compiled).items():
                         compiled[m] += v / draws
             count += 1
         out[f"rerank/greedy@{n}"] = greedy
