@@ -227,8 +227,9 @@ def choose_scoring(cands, alphas, length_norms) -> tuple[float, bool, dict[str, 
     table, best = {}, None
     for ln in length_norms:
         for a in alphas:
-            acc = float(np.mean([rerank.select_all(c, float(a), bool(ln))["lever"]
-                                 for c in cands])) if cands else 0.0
+            acc = float(np.mean([c.passed[rerank.select_lever(
+                c.keys, c.programs, c.logprob, c.length, c.log_pv, float(a), bool(ln))]
+                for c in cands])) if cands else 0.0
             table[f"select/lever_acc/alpha={a}/length_norm={bool(ln)}"] = acc
             if best is None or acc > best[2]:
                 best = (float(a), bool(ln), acc)
@@ -322,7 +323,7 @@ def run(config, workdir: str) -> dict:
         ebatch, test_labels, test_rows = _verifier_rows(config, tok, test, test_tasks, use_exec,
                                                         labels_known=False)
         log_pv[name] = scorer(vparams, ebatch, f"score {name}", offset)
-        if sel:
+        if sel and use_exec:  # LEVER's choice needs the execution-aware verifier only
             sbatch, _, sel_rows = _verifier_rows(config, tok, sel, train_tasks, use_exec,
                                                  labels_known=False)
             sel_scores[name] = scorer(vparams, sbatch, f"score {name} (selection)", offset)
@@ -338,7 +339,7 @@ def run(config, workdir: str) -> dict:
     # training tasks when lever.select_tasks > 0
     alpha, length_norm, select_table = float(lv.alpha), bool(lv.length_norm), {}
     if sel:
-        sel_cands = _candidates(sel, sel_scores["exec"], sel_scores["no_exec"], sel_rows)
+        sel_cands = _candidates(sel, sel_scores["exec"], sel_scores["exec"], sel_rows)
         alpha, length_norm, select_table = choose_scoring(sel_cands, lv.alpha_grid,
                                                           lv.length_norm_grid)
         log.info("LEVER scoring chosen on %d held-out training tasks: alpha=%s, "
