@@ -20,13 +20,14 @@ devices / on 1 (SFT and PPO phases together; each phase's ratio is printed too).
 devices share the same cores, so on CPU X <= 1 is expected; it measures the cost of the
 partitioned program and its collectives, not a speedup.
 
-GPU mode (``--gpu``; NOT YET MEASURED: no GPU was available when it was written, so it is
-runnable by design only). On the first accelerator, with a ~0.5B-parameter model shaped
-like Qwen2.5-0.5B (`gpu_model_config`; random weights, bfloat16 compute, float32
+GPU mode (``--gpu``; measured once on an H100: benchmarks/RESULTS.md). On the first
+accelerator, with a ~0.5B-parameter model shaped like Qwen2.5-0.5B (`gpu_model_config`; random weights, bfloat16 compute, float32
 parameters and optimizer moments), reports the PPO update step's tokens/s and MFU
 (FLOPs as in benchmarks/train_step.py: 6 N + 12 L H Dh T per token, over the chip's dense
 bf16 peak, from ``--peak-tflops`` or a table of known chips) and sampling tokens/s of our
 jitted sampler at batch 64 (128-token prompts, 256 new tokens, temperature 1, no stop).
+``--gpu-rows``, ``--gpu-minibatches`` and ``--gpu-sample-batch`` change the sizes (64 rows
+in one minibatch does not fit an 80 GB card: full-vocabulary logits).
 """
 
 from __future__ import annotations
@@ -263,8 +264,8 @@ def gpu_main(args) -> None:
         sys.exit("--gpu needs an accelerator (jax sees only CPUs); --gpu --quick runs a "
                  "shrunken model on CPU to check the script")
     cfg = gpu_model_config()
-    rows, p_len, c_len, new = 64, 128, 384, 256
-    minibatches = 4
+    rows, p_len, c_len, new = args.gpu_rows, 128, 384, 256
+    minibatches = args.gpu_minibatches
     if args.quick:  # the same code path with a toy model, for a check on CPU
         cfg = cfg.replace(vocab_size=512, d_model=64, n_layers=2, n_heads=4, n_kv_heads=2,
                           d_ff=128)
@@ -313,7 +314,8 @@ def gpu_main(args) -> None:
 
     sampler = Sampler(lm, prompt_buckets=(p_len,), batch_multiple=1)
     sp = SamplingParams(temperature=1.0, max_new_tokens=new)
-    prompts = np.random.default_rng(0).integers(3, cfg.vocab_size, (64, p_len)).tolist()
+    sb = args.gpu_sample_batch if not args.quick else 8
+    prompts = np.random.default_rng(0).integers(3, cfg.vocab_size, (sb, p_len)).tolist()
     params = state.params["policy"]
     jax.block_until_ready(sampler(params, prompts, jax.random.key(0), sp))  # compiles
     times = []
@@ -322,7 +324,7 @@ def gpu_main(args) -> None:
         out = jax.block_until_ready(sampler(params, prompts, jax.random.key(i), sp))
         times.append(time.perf_counter() - t)
     t_s = float(np.median(times))
-    print(f"sampling_tokens_per_s@64={int(np.asarray(out.mask).sum()) / t_s:.0f}  "
+    print(f"sampling_tokens_per_s@{sb}={int(np.asarray(out.mask).sum()) / t_s:.0f}  "
           f"({new} new tokens after {p_len}-token prompts, median of {args.gpu_repeats})")
 
 
@@ -339,6 +341,9 @@ def main(argv=None):
     ap.add_argument("--gpu", action="store_true", help="MFU and sampling on a real GPU")
     ap.add_argument("--peak-tflops", type=float, default=0.0)
     ap.add_argument("--gpu-repeats", type=int, default=5)
+    ap.add_argument("--gpu-rows", type=int, default=64, help="--gpu: rows of the PPO batch")
+    ap.add_argument("--gpu-minibatches", type=int, default=4, help="--gpu: minibatches per update")
+    ap.add_argument("--gpu-sample-batch", type=int, default=64, help="--gpu: sampling batch")
     ap.add_argument("--child", default="", help=argparse.SUPPRESS)
     ap.add_argument("--params-out", default="", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
