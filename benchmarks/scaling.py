@@ -244,6 +244,70 @@ def peak_flops(args, device) -> float | None:
     return None
 
 
+def _abstract_ppo_update(cfg, rows, seq, minibatches, device):
+    """(jitted update, abstract TrainState, abstract batch) of `gpu_main`'s PPO update."""
+    import jax
+    import jax.numpy as jnp
+    from ml_collections import ConfigDict
+
+    from rlfb_jax.core import sharding as shd
+    from rlfb_jax.core.optim import make_optimizer
+    from rlfb_jax.core.state import _fresh, state_shardings
+    from rlfb_jax.core.step import make_epoch_update
+    from rlfb_jax.losses import get_loss
+    from rlfb_jax.models.lm import LanguageModel
+
+    lm = LanguageModel(cfg)
+    mesh = shd.make_mesh({"data": 1, "fsdp": -1}, devices=[device])
+    rules = shd.DEFAULT_RULES
+    opt = ConfigDict(dict(name="adamw", learning_rate=1e-6, schedule="constant", warmup_steps=0,
+                          clip_norm=1.0, weight_decay=0.0))
+    tx, schedule = make_optimizer(opt, 100)
+    logical = {"policy": lm.logical_axes(), "reference": lm.logical_axes()}
+
+    def build(key):  # the TrainState's shapes, from abstract parameters
+        params = lm.init(key)
+        return _fresh({"policy": params}, {"reference": params}, key, tx)
+
+    state = jax.eval_shape(build, jax.random.key(0))
+    shardings = state_shardings(state, logical, tx, mesh, rules)
+    f32 = jax.ShapeDtypeStruct((rows, seq - 1), jnp.float32)
+    batch = {"tokens": jax.ShapeDtypeStruct((rows, seq), jnp.int32),
+             "attention_mask": jax.ShapeDtypeStruct((rows, seq), jnp.bool_),
+             "loss_mask": jax.ShapeDtypeStruct((rows, seq), jnp.bool_),
+             "advantages": f32, "old_logprobs": f32, "ref_logprobs": f32}
+    update = make_epoch_update(get_loss("ppo"), tx, epochs=1, minibatches=minibatches,
+                               schedule=schedule, state_shardings=shardings, mesh=mesh,
+                               rules=rules, model=lm, aggregation="token_mean", value_slot=None,
+                               clip_eps=0.2)
+    return update, state, batch
+
+
+def memory_report(cfg, rows, seq, minibatches, chunk) -> None:
+    """Compiles (does not run) the PPO update with the head on the whole sequence and in
+    chunks of `chunk` positions, and prints XLA's memory analysis of each."""
+    import jax
+
+    device = jax.devices()[0]
+    chunk = chunk or 128
+    print(f"device: {device.device_kind} ({device.platform}); PPO update of {rows} x {seq} "
+          f"tokens in {minibatches} minibatches, compiled only")
+    temps = {}
+    for c in (0, chunk):
+        t = time.perf_counter()
+        update, state, batch = _abstract_ppo_update(cfg.replace(logits_chunk=c), rows, seq,
+                                                    minibatches, device)
+        stats = update.lower(state, batch, jax.random.key(0)).compile().memory_analysis()
+        if stats is None:
+            sys.exit("this backend reports no memory analysis")
+        temps[c] = stats.temp_size_in_bytes
+        print(f"logits_chunk={c}: temp {stats.temp_size_in_bytes / 2**30:.2f} GiB, arguments "
+              f"{stats.argument_size_in_bytes / 2**30:.2f} GiB, outputs "
+              f"{stats.output_size_in_bytes / 2**30:.2f} GiB (compiled in "
+              f"{time.perf_counter() - t:.0f} s)")
+    print(f"temp_ratio_chunked_vs_whole={temps[chunk] / temps[0]:.3f}")
+
+
 def gpu_main(args) -> None:
     import jax
     from ml_collections import ConfigDict
@@ -260,7 +324,7 @@ def gpu_main(args) -> None:
     from rlfb_jax.models.sampler import Sampler, SamplingParams
 
     device = jax.devices()[0]
-    if device.platform == "cpu" and not args.quick:
+    if device.platform == "cpu" and not (args.quick or args.memory):
         sys.exit("--gpu needs an accelerator (jax sees only CPUs); --gpu --quick runs a "
                  "shrunken model on CPU to check the script")
     cfg = gpu_model_config()
@@ -270,6 +334,9 @@ def gpu_main(args) -> None:
         cfg = cfg.replace(vocab_size=512, d_model=64, n_layers=2, n_heads=4, n_kv_heads=2,
                           d_ff=128)
         rows, p_len, c_len, new, minibatches = 8, 16, 16, 8, 2
+    if args.memory:
+        return memory_report(cfg, rows, p_len + c_len, minibatches, args.gpu_logits_chunk)
+    cfg = cfg.replace(logits_chunk=args.gpu_logits_chunk)
     lm = LanguageModel(cfg)
     mesh = shd.make_mesh({"data": 1, "fsdp": -1}, devices=[device])
     rules = shd.DEFAULT_RULES
@@ -344,6 +411,11 @@ def main(argv=None):
     ap.add_argument("--gpu-rows", type=int, default=64, help="--gpu: rows of the PPO batch")
     ap.add_argument("--gpu-minibatches", type=int, default=4, help="--gpu: minibatches per update")
     ap.add_argument("--gpu-sample-batch", type=int, default=64, help="--gpu: sampling batch")
+    ap.add_argument("--gpu-logits-chunk", type=int, default=0,
+                    help="--gpu: model.logits_chunk (0: the head on the whole sequence)")
+    ap.add_argument("--memory", action="store_true",
+                    help="with --gpu: compile the update only (any backend, CPU included) and "
+                         "print its memory with the head whole and in --gpu-logits-chunk chunks")
     ap.add_argument("--child", default="", help=argparse.SUPPRESS)
     ap.add_argument("--params-out", default="", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)

@@ -25,12 +25,53 @@ def target_mask(batch) -> jax.Array:
 
 def sequence_logprobs(model: LanguageModel, params: Params, batch, with_entropy: bool = False):
     """log p(tokens[:, 1:]) [B, L-1] float32 (and the entropy [B, L-1] when asked), plus
-    the model's final hidden states [B, L, D] for value/score heads."""
-    out = model.forward(params, batch["tokens"], attention_mask=batch["attention_mask"])
+    the model's final hidden states [B, L, D] for value/score heads. With
+    ``model.config.logits_chunk`` set, the head runs in chunks (`head_logprobs`)."""
+    tokens = batch["tokens"]
+    if 0 < int(model.config.logits_chunk) < tokens.shape[1] - 1:
+        out = model.forward(params, tokens, attention_mask=batch["attention_mask"],
+                            compute_logits=False)
+        logp, ent = head_logprobs(model, params, out.hidden[:, :-1], tokens[:, 1:],
+                                  with_entropy)
+        return logp, ent, out.hidden
+    out = model.forward(params, tokens, attention_mask=batch["attention_mask"])
     logits = out.logits[:, :-1]
-    logp = token_logprobs(logits, batch["tokens"][:, 1:])
-    ent = entropy(logits) if with_entropy else None
-    return logp, ent, out.hidden
+    logp = token_logprobs(logits, tokens[:, 1:])
+    return logp, (entropy(logits) if with_entropy else None), out.hidden
+
+
+def head_logprobs(model: LanguageModel, params: Params, hidden, targets,
+                  with_entropy: bool = False):
+    """log p(targets) [B, T] (and the entropy [B, T] or None) from final hidden states
+    [B, T, D] through the model's vocabulary projection.
+
+    With ``model.config.logits_chunk = C`` (0 < C < T) the head runs on C positions at a
+    time: `jax.lax.map` over chunks of a `jax.checkpoint`-ed head, so neither the forward
+    nor the backward pass keeps more than one chunk's [B, C, V] logits (the same values as
+    all at once; the backward pass recomputes each chunk's logits)."""
+    b, t, d = hidden.shape
+    chunk = int(model.config.logits_chunk)
+    if not 0 < chunk < t:
+        logits = model.logits(params, hidden)
+        return token_logprobs(logits, targets), (entropy(logits) if with_entropy else None)
+    n = -(-t // chunk)
+    pad = n * chunk - t
+    h = jnp.pad(hidden, ((0, 0), (0, pad), (0, 0))).reshape(b, n, chunk, d).swapaxes(0, 1)
+    y = jnp.pad(targets, ((0, 0), (0, pad))).reshape(b, n, chunk).swapaxes(0, 1)
+
+    @jax.checkpoint
+    def head(xs):
+        h_c, y_c = xs
+        logits = model.logits(params, h_c)
+        lp = token_logprobs(logits, y_c)
+        return lp, (entropy(logits) if with_entropy else jnp.zeros_like(lp))
+
+    lp, ent = jax.lax.map(head, (h, y))
+
+    def unchunk(a):
+        return a.swapaxes(0, 1).reshape(b, n * chunk)[:, :t]
+
+    return unchunk(lp), (unchunk(ent) if with_entropy else None)
 
 
 def masked_mean(x: jax.Array, mask: jax.Array) -> jax.Array:

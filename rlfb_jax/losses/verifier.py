@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from rlfb_jax.losses.registry import register_loss
+from rlfb_jax.losses.sequence import head_logprobs
 from rlfb_jax.models.lm import token_logprobs
 
 
@@ -32,12 +33,13 @@ def last_token_index(attention_mask: jax.Array) -> jax.Array:
 
 
 def verifier_logits(model, params, batch):
-    """Verifier logits [B] (read at the last real token) and the LM logits [B, L, V]."""
+    """Verifier logits [B] (read at the last real token) and the model's output (LM
+    logits [B, L, V], unused ones compiled away, and final hidden states [B, L, D])."""
     m = model.bind(params)
     out = m.forward(batch["tokens"], attention_mask=batch["attention_mask"])
     scores = m.score(out.hidden)  # [B, L]
     idx = last_token_index(batch["attention_mask"])
-    return jnp.take_along_axis(scores, idx[:, None], axis=1)[:, 0], out.logits
+    return jnp.take_along_axis(scores, idx[:, None], axis=1)[:, 0], out
 
 
 def binary_cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
@@ -58,7 +60,7 @@ def verifier_loss(params, batch, *, model, slot: str = "verifier", lm_coef: floa
     ``verifier/nll_sum``, ``verifier/tokens``) are exact sums for averaging across
     micro-batches and hosts; ``verifier/accuracy`` is the weighted 0.5-threshold accuracy.
     """
-    logits, lm_logits = verifier_logits(model, params[slot], batch)
+    logits, out = verifier_logits(model, params[slot], batch)
     labels = batch["labels"].astype(jnp.float32)
     weights = batch.get("weights")
     weights = jnp.ones_like(labels) if weights is None else weights.astype(jnp.float32)
@@ -77,7 +79,11 @@ def verifier_loss(params, batch, *, model, slot: str = "verifier", lm_coef: floa
     loss = bce
     if lm_coef:
         mask = batch["loss_mask"][:, 1:].astype(jnp.float32)
-        logp = token_logprobs(lm_logits[:, :-1], batch["tokens"][:, 1:])
+        targets = batch["tokens"][:, 1:]
+        if 0 < int(model.config.logits_chunk) < targets.shape[1]:
+            logp, _ = head_logprobs(model, params[slot], out.hidden[:, :-1], targets)
+        else:
+            logp = token_logprobs(out.logits[:, :-1], targets)
         nll_sum = -jnp.sum(logp * mask)
         count = jnp.sum(mask)
         nll = nll_sum / jnp.maximum(count, 1e-6)

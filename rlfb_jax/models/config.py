@@ -44,6 +44,10 @@ class ModelConfig:
     dtype: str = "float32"  # compute dtype of matmuls; norms, softmax and logits stay float32
     heads: tuple[str, ...] = ()  # extra scalar heads on the backbone: "value", "score"
     init_std: float = 0.02
+    # > 0: training losses compute the vocabulary projection, log-softmax and entropy over
+    # this many positions at a time, recomputed in the backward pass (memory of the logits
+    # B x chunk x V instead of B x L x V; for large vocabularies, e.g. 152k). 0: all at once.
+    logits_chunk: int = 0
 
     def __post_init__(self):
         if self.arch not in ("llama", "gpt2"):
@@ -59,6 +63,8 @@ class ModelConfig:
             )
         if self.head_dim is None and self.d_model % self.n_heads:
             raise ValueError(f"model.d_model={self.d_model} is not divisible by n_heads")
+        if self.logits_chunk < 0:
+            raise ValueError(f"model.logits_chunk must be >= 0, got {self.logits_chunk}")
         bad = set(self.heads) - {"value", "score"}
         if bad:
             raise ValueError(f"model.heads: unknown head(s) {sorted(bad)}; known: value, score")

@@ -73,9 +73,14 @@ class LanguageModel:
 
     def forward(
         self, params: Params, tokens, positions=None, attention_mask=None,
-        cache: KVCache | None = None,
+        cache: KVCache | None = None, compute_logits: bool = True,
     ) -> ModelOutput:
-        return self.bind(params).forward(tokens, positions, attention_mask, cache)
+        return self.bind(params).forward(tokens, positions, attention_mask, cache,
+                                         compute_logits)
+
+    def logits(self, params: Params, hidden) -> jax.Array:
+        """The vocabulary projection of final hidden states: [..., T, D] -> [..., T, V] f32."""
+        return self.bind(params).logits(hidden)
 
     def logical_axes(self, params: Params | None = None) -> Any:
         """A pytree like the params whose leaves are tuples of logical axis names."""

@@ -123,7 +123,10 @@ def sample(
     n = sampling.max_new_tokens
     model = lm.bind(params)
     cache = KVCache.empty(lm.config, b, p + n)
-    out = model.forward(prompt_tokens, attention_mask=prompt_mask, cache=cache)
+    # The prompt pass needs the logits of its last position only (left padding puts every
+    # row's last prompt token there): [B, 1, V] instead of [B, P, V].
+    out = model.forward(prompt_tokens, attention_mask=prompt_mask, cache=cache,
+                        compute_logits=False)
     stops = jnp.asarray(sampling.stop_tokens or (-1,), jnp.int32)
 
     def cond(carry):
@@ -144,7 +147,7 @@ def sample(
 
     init = (
         jnp.zeros((), jnp.int32),
-        out.logits[:, -1],
+        model.logits(out.hidden[:, -1:])[:, 0],
         out.cache,
         jnp.zeros((b,), jnp.bool_),
         jnp.full((b, n), sampling.pad_id, jnp.int32),

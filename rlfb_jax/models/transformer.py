@@ -48,7 +48,7 @@ class KVCache(NamedTuple):
 
 
 class ModelOutput(NamedTuple):
-    logits: jax.Array  # [B, T, V] float32
+    logits: jax.Array | None  # [B, T, V] float32 (None when not computed)
     hidden: jax.Array  # [B, T, D] final hidden states (after the last norm), float32
     cache: KVCache | None
 
@@ -197,12 +197,15 @@ class Transformer(nnx.Module):
     def __call__(self, tokens, positions=None, attention_mask=None):
         return self.forward(tokens, positions, attention_mask).logits
 
-    def forward(self, tokens, positions=None, attention_mask=None, cache: KVCache | None = None):
+    def forward(self, tokens, positions=None, attention_mask=None, cache: KVCache | None = None,
+                compute_logits: bool = True):
         """Runs the decoder on new tokens, optionally appending them to a cache.
 
         tokens: [B, T] int32. attention_mask: [B, T] bool, False on padding (default all True).
         positions: [B, T] int (default: count of real tokens before each one, so left padding
-        works). Without a cache, attention is causal over these T tokens.
+        works). Without a cache, attention is causal over these T tokens. With
+        ``compute_logits=False`` the output's logits are None (the head is applied later,
+        e.g. in chunks by `rlfb_jax.losses.sequence.sequence_logprobs`).
         """
         cfg = self.config
         b, t = tokens.shape
@@ -232,7 +235,7 @@ class Transformer(nnx.Module):
             new_k.append(k)
             new_v.append(v)
         hidden = self.final_norm(x).astype(jnp.float32)
-        logits = self.logits(hidden)
+        logits = self.logits(hidden) if compute_logits else None
         new_cache = KVCache(tuple(new_k), tuple(new_v), valid, index + t) if use_cache else None
         return ModelOutput(logits, hidden, new_cache)
 

@@ -16,6 +16,8 @@ class ParamLogits:
     """Stands in for a LanguageModel whose params are the logits [B, L, V] and the values
     [B, L] themselves, so losses are exact functions of numbers written in the test."""
 
+    config = ModelConfig(heads=("value",))  # logits_chunk 0: the head on the whole sequence
+
     def forward(self, params, tokens, positions=None, attention_mask=None, cache=None):
         class Out:
             logits = params["logits"]

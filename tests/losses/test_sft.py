@@ -12,6 +12,8 @@ from rlfb_jax.models import LanguageModel, ModelConfig
 class FixedLogits:
     """Stands in for a LanguageModel: returns given logits whatever the params."""
 
+    config = ModelConfig()  # logits_chunk 0: the head runs on the whole sequence
+
     def __init__(self, logits):
         self._logits = jnp.asarray(logits, jnp.float32)
 

@@ -29,6 +29,8 @@ class FixedModel:
     """Stands in for a LanguageModel: fixed logits, and hidden states whose first feature
     is the score (the bound model's `score` reads it)."""
 
+    config = ModelConfig()
+
     def __init__(self, logits, scores):
         self.logits = jnp.asarray(logits, jnp.float32)
         self.scores = jnp.asarray(scores, jnp.float32)

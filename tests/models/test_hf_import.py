@@ -266,6 +266,28 @@ def test_tokenizer_is_loaded(checkpoints, tmp_path):
     assert load_checkpoint(path, tokenizer=False)[2] is None
 
 
+def test_build_policy_takes_logits_chunk_from_the_config(checkpoints, tmp_path):
+    # config.model.logits_chunk is a training setting: it applies to an HF checkpoint too,
+    # and the chunked head gives the log-probs of the whole-sequence one.
+    from rlfb_jax.algos.common import build_policy
+    from rlfb_jax.core.config import model_config
+    from rlfb_jax.losses.sequence import sequence_logprobs
+
+    _, path = checkpoints["llama"]
+    tok = type("Tok", (), {"__len__": lambda self: VOCAB})()
+    cfg = type("C", (), {})()
+    out = []
+    for chunk in (0, 4):
+        cfg.model = model_config(logits_chunk=chunk)
+        cfg.model.hf_path = str(path)
+        policy = build_policy(cfg, tokenizer=tok)
+        assert policy.lm.config.logits_chunk == chunk
+        batch = {"tokens": jnp.asarray([PROMPT + [11, 12, 13, 14]], jnp.int32),
+                 "attention_mask": jnp.ones((1, 10), bool)}
+        out.append(sequence_logprobs(policy.lm, policy.params, batch)[0])
+    np.testing.assert_allclose(out[1], out[0], rtol=1e-5, atol=1e-5)
+
+
 def test_bf16_reader_matches_safetensors_flax(tmp_path):
     flax_st = pytest.importorskip("safetensors.flax")
     x = (np.random.RandomState(0).randn(5, 7)).astype(ml_dtypes.bfloat16)
