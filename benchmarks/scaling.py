@@ -284,28 +284,31 @@ def _abstract_ppo_update(cfg, rows, seq, minibatches, device):
 
 
 def memory_report(cfg, rows, seq, minibatches, chunk) -> None:
-    """Compiles (does not run) the PPO update with the head on the whole sequence and in
-    chunks of `chunk` positions, and prints XLA's memory analysis of each."""
+    """Compiles (does not run) the PPO update three ways: as configured by default, with
+    the vocabulary head in chunks of `chunk` positions (``model.logits_chunk``), and with
+    that plus per-block rematerialization (``model.remat``); prints XLA's memory analysis
+    of each."""
     import jax
 
     device = jax.devices()[0]
     chunk = chunk or 128
     print(f"device: {device.device_kind} ({device.platform}); PPO update of {rows} x {seq} "
           f"tokens in {minibatches} minibatches, compiled only")
-    temps = {}
-    for c in (0, chunk):
+    temps = []
+    for c, remat in ((0, False), (chunk, False), (chunk, True)):
         t = time.perf_counter()
-        update, state, batch = _abstract_ppo_update(cfg.replace(logits_chunk=c), rows, seq,
-                                                    minibatches, device)
+        update, state, batch = _abstract_ppo_update(cfg.replace(logits_chunk=c, remat=remat),
+                                                    rows, seq, minibatches, device)
         stats = update.lower(state, batch, jax.random.key(0)).compile().memory_analysis()
         if stats is None:
             sys.exit("this backend reports no memory analysis")
-        temps[c] = stats.temp_size_in_bytes
-        print(f"logits_chunk={c}: temp {stats.temp_size_in_bytes / 2**30:.2f} GiB, arguments "
-              f"{stats.argument_size_in_bytes / 2**30:.2f} GiB, outputs "
+        temps.append(stats.temp_size_in_bytes)
+        print(f"logits_chunk={c} remat={remat}: temp {stats.temp_size_in_bytes / 2**30:.2f} "
+              f"GiB, arguments {stats.argument_size_in_bytes / 2**30:.2f} GiB, outputs "
               f"{stats.output_size_in_bytes / 2**30:.2f} GiB (compiled in "
               f"{time.perf_counter() - t:.0f} s)")
-    print(f"temp_ratio_chunked_vs_whole={temps[chunk] / temps[0]:.3f}")
+    print(f"temp_ratio_chunked_vs_whole={temps[1] / temps[0]:.3f}  "
+          f"temp_ratio_chunked_remat_vs_whole={temps[2] / temps[0]:.3f}")
 
 
 def gpu_main(args) -> None:
@@ -336,7 +339,7 @@ def gpu_main(args) -> None:
         rows, p_len, c_len, new, minibatches = 8, 16, 16, 8, 2
     if args.memory:
         return memory_report(cfg, rows, p_len + c_len, minibatches, args.gpu_logits_chunk)
-    cfg = cfg.replace(logits_chunk=args.gpu_logits_chunk)
+    cfg = cfg.replace(logits_chunk=args.gpu_logits_chunk, remat=args.gpu_remat)
     lm = LanguageModel(cfg)
     mesh = shd.make_mesh({"data": 1, "fsdp": -1}, devices=[device])
     rules = shd.DEFAULT_RULES
@@ -413,6 +416,7 @@ def main(argv=None):
     ap.add_argument("--gpu-sample-batch", type=int, default=64, help="--gpu: sampling batch")
     ap.add_argument("--gpu-logits-chunk", type=int, default=0,
                     help="--gpu: model.logits_chunk (0: the head on the whole sequence)")
+    ap.add_argument("--gpu-remat", action="store_true", help="--gpu: model.remat")
     ap.add_argument("--memory", action="store_true",
                     help="with --gpu: compile the update only (any backend, CPU included) and "
                          "print its memory with the head whole and in --gpu-logits-chunk chunks")

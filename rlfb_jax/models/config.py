@@ -48,6 +48,9 @@ class ModelConfig:
     # this many positions at a time, recomputed in the backward pass (memory of the logits
     # B x chunk x V instead of B x L x V; for large vocabularies, e.g. 152k). 0: all at once.
     logits_chunk: int = 0
+    # True: without a KV cache (training and scoring), each block's activations are
+    # recomputed in the backward pass instead of stored (jax.checkpoint per block).
+    remat: bool = False
 
     def __post_init__(self):
         if self.arch not in ("llama", "gpt2"):

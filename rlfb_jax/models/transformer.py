@@ -230,8 +230,18 @@ class Transformer(nnx.Module):
         if cfg.arch == "gpt2":
             x = x + self.pos_embed(positions).astype(jnp.float32)
         new_k, new_v = [], []
+        remat = cfg.remat and not use_cache
         for i, layer in enumerate(self.layers):
-            x, k, v = layer(x, positions, mask, cache.k[i], cache.v[i], index)
+            if remat:
+                graphdef, state = nnx.split(layer)
+
+                def block(state, *args, graphdef=graphdef):
+                    return nnx.merge(graphdef, state)(*args)
+
+                x, k, v = jax.checkpoint(block)(state, x, positions, mask, cache.k[i],
+                                                cache.v[i], index)
+            else:
+                x, k, v = layer(x, positions, mask, cache.k[i], cache.v[i], index)
             new_k.append(k)
             new_v.append(v)
         hidden = self.final_norm(x).astype(jnp.float32)
