@@ -4,7 +4,9 @@
 
 Trains the base first (experiments/synthetic_sft.py, into WORKDIR/base) unless
 ``--config.base_workdir`` points at a finished base run. Expert iteration / STaR (each
-M-step continues from the last iterate) is ``--config.rest_em.restart_from_base=False``.
+M-step continues from the last iterate) is ``--config.rest_em.restart_from_base=False``:
+measured 0.340 / 0.450 / 0.510 held-out pass@1 after iterations 1-3, against ReST-EM's
+0.340 / 0.415 / 0.455 (base 0.220; README, Results).
 
 Deviation from the paper's defaults, for 2 CPU cores: each iteration samples a fresh subset
 of ``problems_per_iter`` training problems with N = ``n_samples`` programs each (the paper:
