@@ -30,8 +30,7 @@ def get_config(arg: str = ""):
     if arg != "smoke":
         # LEVER: n = 16 only (the table's column) instead of 1..64
         c.lever.lever.ns = (1, 4, 16)
-        # PPO: 20 iterations of 32 prompts x 8 samples
-        c.ppo.rl.iterations = 20
+        # PPO: the full experiment (3 iterations of 4,096 prompts x 4 samples, about 12 min)
         # ReST-EM: one iteration (iterations 2-3 are in experiments/synthetic_rest_em.py)
         c.rest_em.rest_em.iterations = 1
     for name in stages:
