@@ -32,9 +32,19 @@ def test_lever_beats_likelihood_and_voting(tmp_path):
 @pytest.mark.slow
 def test_rest_em_gains_over_the_base(tmp_path):
     s = _run("experiments/synthetic_rest_em.py", tmp_path / "rest_em")
+    assert s["rest_em/iter1/pass@1"] >= s["eval/pass@1_base"] + 0.10
     assert s["eval/pass@1"] >= s["eval/pass@1_base"] + 0.10  # the validation-selected iterate
     for k in (2, 4, 8, 16):
+        assert s[f"rest_em/iter1/pass@{k}"] > s[f"eval/pass@{k}_base"], k
         assert s[f"eval/pass@{k}"] > s[f"eval/pass@{k}_base"], k
+    assert s["time/total_s"] < 1200
+
+
+@pytest.mark.slow
+def test_ppo_gains_over_the_base(tmp_path):
+    s = _run("experiments/synthetic_ppo.py", tmp_path / "ppo")
+    assert s["eval/pass@1"] >= s["eval/pass@1_base"] + 0.15 - 1e-9
+    assert s["eval/compile_rate"] >= 0.98
     assert s["time/total_s"] < 1200
 
 
@@ -44,3 +54,4 @@ def test_demo_fits_half_an_hour(tmp_path):
     assert s["demo/total_s"] < 1800
     assert s["demo/lever/pass@1"] > s["demo/base/pass@1"]
     assert s["demo/rest_em/pass@1"] > s["demo/base/pass@1"]
+    assert s["demo/ppo/pass@1"] > s["demo/base/pass@1"]
