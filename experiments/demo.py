@@ -7,7 +7,7 @@ one table of held-out greedy pass@1 and compile rate per method (at most 30 minu
 Each stage is its experiment's config (experiments/synthetic_*.py) with a smaller budget so
 that the four stages fit the half hour; the full-budget runs are those experiments. A
 re-run reuses finished stages. `--config.skip=lever,rest_em` leaves stages out; any stage
-key can be overridden, e.g. ``--config.ppo.rl.iterations=60``.
+key can be overridden, e.g. ``--config.rest_em.rest_em.iterations=3``.
 ``experiments/demo.py:smoke`` runs the same pipeline in about a minute (tests).
 """
 
