@@ -11,6 +11,7 @@ from main_runner import run_main, summary
 from rlfb_jax.algos.ppo import _token_rewards, select_rows, sequence_advantages
 
 PPO = "experiments/synthetic_ppo.py:smoke"
+GENERIC = "tests/algos/ppo_generic_config.py"  # the algorithm's defaults, smoke size
 
 
 def test_sequence_reward_goes_on_the_last_completion_token():
@@ -40,8 +41,8 @@ def test_sequence_advantages_and_the_informative_rows():
     assert list(select_rows(g, 3)) == [0, 2, 3]
 
 
-def _run(workdir, *extra):
-    run_main(PPO, workdir, *extra, timeout=600)
+def _run(workdir, *extra, config=PPO):
+    run_main(config, workdir, *extra, timeout=600)
     return summary(workdir)
 
 
@@ -51,7 +52,7 @@ def base_dir(tmp_path_factory):
 
 
 @pytest.mark.parametrize("algo, extra", [
-    ("ppo", ["--config.rl.value_slot=policy", "--config.rl.advantage=gae",
+    ("ppo_generic", ["--config.rl.value_slot=policy", "--config.rl.advantage=gae",
              "--config.rl.line_penalty=-0.3", "--config.rl.kl.controller=adaptive"]),
     ("pg", ["--config.algo=pg", "--config.rl.loss=pg", "--config.rl.advantage=rloo",
             "--config.rl.kl.placement=loss", "--config.rl.epochs=1",
@@ -60,7 +61,8 @@ def base_dir(tmp_path_factory):
 ])
 def test_two_iteration_smoke(tmp_path, base_dir, algo, extra):
     wd = tmp_path / algo
-    summary = _run(wd, f"--config.base_workdir={base_dir}", *extra)
+    config = GENERIC if algo == "ppo_generic" else PPO
+    summary = _run(wd, f"--config.base_workdir={base_dir}", *extra, config=config)
     for key in ("eval/pass@1", "eval/pass@1_base", "eval/compile_rate",
                 "eval/compile_rate_base"):
         assert key in summary
@@ -71,7 +73,7 @@ def test_two_iteration_smoke(tmp_path, base_dir, algo, extra):
                 "time/sample_s", "time/update_s", "perf/programs_per_s", "exec/syntax_error_frac"):
         assert key in it_rows[-1], key
     assert all(np.isfinite(r["train/loss"]) for r in it_rows)
-    if algo == "ppo":
+    if algo.startswith("ppo"):
         assert "ppo/clip_frac" in it_rows[-1]
     if "--config.rl.value_slot=policy" in extra:
         assert "value/explained_variance" in it_rows[-1]
