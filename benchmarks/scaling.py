@@ -21,8 +21,8 @@ devices share the same cores, so on CPU X <= 1 is expected; it measures the cost
 partitioned program and its collectives, not a speedup.
 
 GPU mode (``--gpu``; measured once on an H100: benchmarks/RESULTS.md). On the first
-accelerator, with a ~0.5B-parameter model shaped like Qwen2.5-0.5B (`gpu_model_config`; random weights, bfloat16 compute, float32
-parameters and optimizer moments), reports the PPO update step's tokens/s and MFU
+accelerator, with a ~0.5B-parameter model shaped like Qwen2.5-0.5B (`gpu_model_config`;
+random weights, bfloat16 compute, float32 parameters and optimizer moments), reports the PPO update step's tokens/s and MFU
 (FLOPs as in benchmarks/train_step.py: 6 N + 12 L H Dh T per token, over the chip's dense
 bf16 peak, from ``--peak-tflops`` or a table of known chips) and sampling tokens/s of our
 jitted sampler at batch 64 (128-token prompts, 256 new tokens, temperature 1, no stop).
