@@ -244,8 +244,10 @@ def peak_flops(args, device) -> float | None:
     return None
 
 
-def _abstract_ppo_update(cfg, rows, seq, minibatches, device):
-    """(jitted update, abstract TrainState, abstract batch) of `gpu_main`'s PPO update."""
+def _ppo_update(cfg, rows, seq, minibatches, device):
+    """`gpu_main`'s PPO update: (model, optimizer, mesh, logical axes, jitted update,
+    abstract TrainState, abstract batch). The update runs on a state built with the same
+    optimizer, mesh and logical axes (`state_from_params`), or compiles on the abstract one."""
     import jax
     import jax.numpy as jnp
     from ml_collections import ConfigDict
@@ -280,7 +282,7 @@ def _abstract_ppo_update(cfg, rows, seq, minibatches, device):
                                schedule=schedule, state_shardings=shardings, mesh=mesh,
                                rules=rules, model=lm, aggregation="token_mean", value_slot=None,
                                clip_eps=0.2)
-    return update, state, batch
+    return lm, tx, mesh, logical, update, state, batch
 
 
 def memory_report(cfg, rows, seq, minibatches, chunk) -> None:
@@ -297,8 +299,8 @@ def memory_report(cfg, rows, seq, minibatches, chunk) -> None:
     temps = []
     for c, remat in ((0, False), (chunk, False), (chunk, True)):
         t = time.perf_counter()
-        update, state, batch = _abstract_ppo_update(cfg.replace(logits_chunk=c, remat=remat),
-                                                    rows, seq, minibatches, device)
+        *_, update, state, batch = _ppo_update(cfg.replace(logits_chunk=c, remat=remat),
+                                               rows, seq, minibatches, device)
         stats = update.lower(state, batch, jax.random.key(0)).compile().memory_analysis()
         if stats is None:
             sys.exit("this backend reports no memory analysis")
@@ -313,17 +315,12 @@ def memory_report(cfg, rows, seq, minibatches, chunk) -> None:
 
 def gpu_main(args) -> None:
     import jax
-    from ml_collections import ConfigDict
     from train_step import flops_per_token, make_batch  # benchmarks/train_step.py
 
     from rlfb_jax.core import sharding as shd
-    from rlfb_jax.core.optim import make_optimizer
     from rlfb_jax.core.state import state_from_params
-    from rlfb_jax.core.step import make_epoch_update
-    from rlfb_jax.losses import get_loss
     from rlfb_jax.losses.sequence import sequence_logprobs
     from rlfb_jax.models.config import count_params
-    from rlfb_jax.models.lm import LanguageModel
     from rlfb_jax.models.sampler import Sampler, SamplingParams
 
     device = jax.devices()[0]
@@ -340,27 +337,19 @@ def gpu_main(args) -> None:
     if args.memory:
         return memory_report(cfg, rows, p_len + c_len, minibatches, args.gpu_logits_chunk)
     cfg = cfg.replace(logits_chunk=args.gpu_logits_chunk, remat=args.gpu_remat)
-    lm = LanguageModel(cfg)
-    mesh = shd.make_mesh({"data": 1, "fsdp": -1}, devices=[device])
+    seq = p_len + c_len
+    lm, tx, mesh, logical, update, _, _ = _ppo_update(cfg, rows, seq, minibatches, device)
     rules = shd.DEFAULT_RULES
     params = jax.jit(lm.init)(jax.random.key(0))
     n_params = count_params(params)
-    seq = p_len + c_len
-    opt = ConfigDict(dict(name="adamw", learning_rate=1e-6, schedule="constant", warmup_steps=0,
-                          clip_norm=1.0, weight_decay=0.0))
-    tx, schedule = make_optimizer(opt, 100)
-    logical = {"policy": lm.logical_axes(), "reference": lm.logical_axes()}
-    state, sh = state_from_params({"policy": params}, {"reference": params}, tx,
-                                  jax.random.key(1), mesh, logical, rules)
+    state, _ = state_from_params({"policy": params}, {"reference": params}, tx,
+                                 jax.random.key(1), mesh, logical, rules)
+    del params
     host = make_batch(rows, p_len, c_len, cfg.vocab_size)
     dev = shd.shard_batch(host, mesh, rules)
     old, _, _ = jax.jit(lambda p, b: sequence_logprobs(lm, p, b))(state.params["policy"], dev)
     host["old_logprobs"] = host["ref_logprobs"] = np.asarray(old)
     dev = shd.shard_batch(host, mesh, rules)
-    update = make_epoch_update(get_loss("ppo"), tx, epochs=1, minibatches=minibatches,
-                               schedule=schedule, state_shardings=sh, mesh=mesh, rules=rules,
-                               model=lm, aggregation="token_mean", value_slot=None,
-                               clip_eps=0.2)
     state, m = update(state, dev, jax.random.key(0))  # compiles
     jax.block_until_ready((state, m))
     times = []
@@ -381,6 +370,12 @@ def gpu_main(args) -> None:
         print(f"update_mfu={achieved / peak:.3f}  (peak {peak / 1e12:.0f} TFLOP/s)")
     else:
         print("update_mfu=unknown (pass --peak-tflops for this chip)")
+    mem = (device.memory_stats() or {}).get("peak_bytes_in_use")
+    if mem:  # the process's peak: parameters, Adam state, batch, old-logprob pass, update
+        print(f"peak_device_memory_gib={mem / 2**30:.1f}  (logits_chunk={cfg.logits_chunk}, "
+              f"remat={cfg.remat})")
+    if args.gpu_sample_batch <= 0:
+        return
 
     sampler = Sampler(lm, prompt_buckets=(p_len,), batch_multiple=1)
     sp = SamplingParams(temperature=1.0, max_new_tokens=new)
@@ -413,7 +408,7 @@ def main(argv=None):
     ap.add_argument("--gpu-repeats", type=int, default=5)
     ap.add_argument("--gpu-rows", type=int, default=64, help="--gpu: rows of the PPO batch")
     ap.add_argument("--gpu-minibatches", type=int, default=4, help="--gpu: minibatches per update")
-    ap.add_argument("--gpu-sample-batch", type=int, default=64, help="--gpu: sampling batch")
+    ap.add_argument("--gpu-sample-batch", type=int, default=64, help="--gpu: sampling batch (0: no sampling)")
     ap.add_argument("--gpu-logits-chunk", type=int, default=0,
                     help="--gpu: model.logits_chunk (0: the head on the whole sequence)")
     ap.add_argument("--gpu-remat", action="store_true", help="--gpu: model.remat")
