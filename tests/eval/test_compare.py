@@ -1,0 +1,92 @@
+"""rlfb_jax.eval.compare: run-directory reports (curves, outcome bars, degeneration)."""
+
+import json
+import os
+
+import pytest
+
+from rlfb_jax.eval import compare
+
+
+def _run(path, pass1, pass1_base, samples, kl=(1.0, 2.0)):
+    os.makedirs(path)
+    rows = [{"step": 1, "kl/seq_kl": kl[0]}, {"step": 1, "eval/pass@1": pass1[0]},
+            {"step": 2, "kl/seq_kl": kl[1]}, {"step": 2, "eval/pass@1": pass1[1]}]
+    with open(os.path.join(path, "metrics.jsonl"), "w") as f:
+        f.writelines(json.dumps(r) + "\n" for r in rows)
+    with open(os.path.join(path, "summary.json"), "w") as f:
+        json.dump({"eval/pass@1": pass1[-1], "eval/pass@1_base": pass1_base}, f)
+    with open(os.path.join(path, "eval_samples.jsonl"), "w") as f:
+        for task, comp, status in samples:
+            f.write(json.dumps({"task_id": task, "completion": comp,
+                                "passed": status == "passed", "status": status}) + "\n")
+    return str(path)
+
+
+RIGHT = "    return xs + [0]\n"
+COPIED = "    xs = xs + [0]\n    return xs + [0]\n"
+
+
+@pytest.mark.parametrize("code,expected", [
+    (COPIED, True),
+    ("    n = n * 2\n\n    n = n * 2\n    return n\n", True),  # the same statement twice
+    (RIGHT, False),
+    ("    n = n + 1\n    return n * 2\n", False),
+    ("    if n == 1:\n        return n\n    return -n\n", False),
+])
+def test_repeats_expression(code, expected):
+    assert compare.repeats_expression(code) is expected
+
+
+def test_sample_stats_hand_computed():
+    samples = [{"task_id": "a", "completion": RIGHT, "status": "passed"},
+               {"task_id": "a", "completion": RIGHT, "status": "passed"},
+               {"task_id": "a", "completion": COPIED, "status": "wrong_answer"},
+               {"task_id": "b", "completion": COPIED, "status": "syntax_error"}]
+    s = compare.sample_stats(samples)
+    assert s["samples/distinct_per_task"] == pytest.approx((2 + 1) / 2)
+    assert s["samples/per_task"] == 2
+    assert s["samples/repeat_expression_frac"] == pytest.approx(0.5)
+    assert s["samples/top_program_share"] == pytest.approx((2 / 3 + 1) / 2)
+    assert s["samples/passed"] == 0.5 and s["samples/syntax_error"] == 0.25
+    assert s["samples/mean_lines"] == pytest.approx(1.5)
+
+
+def test_compare_writes_table_plots_and_lost_tasks(tmp_path):
+    base = _run(tmp_path / "base", (0.2, 0.2), 0.2,
+                [("a", RIGHT, "passed"), ("b", RIGHT, "passed")])
+    good = _run(tmp_path / "good", (0.3, 0.4), 0.2,
+                [("a", RIGHT, "passed"), ("b", RIGHT, "passed")])
+    bad = _run(tmp_path / "bad", (0.15, 0.1), 0.2,
+               [("a", COPIED, "wrong_answer"), ("b", RIGHT, "passed")], kl=(3.0, 5.0))
+    files = compare.compare([good, bad], str(tmp_path / "out"), ["good", "bad"], base)
+    for path in files.values():
+        assert os.path.getsize(path) > 0
+    md = open(files["table"]).read().splitlines()
+    assert md[2].startswith("| base | 0.200")
+    assert md[3].startswith("| good | 0.400") and md[4].startswith("| bad | 0.100")
+    assert "| 5.000 |" in md[4]  # the last KL
+    progs = open(files["programs"]).read()
+    assert "Tasks the base solved in some sample and this run in none: 1 of 2" in progs
+    assert COPIED.rstrip() in progs
+    # eval curves start from the base value at iteration 0
+    assert compare.Run(bad).curve("eval/pass@1") == ([0, 1, 2], [0.2, 0.15, 0.1])
+    # a key the run has no base value of starts from the base run's summary
+    with open(os.path.join(base, "summary.json"), "w") as f:
+        json.dump({"kl/seq_kl": 0.0}, f)
+    assert compare.Run(bad).curve("kl/seq_kl", compare.Run(base)) == ([0, 1, 2], [0.0, 3.0, 5.0])
+
+
+def test_compare_names_the_problem(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        compare.Run(str(tmp_path / "missing"))
+    os.makedirs(tmp_path / "unfinished")
+    with pytest.raises(FileNotFoundError, match="finished run"):
+        compare.Run(str(tmp_path / "unfinished"))
+    run = _run(tmp_path / "r", (0.1, 0.1), 0.1, [("a", RIGHT, "passed")])
+    with pytest.raises(ValueError, match="1 labels for 2 runs"):
+        compare.compare([run, run], str(tmp_path / "out"), ["x"])
+    with open(os.path.join(run, "metrics.jsonl"), "a") as f:
+        f.write("{not json\n")
+    with pytest.raises(ValueError, match=r"metrics.jsonl:5: malformed JSON"):
+        compare.Run(run)
