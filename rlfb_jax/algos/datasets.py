@@ -58,12 +58,13 @@ def _tokenizer_from(config, fallback_dir: str | None = None):
 
 
 def synthetic_tasks(config) -> dict[str, list]:
-    from rlfb_jax.data.synthetic import make_splits
+    from rlfb_jax.data.synthetic import GeneratorConfig, make_splits
 
     d = config.data
     return make_splits(
         num_train=int(d.num_train), num_valid=int(d.num_valid), num_test=int(d.num_test),
         seed=int(d.seed), max_depth=int(d.max_depth),
+        config=GeneratorConfig(examples_in_tests=bool(d.get("examples_in_tests", False))),
     )
 
 

@@ -47,6 +47,7 @@ def default_config() -> ml_collections.ConfigDict:
             num_valid=200,
             num_test=200,
             max_depth=3,
+            examples_in_tests=False,  # synthetic: also judge on the prompt's examples
             vocab_size=2048,
             seed=0,
         )

@@ -75,6 +75,11 @@ class GeneratorConfig:
 
     depth_weights: relative weight of each depth ``min_depth..max_depth`` (default uniform).
     num_examples: visible examples in the prompt; num_tests: hidden tests (distinct inputs).
+    examples_in_tests: judge programs on the visible examples too (``tests`` = examples +
+      hidden tests, as HumanEval and MBPP do). Off, a program that contradicts the prompt's
+      examples can pass: the examples take the inputs with distinct outputs, so the hidden
+      tests alone are weaker (8.5% of the synthetic base's passing samples fail an example).
+      Prompts, references and the random stream are the same either way.
     holdout: ``"program"`` (split by normalized AST) or ``"skeleton"`` (by op names).
     split_fractions: (train, validation, test) shares of the program space.
     """
@@ -84,6 +89,7 @@ class GeneratorConfig:
     depth_weights: tuple[float, ...] | None = None
     num_examples: int = 2
     num_tests: int = 8
+    examples_in_tests: bool = False
     holdout: str = "program"
     split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
     entry_point: str = "f"
@@ -371,6 +377,7 @@ def make_task(
     if pairs is None:
         return None
     visible, hidden = _pick_visible(pairs, config.num_examples)
+    judged = visible + hidden if config.examples_in_tests else hidden
     description = dsl.describe(program, rng.choice)
     prompt = (
         '"""' + description + "\n"
@@ -389,9 +396,9 @@ def make_task(
         prompt=prompt,
         entry_point=ep,
         reference=reference,
-        tests=tuple(call_to_assert(ep, (x,), y) for x, y in hidden),
-        stdio_tests=tuple(call_to_stdio((x,), y) for x, y in hidden),
-        call_tests=tuple(((x,), y) for x, y in hidden),
+        tests=tuple(call_to_assert(ep, (x,), y) for x, y in judged),
+        stdio_tests=tuple(call_to_stdio((x,), y) for x, y in judged),
+        call_tests=tuple(((x,), y) for x, y in judged),
         examples=tuple(call_to_assert(ep, (x,), y) for x, y in visible),
         example_calls=tuple(((x,), y) for x, y in visible),
         difficulty=len(program),

@@ -124,6 +124,29 @@ def test_references_pass_all_test_forms(splits):
     assert not any(ok for ok, _ in run_jobs(wrong))
 
 
+def test_examples_in_tests_judges_the_prompts_examples_too():
+    """examples_in_tests: the same tasks (prompts, references, hidden tests), with the
+    visible examples added to every test form; a program that returns the first example's
+    expected value for the hidden inputs only is judged wrong."""
+    loose = make_splits(60, 5, 5, seed=3)
+    strict = make_splits(60, 5, 5, seed=3, config=GeneratorConfig(examples_in_tests=True))
+    jobs, expected = [], []
+    for a, b in zip(loose["train"], strict["train"]):
+        assert (a.task_id, a.prompt, a.reference, a.examples) == (
+            b.task_id, b.prompt, b.reference, b.examples)
+        assert b.tests == a.examples + a.tests and len(b.stdio_tests) == 10
+        assert b.call_tests == a.example_calls + a.call_tests
+        # answers every hidden test, contradicts the first visible example
+        (x0,), y0 = a.example_calls[0]
+        table = {repr(x): y for (x,), y in a.call_tests}
+        var = dsl.VAR[dsl.input_type(dsl.program_from_json(a.metadata["steps"]))]
+        cheat = (f"    _t = {table!r}\n    if repr({var}) == {repr(x0)!r}:\n"
+                 f"        return {('wrong', y0)!r}\n    return _t[repr({var})]\n")
+        jobs += [a.to_job(cheat, "assert"), b.to_job(cheat, "assert"), b.reference_job("call")]
+        expected += [True, False, True]
+    assert [ok for ok, _ in run_jobs(jobs)] == expected
+
+
 def test_stdio_script_runs_as_a_real_process(splits):
     for task in splits["validation"][:3]:
         job = task.reference_job("stdio")
@@ -322,3 +345,14 @@ def test_reference_check_reports_failures(splits):
     assert report["jobs"] == 24 and report["passed"] == 20
     assert {f[0] for f in report["failures"]} == {"broken", "broken#visible"}
     assert {f[1] for f in report["failures"]} == {"assert", "call", "stdio"}
+
+
+def test_data_config_examples_in_tests_reaches_the_tasks():
+    from rlfb_jax.algos import datasets, sft
+
+    c = sft.default_config()
+    c.data.num_train, c.data.num_valid, c.data.num_test = 20, 2, 2
+    loose = datasets.synthetic_tasks(c)["test"]
+    c.data.examples_in_tests = True
+    strict = datasets.synthetic_tasks(c)["test"]
+    assert [t.tests for t in strict] == [t.examples + t.tests for t in loose]
