@@ -13,6 +13,9 @@ arg            change
 compile_nokl   reward: +1 if the program compiles, -1 if not (tests ignored); beta 0
 compile_kl     the same reward, with the KL penalty kept at beta 0.02
 compile_beta1  the same reward, KL beta 1; any ``compile_beta<float>`` works
+compile_loss_beta1  the same reward, with the KL (k3 estimator, beta 1) in the loss rather
+               than the reward, so that it acts from the first update (a reward penalty
+               is 0 in the first iteration, whose samples come from the reference itself)
 ast_dfg        pass/fail + 0.5 x R_ast + 0.5 x R_dfg (syntax and data-flow match to
                the task's reference, as in PPOCoder)
 beta0          KL beta 0 (no penalty)
@@ -36,23 +39,26 @@ def _reward(weight: float = 1.0, **kwargs) -> ml_collections.ConfigDict:
 def get_config(arg: str = ""):
     smoke = arg == "smoke"
     variant = "compile_nokl" if smoke else arg
-    if not (variant in VARIANTS or variant.startswith(("beta", "compile_beta"))):
+    prefixes = ("beta", "compile_beta", "compile_loss_beta")
+    if not (variant in VARIANTS or variant.startswith(prefixes)):
         raise ValueError(f"synthetic_ppo_ablation: unknown variant {arg!r}; expected one of "
-                         f"{', '.join(VARIANTS)}, beta<float>, compile_beta<float> or smoke")
+                         f"{', '.join(VARIANTS)}, [compile_[loss_]]beta<float> or smoke")
     c = synthetic_ppo.get_config("smoke" if smoke else "")
     c.unlock()
     c.ablation = variant
     if variant.startswith("compile"):
         c.rl.rewards = ml_collections.ConfigDict({"compile": _reward()})
+    if variant.startswith("compile_loss"):
+        c.rl.kl.placement, c.rl.kl.estimator = "loss", "k3"
     if variant == "compile_nokl":
         c.rl.kl.beta = 0.0
     elif variant == "ast_dfg":
         c.rl.rewards.ast_match = _reward(0.5)
         c.rl.rewards.dfg_match = _reward(0.5)
-    elif "beta" in variant:
+    elif variant.startswith(prefixes):
         try:
             c.rl.kl.beta = float(variant.split("beta", 1)[1])
         except ValueError:
-            raise ValueError(f"synthetic_ppo_ablation: {arg!r} is not [compile_]beta<float>, "
-                             "e.g. beta0.05") from None
+            raise ValueError(f"synthetic_ppo_ablation: {arg!r} is not "
+                             "[compile_[loss_]]beta<float>, e.g. beta0.05") from None
     return lock(c)

@@ -12,6 +12,7 @@ from rlfb_jax.algos.ppo import _token_rewards, select_rows, sequence_advantages
 
 PPO = "experiments/synthetic_ppo.py:smoke"
 GENERIC = "tests/algos/ppo_generic_config.py"  # the algorithm's defaults, smoke size
+ABLATION = "experiments/synthetic_ppo_ablation.py:smoke"  # compile-only reward
 
 
 def test_sequence_reward_goes_on_the_last_completion_token():
@@ -58,10 +59,11 @@ def base_dir(tmp_path_factory):
             "--config.rl.kl.placement=loss", "--config.rl.epochs=1",
             "--config.rl.minibatches=1"]),
     ("ppo", ["--config.rl.update_rows=4", "--config.rl.advantage=rloo"]),
+    ("ablation", ["--config.rl.kl.placement=loss", "--config.rl.kl.beta=1.0"]),
 ])
 def test_two_iteration_smoke(tmp_path, base_dir, algo, extra):
     wd = tmp_path / algo
-    config = GENERIC if algo == "ppo_generic" else PPO
+    config = {"ppo_generic": GENERIC, "ablation": ABLATION}.get(algo, PPO)
     summary = _run(wd, f"--config.base_workdir={base_dir}", *extra, config=config)
     for key in ("eval/pass@1", "eval/pass@1_base", "eval/compile_rate",
                 "eval/compile_rate_base"):
@@ -78,6 +80,8 @@ def test_two_iteration_smoke(tmp_path, base_dir, algo, extra):
     if "--config.rl.value_slot=policy" in extra:
         assert "value/explained_variance" in it_rows[-1]
     assert (wd / "eval.png").exists()
+    if algo == "ablation":  # the compile-only reward replaced the pass/fail one
+        assert "reward/compile" in it_rows[-1] and "reward/coderl" not in it_rows[-1]
     if "--config.rl.update_rows=4" in extra:
         assert 0 <= it_rows[-1]["rl/informative_frac"] <= 1
 
@@ -86,3 +90,26 @@ def test_update_rows_is_checked_before_any_work(tmp_path, base_dir):
     out = run_main(PPO, tmp_path / "bad", f"--config.base_workdir={base_dir}",
                    "--config.rl.update_rows=3", check=False)
     assert out.returncode != 0 and "config.rl.update_rows=3" in out.stderr
+
+
+def test_ablation_variants_change_one_thing():
+    from experiments import synthetic_ppo
+    from experiments import synthetic_ppo_ablation as abl
+
+    main = synthetic_ppo.get_config()
+
+    def diff(variant):
+        c = abl.get_config(variant)
+        rl, ref = c.rl, main.rl
+        return (sorted(rl.rewards.keys()), rl.kl.beta, rl.kl.placement, rl.kl.estimator,
+                rl.to_dict() | {"rewards": 0, "kl": 0} == ref.to_dict() | {"rewards": 0, "kl": 0})
+
+    assert diff("compile_nokl") == (["compile"], 0.0, "reward", "k1", True)
+    assert diff("compile_kl") == (["compile"], 0.02, "reward", "k1", True)
+    assert diff("compile_beta0.2") == (["compile"], 0.2, "reward", "k1", True)
+    assert diff("compile_loss_beta1") == (["compile"], 1.0, "loss", "k3", True)
+    assert diff("ast_dfg") == (["ast_match", "coderl", "dfg_match"], 0.02, "reward", "k1", True)
+    assert diff("beta0.1") == (["coderl"], 0.1, "reward", "k1", True)
+    for bad, match in (("foo", "unknown variant 'foo'"), ("betax", "is not")):
+        with pytest.raises(ValueError, match=match):
+            abl.get_config(bad)
