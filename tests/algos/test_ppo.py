@@ -13,6 +13,7 @@ from rlfb_jax.algos.ppo import _token_rewards, select_rows, sequence_advantages
 PPO = "experiments/synthetic_ppo.py:smoke"
 GENERIC = "tests/algos/ppo_generic_config.py"  # the algorithm's defaults, smoke size
 ABLATION = "experiments/synthetic_ppo_ablation.py:smoke"  # compile-only reward
+PG = "experiments/synthetic_pg.py:smoke"
 
 
 def test_sequence_reward_goes_on_the_last_completion_token():
@@ -55,15 +56,13 @@ def base_dir(tmp_path_factory):
 @pytest.mark.parametrize("algo, extra", [
     ("ppo_generic", ["--config.rl.value_slot=policy", "--config.rl.advantage=gae",
              "--config.rl.line_penalty=-0.3", "--config.rl.kl.controller=adaptive"]),
-    ("pg", ["--config.algo=pg", "--config.rl.loss=pg", "--config.rl.advantage=rloo",
-            "--config.rl.kl.placement=loss", "--config.rl.epochs=1",
-            "--config.rl.minibatches=1"]),
+    ("pg", ["--config.rl.kl.placement=loss", "--config.rl.minibatches=1"]),
     ("ppo", ["--config.rl.update_rows=4", "--config.rl.advantage=rloo"]),
     ("ablation", ["--config.rl.kl.placement=loss", "--config.rl.kl.beta=1.0"]),
 ])
 def test_two_iteration_smoke(tmp_path, base_dir, algo, extra):
     wd = tmp_path / algo
-    config = {"ppo_generic": GENERIC, "ablation": ABLATION}.get(algo, PPO)
+    config = {"ppo_generic": GENERIC, "ablation": ABLATION, "pg": PG}.get(algo, PPO)
     summary = _run(wd, f"--config.base_workdir={base_dir}", *extra, config=config)
     for key in ("eval/pass@1", "eval/pass@1_base", "eval/compile_rate",
                 "eval/compile_rate_base"):
@@ -77,6 +76,7 @@ def test_two_iteration_smoke(tmp_path, base_dir, algo, extra):
     assert all(np.isfinite(r["train/loss"]) for r in it_rows)
     if algo.startswith("ppo"):
         assert "ppo/clip_frac" in it_rows[-1]
+    assert json.load(open(wd / "config.json"))["algo"] == ("pg" if algo == "pg" else "ppo")
     if "--config.rl.value_slot=policy" in extra:
         assert "value/explained_variance" in it_rows[-1]
     assert (wd / "eval.png").exists()
