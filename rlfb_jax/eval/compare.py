@@ -33,9 +33,8 @@ from typing import Any
 import numpy as np
 
 from rlfb_jax.core.metrics import read_jsonl
+from rlfb_jax.executor import STATUSES  # the verdicts of held-out samples
 
-STATUSES = ("passed", "wrong_answer", "runtime_error", "syntax_error", "timeout",
-            "memory_exceeded", "output_exceeded", "sandbox_error")
 CURVES = (("eval/pass@1", "held-out greedy pass@1"), ("eval/compile_rate", "greedy compile rate"),
           ("eval/sample_pass_rate", "held-out sample pass rate"),
           ("kl/seq_kl", "KL to the reference (nats / sequence)"))
