@@ -6,17 +6,39 @@ Trains the base first (experiments/synthetic_sft.py, into WORKDIR/base) unless
 ``--config.base_workdir`` points at a finished base run. Writes the held-out accuracy of
 every selection method for n in {1, 4, 16, 64} (summary.json ``rerank/<method>@<n>``,
 rerank.md, rerank_accuracy.png) and the verifier's AUC with and without execution results.
+
+The task world is the default one with two changes (``data.*``), each undone by an argument:
+* ``code_variants=True``: the base learns references written with equivalent names drawn
+  per program (``ys = [v + 3 for v in xs]``), so one behavior reaches the sampler as several
+  strings, as in real code; pooling equal execution results is what LEVER adds. Undone by
+  ``canonical`` (one spelling per program: a correct behavior is almost always a single
+  string, 1.33 distinct correct programs per solved task, and pooling has nothing to pool).
+* ``examples_in_tests=True``: a program is judged on the prompt's examples too, so one
+  that contradicts them is never labeled correct. Undone by ``loose``.
+``inputs`` shows the examples' inputs without outputs (``example_outputs=False``, LEVER's
+NL-to-SQL setting; implies judging on them). Arguments are comma-separated, with ``smoke``
+for the tests' tiny budget; ``canonical,loose`` is the plain default world.
 """
 
 from experiments import synthetic_sft
 from rlfb_jax.algos.lever import default_config
 from rlfb_jax.core.config import lock
 
+ARGS = ("canonical", "loose", "inputs", "smoke")
+
 
 def get_config(arg: str = ""):
+    args = {a for a in arg.split(",") if a}
+    if args - set(ARGS):
+        raise ValueError(f"synthetic_lever: unknown argument(s) {sorted(args - set(ARGS))}; "
+                         f"expected a comma-separated subset of {', '.join(ARGS)}")
+    smoke = "smoke" in args
     c = default_config()
-    c.base = synthetic_sft.get_config(arg)
+    c.base = synthetic_sft.get_config("smoke" if smoke else "")
     d = c.base.data
+    d.code_variants = "canonical" not in args
+    d.examples_in_tests = "loose" not in args
+    d.example_outputs = "inputs" not in args
     c.lever.train_tasks = 512
     c.lever.train_samples = 8
     c.lever.temperature = 0.8
@@ -30,7 +52,7 @@ def get_config(arg: str = ""):
     c.verifier.steps = 120
     c.verifier.batch_size = 32
     c.optimizer.learning_rate = 2e-4
-    if arg == "smoke":  # the whole pipeline in well under a minute, for tests
+    if smoke:  # the whole pipeline in well under a minute, for tests
         c.lever.train_tasks, c.lever.train_samples, c.lever.test_tasks = 16, 2, 4
         c.lever.select_tasks = 4
         c.lever.ns, c.lever.num_subsets, c.lever.batch_size = (1, 2, 4), 2, 16

@@ -10,6 +10,7 @@ tokenizer, the task splits it was trained and evaluated on, and its summary.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 from typing import Any
@@ -34,13 +35,41 @@ def base_workdir(config, workdir: str) -> str:
     return config.get("base_workdir") or os.path.join(workdir, "base")
 
 
+# Data settings that change what the base model was trained on: a finished base directory
+# whose config.json disagrees on one of them was trained for another task world. Absent keys
+# (older runs) count as the default.
+PROMPT_DEFINING = {"source": "synthetic", "path": "", "seed": 0, "max_depth": 3,
+                   "example_outputs": True, "code_variants": False}
+
+
+def check_base_data(base_cfg, bdir: str):
+    """Raises ValueError when the finished base in `bdir` was trained on other data than
+    ``base_cfg.data`` describes (see `PROMPT_DEFINING`); a directory without a finished run
+    or without config.json passes."""
+    path = os.path.join(bdir, "config.json")
+    if not (os.path.exists(os.path.join(bdir, "summary.json")) and os.path.exists(path)):
+        return
+    with open(path) as f:
+        saved = json.load(f).get("data", {})
+    want = base_cfg.get("data", {})
+    diff = {k: (saved.get(k, d), want.get(k, d)) for k, d in PROMPT_DEFINING.items()
+            if saved.get(k, d) != want.get(k, d)}
+    if diff:
+        detail = ", ".join(f"data.{k}: {a!r} there, {b!r} here" for k, (a, b) in diff.items())
+        raise ValueError(f"base_workdir {bdir} holds a base trained on other data ({detail}); "
+                         "pass a base trained with this config's data settings, or none "
+                         "to train one")
+
+
 def ensure_base(config, workdir: str, heads: tuple[str, ...] = ()) -> Base:
     """Trains the base if needed and loads it. `heads` adds zero-initialized scalar heads
-    (e.g. ("value",)) on top of the trained backbone."""
+    (e.g. ("value",)) on top of the trained backbone. A finished base trained on other data
+    (`check_base_data`) is an error."""
     from rlfb_jax.algos import sft
 
     bdir = base_workdir(config, workdir)
     base_cfg = config.base
+    check_base_data(base_cfg, bdir)
     summary = sft.run(base_cfg, bdir)  # does no work when the base is finished
     data = load_sft_data(base_cfg, bdir)
     policy = common.build_policy(base_cfg, data.tokenizer)

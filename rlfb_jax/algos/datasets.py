@@ -64,7 +64,9 @@ def synthetic_tasks(config) -> dict[str, list]:
     return make_splits(
         num_train=int(d.num_train), num_valid=int(d.num_valid), num_test=int(d.num_test),
         seed=int(d.seed), max_depth=int(d.max_depth),
-        config=GeneratorConfig(examples_in_tests=bool(d.get("examples_in_tests", False))),
+        config=GeneratorConfig(examples_in_tests=bool(d.get("examples_in_tests", False)),
+                               example_outputs=bool(d.get("example_outputs", True)),
+                               code_variants=bool(d.get("code_variants", False))),
     )
 
 

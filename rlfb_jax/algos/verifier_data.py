@@ -29,6 +29,7 @@ import numpy as np
 
 from rlfb_jax.algos import common
 from rlfb_jax.core.batching import make_sequence_batch
+from rlfb_jax.data.tasks import UNKNOWN_OUTPUT
 from rlfb_jax.eval.rerank import execution_key
 
 NO_EXAMPLES = "(no visible examples)"
@@ -43,7 +44,7 @@ class Program:
     passed: bool = False  # hidden tests (the label)
     status: str = ""  # hidden-test status
     probe_status: str = ""  # status of the visible-example probe
-    exec_lines: tuple[str, ...] = ()  # per visible example: "ok V", "wrong V", "error E"
+    exec_lines: tuple[str, ...] = ()  # per visible example: "ok V", "wrong V", "out V", "error E"
     key: str = ""  # grouping key (`rlfb_jax.eval.rerank.execution_key`)
 
 
@@ -91,8 +92,9 @@ def dedupe(completions: Sequence[str]) -> tuple[list[Program], list[int]]:
 
 def probe_lines(outcome, expected_stdout: str) -> tuple[str, ...]:
     """Per visible example, "ok V" (the expected value V came back), "wrong V" (V came back
-    instead) or "error E" (the call raised E), from a probe job's outcome; () when the
-    program did not get to run the examples."""
+    instead), "out V" (V came back from an example shown without its output) or "error E"
+    (the call raised E), from a probe job's outcome; () when the program did not get to run
+    the examples."""
     if outcome.status not in ("passed", "wrong_answer"):
         return ()
     expected = expected_stdout.strip().splitlines()
@@ -102,6 +104,8 @@ def probe_lines(outcome, expected_stdout: str) -> tuple[str, ...]:
         g = got[i].strip() if i < len(got) else "!NoOutput"
         if g.startswith("!"):
             out.append("error " + g[1:])
+        elif exp.strip() == UNKNOWN_OUTPUT:
+            out.append("out " + g)
         elif g == exp.strip():
             out.append("ok " + g)
         else:

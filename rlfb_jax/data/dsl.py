@@ -33,6 +33,8 @@ copied verbatim from the description.
 from __future__ import annotations
 
 import dataclasses
+import random
+import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -435,32 +437,51 @@ def run(program: Program, value: Any) -> Any:
     return value
 
 
-def render_steps(program: Program) -> list[str]:
+# Equivalent spellings for `render_steps(..., rng)`: names of intermediate values by type
+# (the first is the canonical `VAR`) and of the element variable of comprehensions and loops.
+NAME_CHOICES = {INT: ("n", "m", "num"), LIST: ("xs", "ys", "nums"), STR: ("s", "t", "text"),
+                BOOL: ("b", "ok", "flag")}
+ELEMENT_CHOICES = ("x", "v", "e")
+_ELEMENT = re.compile(r"\bx\b")
+
+
+def render_steps(program: Program, rng: random.Random | None = None) -> list[str]:
     """The unindented source of each step (a block step spans several lines, and the last
-    step ends in a ``return``), joined by `render_body`."""
+    step ends in a ``return``), joined by `render_body`.
+
+    With ``rng``, each intermediate value's name is drawn from `NAME_CHOICES` of its type and
+    each step's element variable from `ELEMENT_CHOICES`: the same behavior, another string
+    (the input keeps the signature's name). Without, the canonical names (`VAR`, ``x``).
+    """
     chunks = []
     var = VAR[input_type(program)]
     for i, (name, param) in enumerate(program):
         op = OPS_BY_NAME[name]
-        out = VAR[op.out_type]
+        out = VAR[op.out_type] if rng is None else rng.choice(NAME_CHOICES[op.out_type])
         last = i == len(program) - 1
-        if isinstance(op.code, tuple):
+        code = op.code
+        if rng is not None:
+            element = rng.choice(ELEMENT_CHOICES)
+            code = (tuple(_ELEMENT.sub(element, c) for c in code) if isinstance(code, tuple)
+                    else _ELEMENT.sub(element, code))
+        if isinstance(code, tuple):
             slots = op.slots(param, var, out)
-            lines = [line.format(**slots) for line in op.code]
+            lines = [line.format(**slots) for line in code]
             if last:
                 lines.append(f"return {out}")
             chunks.append("\n".join(lines))
         else:
-            expr = op.code.format(**op.slots(param, var))
+            expr = code.format(**op.slots(param, var))
             chunks.append(f"return {expr}" if last else f"{out} = {expr}")
         var = out
     return chunks
 
 
-def render_body(program: Program, indent: str = "    ") -> str:
-    """The function body (each line ending in a newline): one line per step, last returns."""
+def render_body(program: Program, indent: str = "    ", rng: random.Random | None = None) -> str:
+    """The function body (each line ending in a newline): one line per step, last returns.
+    ``rng``: draw equivalent names (see `render_steps`)."""
     return "".join(indent + line + "\n"
-                   for chunk in render_steps(program) for line in chunk.split("\n"))
+                   for chunk in render_steps(program, rng) for line in chunk.split("\n"))
 
 
 def render_signature(program: Program, name: str = "f") -> str:

@@ -19,6 +19,8 @@ Reference completion (then ``<eos>`` in `format_example`)::
 
 Tests: the visible examples (2 by default) appear in the prompt; 8 further hidden
 input/output pairs (distinct inputs) are stored in assert, stdin/stdout and call form.
+With ``GeneratorConfig(example_outputs=False)`` the prompt lists the example calls without
+their outputs (``>>> f([1, 2, 3])``) and those pairs are tested too.
 
 Splits are disjoint by program: a program's split is a fixed function of the hash of its
 name-normalized statements (`split_key`, a coarsening of `normalized_ast`: the AST with
@@ -80,6 +82,19 @@ class GeneratorConfig:
       examples can pass: the examples take the inputs with distinct outputs, so the hidden
       tests alone are weaker (8.5% of the synthetic base's passing samples fail an example).
       Prompts, references and the random stream are the same either way.
+    example_outputs: show the visible examples' outputs in the prompt (doctest form). Off,
+      the prompt shows the example calls only (``>>> f([1, 2, 3])``), the task's
+      ``examples`` are those bare calls (no ``example_calls``), and their input/output pairs
+      join the hidden tests. Execution results on the visible inputs are then evidence to
+      weigh, not answers to check: LEVER's setting (NL-to-SQL, table QA), where programs
+      with equal results can be pooled. The same tasks either way (the length filter
+      measures the prompt with outputs).
+    code_variants: write each reference with equivalent names drawn per program
+      (`dsl.render_steps` with an rng: ``ys = [v + 3 for v in xs]`` for
+      ``xs = [x + 3 for x in xs]``), as real code varies. A model trained on them spreads
+      one behavior over several strings, which is what pooling equal execution results
+      (LEVER) and AST-level dedupe address; with canonical names a behavior is nearly always
+      one string. The same tasks and splits either way (filters measure the canonical text).
     holdout: ``"program"`` (split by normalized AST) or ``"skeleton"`` (by op names).
     split_fractions: (train, validation, test) shares of the program space.
     """
@@ -90,6 +105,8 @@ class GeneratorConfig:
     num_examples: int = 2
     num_tests: int = 8
     examples_in_tests: bool = False
+    example_outputs: bool = True
+    code_variants: bool = False
     holdout: str = "program"
     split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
     entry_point: str = "f"
@@ -377,18 +394,22 @@ def make_task(
     if pairs is None:
         return None
     visible, hidden = _pick_visible(pairs, config.num_examples)
-    judged = visible + hidden if config.examples_in_tests else hidden
+    shown = config.example_outputs
+    judged = visible + hidden if config.examples_in_tests or not shown else hidden
     description = dsl.describe(program, rng.choice)
-    prompt = (
-        '"""' + description + "\n"
-        + "".join(_example_text(ep, x, y) for x, y in visible)
-        + '"""\n' + dsl.render_signature(program, ep)
-    )
+    head, tail = '"""' + description + "\n", '"""\n' + dsl.render_signature(program, ep)
+    with_outputs = "".join(_example_text(ep, x, y) for x, y in visible)
     reference = dsl.render_body(program)
-    if len(prompt) > config.max_prompt_chars or len(reference) > config.max_reference_chars:
+    # Measured with outputs and canonical names, so that every rendering keeps the same tasks.
+    if (len(head + with_outputs + tail) > config.max_prompt_chars
+            or len(reference) > config.max_reference_chars):
         return None
-    split = split or split_of(program, config)
     key = dsl.program_key(program)
+    if config.code_variants:  # its own stream, so the task stream is unchanged
+        reference = dsl.render_body(program, rng=random.Random("names:" + key))
+    calls = [f"{ep}({x!r})" for x, _ in visible]
+    prompt = head + (with_outputs if shown else "".join(f">>> {c}\n" for c in calls)) + tail
+    split = split or split_of(program, config)
     digest = hashlib.sha1(key.encode()).hexdigest()[:12]
     in_t, out_t = dsl.input_type(program), dsl.output_type(program)
     return Task(
@@ -399,8 +420,9 @@ def make_task(
         tests=tuple(call_to_assert(ep, (x,), y) for x, y in judged),
         stdio_tests=tuple(call_to_stdio((x,), y) for x, y in judged),
         call_tests=tuple(((x,), y) for x, y in judged),
-        examples=tuple(call_to_assert(ep, (x,), y) for x, y in visible),
-        example_calls=tuple(((x,), y) for x, y in visible),
+        examples=(tuple(call_to_assert(ep, (x,), y) for x, y in visible) if shown
+                  else tuple(calls)),
+        example_calls=tuple(((x,), y) for x, y in visible) if shown else (),
         difficulty=len(program),
         family=f"synthetic/{in_t}->{out_t}",
         split=split,

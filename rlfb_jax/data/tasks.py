@@ -67,6 +67,8 @@ def _rlfb_probe(call, expected, text):
         value = call()
     except BaseException as e:  # the error type is the execution result
         return "!" + type(e).__name__
+    if expected is None:  # an example shown without its output
+        return repr(value)
     try:
         if value == expected():
             return text
@@ -78,6 +80,9 @@ def _rlfb_probe(call, expected, text):
 """
 
 CallTest = tuple[tuple[Any, ...], Any]
+
+# The expected probe line of a visible example shown without its output (no repr equals it).
+UNKNOWN_OUTPUT = "?"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,8 +100,9 @@ class Task:
         ``test_setup_code``, which builds objects of the program's own classes).
       stdio_tests: hidden tests, ``(stdin, expected_stdout)`` pairs (kind ``"stdio"``).
       call_tests: hidden tests, ``(args_tuple, expected)`` pairs (kind ``"call"``).
-      examples: visible examples shown in the prompt, assert form.
-      example_calls: visible examples, call form (synthetic tasks only).
+      examples: visible examples shown in the prompt, assert form; or bare calls
+        (``f([1, 2])``) where the prompt shows the inputs only.
+      example_calls: visible examples with outputs, call form (synthetic tasks only).
       difficulty: composition depth for synthetic tasks (1-4), None for benchmarks.
       family: ``"synthetic/<input type>-><output type>"``, ``"humaneval"`` or ``"mbpp"``.
       split: ``"train"``, ``"validation"``, ``"test"`` or ``"prompt"`` (MBPP few-shot).
@@ -198,8 +204,12 @@ class Task:
         one, else ``repr`` of the value, or ``!ErrorType`` if the call raised. So
         ``Outcome.stdout`` is the program's execution result, and the single stdio test
         (expecting the expected texts) passes iff every visible example passes. Only the
-        examples of the form ``assert CALL == EXPECTED`` are probed. All examples run in one
+        examples of the form ``assert CALL == EXPECTED`` or ``CALL`` are probed. All examples run in one
         test, so give slow programs a ``timeout_per_test`` that covers them all.
+
+        Examples that are bare calls (``f([1, 2])``: the prompt shows the input only) print
+        the value's ``repr`` (or ``!ErrorType``) and expect `UNKNOWN_OUTPUT`, so such a probe
+        never passes and its stdout is purely what the program did.
         """
         body, expected = [], []
         for example in self.examples:
@@ -210,6 +220,11 @@ class Task:
             if not statements:
                 continue
             *pre, last = statements
+            if isinstance(last, ast.Expr) and isinstance(last.value, ast.Call):
+                body += [ast.unparse(s) for s in pre]
+                body.append(f"print(_rlfb_probe(lambda: {ast.unparse(last.value)}, None, None))")
+                expected.append(UNKNOWN_OUTPUT)
+                continue
             test = getattr(last, "test", None)
             if not (isinstance(last, ast.Assert) and isinstance(test, ast.Compare)
                     and len(test.ops) == 1 and isinstance(test.ops[0], ast.Eq)):
@@ -225,7 +240,7 @@ class Task:
                         f"lambda: {ast.unparse(rhs)}, {text!r}))")
         if not body:
             raise ValueError(f"task {self.task_id} has no visible examples of the form "
-                             "'assert CALL == EXPECTED' to probe")
+                             "'assert CALL == EXPECTED' or 'CALL' to probe")
         script = (self.setup + ("\n" if self.setup else "") + self.program(completion)
                   + self._test_setup_lines() + PROBE_HELPER + "\n".join(body) + "\n")
         stdout = "".join(line + "\n" for line in expected)

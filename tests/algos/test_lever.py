@@ -36,6 +36,10 @@ def test_probe_lines_and_rendering():
     assert vd.render_execution((), "syntax_error") == "\n# exec: syntax_error\n"
     assert vd.probe_lines(Outcome("wrong_answer", stdout="10\n"), expected)[1:] == (
         "error NoOutput", "error NoOutput")
+    # examples shown without their outputs: the value only, never "ok" or "wrong"
+    unknown = "?\n?\n"
+    assert vd.probe_lines(Outcome("wrong_answer", stdout="10\n!KeyError\n"), unknown) == (
+        "out 10", "error KeyError")
     long = ("wrong " + "x" * 100,) * 5
     text = vd.render_execution(long, "wrong_answer", max_chars=60, max_value_chars=20)
     assert len(text) == 61 and text.endswith("\n") and "wrong " + "x" * 11 + "... |" in text
@@ -196,3 +200,29 @@ def test_scoring_is_chosen_by_lever_accuracy_on_held_out_training_tasks():
                      "select/lever_acc/alpha=0.0/length_norm=False": 1.0}
     # a tie keeps the first grid entry
     assert choose_scoring([c], (2.0, 3.0), (False,))[0] == 2.0
+
+
+def test_a_base_trained_on_other_data_is_refused(tmp_path):
+    """The LEVER experiment's base learns name-varied references; a finished base of the
+    default world (config.json from an older run, without the keys) is refused by name, a
+    base that differs only in how programs are judged passes, and so does a directory
+    without a finished run."""
+    from experiments import synthetic_lever
+    from rlfb_jax.algos.base import check_base_data
+
+    lever = synthetic_lever.get_config("smoke")
+    check_base_data(lever.base, str(tmp_path))  # nothing there yet
+    saved = {k: v for k, v in lever.base.data.to_dict().items()
+             if k not in ("example_outputs", "code_variants")}
+    (tmp_path / "config.json").write_text(json.dumps({"data": saved}))
+    check_base_data(lever.base, str(tmp_path))  # not finished: it will be trained anew
+    (tmp_path / "summary.json").write_text("{}")
+    with pytest.raises(ValueError, match=r"data.code_variants: False there, True here"):
+        check_base_data(lever.base, str(tmp_path))
+    check_base_data(synthetic_lever.get_config("canonical,smoke").base, str(tmp_path))
+    check_base_data(synthetic_lever.get_config("canonical,loose,smoke").base, str(tmp_path))
+    with pytest.raises(ValueError, match=r"data.example_outputs: True there, False here"):
+        check_base_data(synthetic_lever.get_config("canonical,inputs,smoke").base,
+                        str(tmp_path))
+    with pytest.raises(ValueError, match="unknown argument"):
+        synthetic_lever.get_config("smoke,fast")

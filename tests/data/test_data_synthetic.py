@@ -14,9 +14,9 @@ from rlfb_jax.data.reference_check import run_jobs, run_script
 from rlfb_jax.data.synthetic import GeneratorConfig, make_splits, normalized_ast
 
 
-def _exec_function(program: dsl.Program):
+def _exec_function(program: dsl.Program, names: random.Random | None = None):
     ns: dict = {}
-    exec(synthetic.program_code(program), ns)
+    exec(dsl.render_signature(program) + dsl.render_body(program, rng=names), ns)
     return ns["f"]
 
 
@@ -45,18 +45,24 @@ def test_every_op_code_matches_its_semantics():
 
 
 def test_random_deep_programs_match_semantics():
+    """Canonical and name-varied renderings (`render_body(..., rng)`) compute the DSL's value."""
     rng = random.Random(1)
+    spellings = set()
     for _ in range(300):
         program = synthetic.sample_program(rng, rng.randint(1, 4))
         dsl.validate(program)
         f = _exec_function(program)
+        names = random.Random(dsl.program_key(program))
+        g = _exec_function(program, names)
+        spellings.add(dsl.render_body(program, rng=names) != dsl.render_body(program))
         for _ in range(5):
             x = synthetic.sample_input(rng, dsl.input_type(program))
             try:
                 want = dsl.run(program, x)
             except dsl.Rejected:
                 continue
-            assert f(x) == want, (dsl.program_key(program), x)
+            assert f(x) == want == g(x), (dsl.program_key(program), x)
+    assert spellings == {True, False}
 
 
 def test_validate_rejects_bad_programs():
@@ -145,6 +151,46 @@ def test_examples_in_tests_judges_the_prompts_examples_too():
         jobs += [a.to_job(cheat, "assert"), b.to_job(cheat, "assert"), b.reference_job("call")]
         expected += [True, False, True]
     assert [ok for ok, _ in run_jobs(jobs)] == expected
+
+
+def test_example_outputs_off_shows_the_inputs_only():
+    """example_outputs=False: the same tasks, prompts list the example calls without outputs,
+    `examples` are those calls, and the example pairs join every test form; the reference
+    passes them all, and no prompt contains an example's output line."""
+    shown = make_splits(60, 5, 5, seed=3)
+    hidden = make_splits(60, 5, 5, seed=3, config=GeneratorConfig(example_outputs=False))
+    jobs = []
+    for a, b in zip(shown["train"] + shown["test"], hidden["train"] + hidden["test"]):
+        assert (a.task_id, a.reference, a.split) == (b.task_id, b.reference, b.split)
+        calls = tuple(f"f({x!r})" for (x,), _ in a.example_calls)
+        assert b.examples == calls and b.example_calls == ()
+        assert b.prompt == a.prompt.replace(
+            "".join(f">>> {c}\n{y!r}\n" for c, (_, y) in zip(calls, a.example_calls)),
+            "".join(f">>> {c}\n" for c in calls))
+        assert b.tests == a.examples + a.tests and b.call_tests == a.example_calls + a.call_tests
+        assert len(b.stdio_tests) == 10
+        jobs += [b.reference_job(k) for k in ("assert", "call", "stdio")]
+        jobs.append(b.to_job(b.reference, visible=True))
+    assert all(ok for ok, _ in run_jobs(jobs))
+    # The outputs differ from the inputs' reprs in most tasks, so a leak would show.
+    assert sum(repr(y) not in b.prompt for b, (_, y) in zip(
+        hidden["train"], [a.example_calls[0] for a in shown["train"]])) >= 30
+
+
+def test_code_variants_write_the_same_programs_with_other_names():
+    """code_variants: the same tasks and prompts; most references are spelled differently
+    (names drawn per program, deterministically) and every one passes all its tests."""
+    canon = make_splits(80, 5, 5, seed=4)
+    varied = make_splits(80, 5, 5, seed=4, config=GeneratorConfig(code_variants=True))
+    again = make_splits(80, 5, 5, seed=4, config=GeneratorConfig(code_variants=True))
+    assert [t.reference for t in varied["train"]] == [t.reference for t in again["train"]]
+    changed = 0
+    for a, b in zip(canon["train"], varied["train"]):
+        assert (a.task_id, a.prompt, a.tests, a.split) == (b.task_id, b.prompt, b.tests, b.split)
+        changed += a.reference != b.reference
+    assert changed >= 0.5 * len(canon["train"])  # depth-1 non-list programs have one spelling
+    jobs = [t.reference_job(k) for t in varied["train"] for k in ("assert", "stdio")]
+    assert all(ok for ok, _ in run_jobs(jobs))
 
 
 def test_stdio_script_runs_as_a_real_process(splits):
@@ -347,7 +393,7 @@ def test_reference_check_reports_failures(splits):
     assert {f[1] for f in report["failures"]} == {"assert", "call", "stdio"}
 
 
-def test_data_config_examples_in_tests_reaches_the_tasks():
+def test_data_config_example_options_reach_the_tasks():
     from rlfb_jax.algos import datasets, sft
 
     c = sft.default_config()
@@ -356,3 +402,13 @@ def test_data_config_examples_in_tests_reaches_the_tasks():
     c.data.examples_in_tests = True
     strict = datasets.synthetic_tasks(c)["test"]
     assert [t.tests for t in strict] == [t.examples + t.tests for t in loose]
+    c.data.examples_in_tests, c.data.example_outputs = False, False
+    inputs_only = datasets.synthetic_tasks(c)["test"]
+    assert [t.tests for t in inputs_only] == [t.tests for t in strict]
+    assert all(t.example_calls == () and "==" not in t.examples[0] for t in inputs_only)
+    c.data.example_outputs, c.data.code_variants = True, True
+    varied = datasets.synthetic_tasks(c)["train"]
+    c.data.code_variants = False
+    canonical = datasets.synthetic_tasks(c)["train"]
+    assert [t.task_id for t in varied] == [t.task_id for t in canonical]
+    assert [t.reference for t in varied] != [t.reference for t in canonical]

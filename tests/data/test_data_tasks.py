@@ -183,6 +183,21 @@ def test_probe_job_prints_execution_results():
     assert run_jobs([loose.probe_job(loose.reference)]) == [(True, "")]
 
 
+def test_probe_job_of_examples_shown_without_outputs():
+    """A bare call (the prompt shows the input only) prints what came back, expects
+    UNKNOWN_OUTPUT and so never passes; errors print as !ErrorType; asserts still compare."""
+    from rlfb_jax.data.tasks import UNKNOWN_OUTPUT
+
+    task = _task(examples=("f([1])", "f(None)", "assert f([]) == []"))
+    job = task.probe_job(task.reference)
+    assert job.tests == (("", f"{UNKNOWN_OUTPUT}\n{UNKNOWN_OUTPUT}\n[]\n"),)
+    assert run_script(job.program, "") == "[2]\n!TypeError\n[]\n"
+    assert run_jobs([job])[0][0] is False
+    # The printed value is the program's, not the expected one (no equality shortcut).
+    floaty = task.probe_job("    return [x + 1.0 for x in xs]\n")
+    assert run_script(floaty.program, "") == "[2.0]\n!TypeError\n[]\n"
+
+
 def test_probe_jobs_of_generated_and_benchmark_tasks(splits):
     from rlfb_jax.data.benchmarks import load_humaneval
 
