@@ -28,8 +28,10 @@ def get_config(arg: str = ""):
         sub.unlock()
         c[name] = sub
     if arg != "smoke":
-        # LEVER: n = 16 only (the table's column) instead of 1..64
+        # LEVER: n = 16 only (the table's column) instead of 1..64, and half the verifier
+        # data and steps of experiments/synthetic_lever.py
         c.lever.lever.ns = (1, 4, 16)
+        c.lever.lever.train_tasks, c.lever.verifier.steps = 512, 120
         # PPO: the full experiment (3 iterations of 4,096 prompts x 4 samples, about 12 min)
         # ReST-EM: one iteration (iterations 2-3 are in experiments/synthetic_rest_em.py)
         c.rest_em.rest_em.iterations = 1

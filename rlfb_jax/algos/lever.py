@@ -12,7 +12,8 @@
                        (subsets of the n_max samples, averaged over seeded draws)
 
 Outputs (the run directory): summary.json with ``rerank/<method>@<n>``, ``verifier/auc``
-and ``verifier/auc_no_exec`` (held-out test programs), rerank.md (table),
+and ``verifier/auc_no_exec`` (held-out test programs), ``rerank_diff[_lo|_hi]/<method>@<n>``
+(LEVER minus the method, paired over tasks, with a 95% bootstrap interval), rerank.md (tables),
 rerank_accuracy.png (accuracy against n),
 the sample files, and the two verifier runs in ``verifier_exec/`` and ``verifier_no_exec/``
 (each a Run with its own checkpoints and metrics). Every stage is saved when it ends, so a
@@ -346,8 +347,10 @@ def run(config, workdir: str) -> dict:
                  "length_norm=%s", len(sel), alpha, length_norm)
     cands = _candidates(test, log_pv["exec"], log_pv["no_exec"], test_rows)
     greedy_passed = [g.programs[0].passed for g in greedy_samples]
+    per_task: dict = {}
     summary = rerank.rerank_accuracy(cands, greedy_passed, ns, int(lv.num_subsets),
-                                     int(config.seed), alpha, length_norm)
+                                     int(config.seed), alpha, length_norm, per_task)
+    summary.update(rerank.paired_differences(per_task, seed=int(config.seed)))
     summary.update(select_table)
     summary["lever/alpha"], summary["lever/length_norm"] = alpha, float(length_norm)
     summary["verifier/auc"] = rerank.rank_auc(log_pv["exec"], test_labels)
@@ -373,8 +376,10 @@ def run(config, workdir: str) -> dict:
                 f"T={lv.temperature}, alpha={alpha}, length_norm={length_norm}).\n"
                 f"Verifier AUC: {summary['verifier/auc']:.3f} with execution results, "
                 f"{summary['verifier/auc_no_exec']:.3f} without.\n\n")
+        diffs = ("\nLEVER minus each method: mean over the held-out tasks (paired) and its 95% "
+                 "bootstrap interval over tasks.\n\n" + rerank.difference_table(summary, ns))
         with open(os.path.join(main.workdir, "rerank.md"), "w") as f:
-            f.write(head + table)
+            f.write(head + table + diffs)
         rerank.plot_accuracy(os.path.join(main.workdir, "rerank_accuracy.png"), summary, ns,
                              title=f"LEVER reranking, {len(cands)} held-out tasks")
         log.info("reranking accuracy:\n%s", table)

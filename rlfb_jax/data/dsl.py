@@ -69,6 +69,7 @@ class Op:
     phrases: tuple[str, ...]
     fn: Callable[[Any, Any], Any]
     params: tuple[Any, ...] = (None,)
+    alt: tuple[str, ...] = ()  # equivalent expression templates (`render_steps` with an rng)
     idempotent: bool = False  # applying it twice in a row equals applying it once
     involution: bool = False  # applying it twice in a row is the identity
 
@@ -149,7 +150,7 @@ def _ops() -> list[Op]:
            lambda xs, k: [x % k for x in xs], params=(2, 3, 4, 5, 10)),
         Op("square", L, L, "[x * x for x in {v}]",
            ("square each element", "replace every number by its square"),
-           lambda xs, _: [x * x for x in xs]),
+           lambda xs, _: [x * x for x in xs], alt=("[x ** 2 for x in {v}]",)),
         Op("neg", L, L, "[-x for x in {v}]",
            ("negate each element", "flip the sign of every number"),
            lambda xs, _: [-x for x in xs], involution=True),
@@ -159,7 +160,8 @@ def _ops() -> list[Op]:
            lambda xs, _: [abs(x) for x in xs], idempotent=True),
         Op("atleast", L, L, "[max(x, {k}) for x in {v}]",
            ("raise each element below {k} to {k}", "replace every number smaller than {k} by {k}"),
-           lambda xs, k: [max(x, k) for x in xs], params=(0, 1, 2), idempotent=True),
+           lambda xs, k: [max(x, k) for x in xs], params=(0, 1, 2), idempotent=True,
+           alt=("[max({k}, x) for x in {v}]",)),
         Op("halve_even", L, L, "[x // 2 if x % 2 == 0 else x for x in {v}]",
            ("halve the even elements", "divide every even number by 2"),
            lambda xs, _: [x // 2 if x % 2 == 0 else x for x in xs]),
@@ -172,7 +174,8 @@ def _ops() -> list[Op]:
            lambda xs, k: [x for x in xs if x < k], params=(0, 1, 2, 3, 5), idempotent=True),
         Op("keep_even", L, L, "[x for x in {v} if x % 2 == 0]",
            ("keep the even elements", "remove the odd numbers"),
-           lambda xs, _: [x for x in xs if x % 2 == 0], idempotent=True),
+           lambda xs, _: [x for x in xs if x % 2 == 0], idempotent=True,
+           alt=("[x for x in {v} if not x % 2]",)),
         Op("keep_odd", L, L, "[x for x in {v} if x % 2 == 1]",
            ("keep the odd elements", "remove the even numbers"),
            lambda xs, _: [x for x in xs if x % 2 == 1], idempotent=True),
@@ -188,7 +191,7 @@ def _ops() -> list[Op]:
            lambda xs, _: sorted(xs, reverse=True), idempotent=True),
         Op("reverse", L, L, "{v}[::-1]",
            ("reverse the list", "reverse the order of the elements"),
-           lambda xs, _: xs[::-1], involution=True),
+           lambda xs, _: xs[::-1], involution=True, alt=("list(reversed({v}))",)),
         Op("unique", L, L, "sorted(set({v}))",
            ("sort the distinct elements", "remove duplicates and sort"),
            lambda xs, _: sorted(set(xs)), idempotent=True),
@@ -229,7 +232,8 @@ def _ops() -> list[Op]:
         # ---- list -> bool / str
         Op("contains", L, B, "{k} in {v}",
            ("check whether {k} is in the list", "tell whether the list contains {k}"),
-           lambda xs, k: k in xs, params=(0, 1, 2, 3)),
+           lambda xs, k: k in xs, params=(0, 1, 2, 3),
+           alt=("{v}.count({k}) > 0",)),
         Op("is_sorted", L, B, "{v} == sorted({v})",
            ("check whether the list is sorted", "tell whether the numbers are in ascending order"),
            lambda xs, _: xs == sorted(xs)),
@@ -248,13 +252,13 @@ def _ops() -> list[Op]:
         # ---- int -> int
         Op("iadd", N, N, "{v} + {k}",
            ("add {k} to the number", "increase it by {k}"),
-           lambda n, k: n + k, params=(1, 2, 3, 5, 10)),
+           lambda n, k: n + k, params=(1, 2, 3, 5, 10), alt=("{k} + {v}",)),
         Op("isub", N, N, "{v} - {k}",
            ("subtract {k} from the number", "decrease it by {k}"),
            lambda n, k: n - k, params=SMALL),
         Op("imul", N, N, "{v} * {k}",
            ("multiply the number by {k}", "multiply it by {k}"),
-           lambda n, k: n * k, params=(2, 3, 4, 5, 10)),
+           lambda n, k: n * k, params=(2, 3, 4, 5, 10), alt=("{k} * {v}",)),
         Op("ifloordiv", N, N, "{v} // {k}",
            ("divide the number by {k} rounding down", "floor-divide it by {k}"),
            lambda n, k: n // k, params=(2, 3, 4, 10)),
@@ -263,7 +267,7 @@ def _ops() -> list[Op]:
            lambda n, k: n % k, params=(2, 3, 4, 5, 10)),
         Op("isquare", N, N, "{v} * {v}",
            ("square the number", "multiply it by itself"),
-           lambda n, _: n * n),
+           lambda n, _: n * n, alt=("{v} ** 2",)),
         Op("ineg", N, N, "-{v}",
            ("negate the number", "flip its sign"),
            lambda n, _: -n, involution=True),
@@ -272,10 +276,12 @@ def _ops() -> list[Op]:
            lambda n, _: abs(n), idempotent=True),
         Op("imax", N, N, "max({v}, {k})",
            ("raise the number to at least {k}", "replace it by {k} if it is smaller"),
-           lambda n, k: max(n, k), params=(0, 1, 5), idempotent=True),
+           lambda n, k: max(n, k), params=(0, 1, 5), idempotent=True,
+           alt=("max({k}, {v})",)),
         Op("imin", N, N, "min({v}, {k})",
            ("cap the number at {k}", "replace it by {k} if it is larger"),
-           lambda n, k: min(n, k), params=(0, 5, 10), idempotent=True),
+           lambda n, k: min(n, k), params=(0, 5, 10), idempotent=True,
+           alt=("min({k}, {v})",)),
         Op("digit_sum", N, N, "sum(int(d) for d in str(abs({v})))",
            ("sum the digits of the number", "add up its digits"),
            lambda n, _: sum(int(d) for d in str(abs(n)))),
@@ -301,7 +307,7 @@ def _ops() -> list[Op]:
            lambda n, k: _repeat(k, n), params=("a", "ab", "x")),
         Op("is_even", N, B, "{v} % 2 == 0",
            ("check whether the number is even", "tell whether it is even"),
-           lambda n, _: n % 2 == 0),
+           lambda n, _: n % 2 == 0, alt=("not {v} % 2",)),
         Op("is_gt", N, B, "{v} > {k}",
            ("check whether the number is greater than {k}", "tell whether it is above {k}"),
            lambda n, k: n > k, params=(0, 5, 10)),
@@ -320,7 +326,7 @@ def _ops() -> list[Op]:
            lambda s, _: s.swapcase(), involution=True),
         Op("sreverse", S, S, "{v}[::-1]",
            ("reverse the string", "write the characters in reverse order"),
-           lambda s, _: s[::-1], involution=True),
+           lambda s, _: s[::-1], involution=True, alt=("''.join(reversed({v}))",)),
         Op("replace", S, S, "{v}.replace({a}, {b})",
            ("replace every {a} with {b}", "change each {a} into {b}"),
            lambda s, p: s.replace(p[0], p[1]),
@@ -348,7 +354,7 @@ def _ops() -> list[Op]:
            lambda s, _: "".join(sorted(s)), idempotent=True),
         Op("double", S, S, "{v} * 2",
            ("repeat the string twice", "concatenate the string with itself"),
-           lambda s, _: s * 2),
+           lambda s, _: s * 2, alt=("{v} + {v}",)),
         # ---- str -> int / list / bool
         Op("slen", S, N, "len({v})",
            ("return the length of the string", "count the characters"),
@@ -437,10 +443,10 @@ def run(program: Program, value: Any) -> Any:
     return value
 
 
-# Equivalent spellings for `render_steps(..., rng)`: names of intermediate values by type
-# (the first is the canonical `VAR`) and of the element variable of comprehensions and loops.
-NAME_CHOICES = {INT: ("n", "m", "num"), LIST: ("xs", "ys", "nums"), STR: ("s", "t", "text"),
-                BOOL: ("b", "ok", "flag")}
+# Equivalent spellings for `render_steps(..., rng)`: the element variable of comprehensions
+# and loops (the first is the canonical one). Names of values that live across lines stay
+# canonical: drawing those too left the synthetic base at pass@1 0.07 instead of 0.2 (its
+# samples lost track of which name holds the current value).
 ELEMENT_CHOICES = ("x", "v", "e")
 _ELEMENT = re.compile(r"\bx\b")
 
@@ -449,18 +455,20 @@ def render_steps(program: Program, rng: random.Random | None = None) -> list[str
     """The unindented source of each step (a block step spans several lines, and the last
     step ends in a ``return``), joined by `render_body`.
 
-    With ``rng``, each intermediate value's name is drawn from `NAME_CHOICES` of its type and
-    each step's element variable from `ELEMENT_CHOICES`: the same behavior, another string
-    (the input keeps the signature's name). Without, the canonical names (`VAR`, ``x``).
+    With ``rng``, each step's template is drawn among the op's code and its ``alt`` ones,
+    and its element variable from `ELEMENT_CHOICES`: the same behavior, another string
+    (``[v + 3 for v in xs]``, ``3 + n``, ``list(reversed(xs))``). Without, the canonical
+    template and ``x``.
     """
     chunks = []
     var = VAR[input_type(program)]
     for i, (name, param) in enumerate(program):
         op = OPS_BY_NAME[name]
-        out = VAR[op.out_type] if rng is None else rng.choice(NAME_CHOICES[op.out_type])
+        out = VAR[op.out_type]
         last = i == len(program) - 1
         code = op.code
         if rng is not None:
+            code = rng.choice((code,) + op.alt)
             element = rng.choice(ELEMENT_CHOICES)
             code = (tuple(_ELEMENT.sub(element, c) for c in code) if isinstance(code, tuple)
                     else _ELEMENT.sub(element, code))
@@ -479,7 +487,7 @@ def render_steps(program: Program, rng: random.Random | None = None) -> list[str
 
 def render_body(program: Program, indent: str = "    ", rng: random.Random | None = None) -> str:
     """The function body (each line ending in a newline): one line per step, last returns.
-    ``rng``: draw equivalent names (see `render_steps`)."""
+    ``rng``: draw equivalent spellings (see `render_steps`)."""
     return "".join(indent + line + "\n"
                    for chunk in render_steps(program, rng) for line in chunk.split("\n"))
 

@@ -89,8 +89,8 @@ class GeneratorConfig:
       weigh, not answers to check: LEVER's setting (NL-to-SQL, table QA), where programs
       with equal results can be pooled. The same tasks either way (the length filter
       measures the prompt with outputs).
-    code_variants: write each reference with equivalent names drawn per program
-      (`dsl.render_steps` with an rng: ``ys = [v + 3 for v in xs]`` for
+    code_variants: write each reference with element variables drawn per program
+      (`dsl.render_steps` with an rng: ``xs = [v + 3 for v in xs]`` for
       ``xs = [x + 3 for x in xs]``), as real code varies. A model trained on them spreads
       one behavior over several strings, which is what pooling equal execution results
       (LEVER) and AST-level dedupe address; with canonical names a behavior is nearly always

@@ -203,26 +203,26 @@ def test_scoring_is_chosen_by_lever_accuracy_on_held_out_training_tasks():
 
 
 def test_a_base_trained_on_other_data_is_refused(tmp_path):
-    """The LEVER experiment's base learns name-varied references; a finished base of the
-    default world (config.json from an older run, without the keys) is refused by name, a
-    base that differs only in how programs are judged passes, and so does a directory
-    without a finished run."""
+    """A finished base of the default world (config.json from an older run, without the
+    newer data keys) serves the LEVER experiment, which only judges programs differently,
+    but not its variants whose base sees other references or prompts: those are refused by
+    name. A directory without a finished run passes (it will be trained)."""
     from experiments import synthetic_lever
     from rlfb_jax.algos.base import check_base_data
 
     lever = synthetic_lever.get_config("smoke")
     check_base_data(lever.base, str(tmp_path))  # nothing there yet
     saved = {k: v for k, v in lever.base.data.to_dict().items()
-             if k not in ("example_outputs", "code_variants")}
+             if k not in ("example_outputs", "code_variants", "examples_in_tests")}
     (tmp_path / "config.json").write_text(json.dumps({"data": saved}))
-    check_base_data(lever.base, str(tmp_path))  # not finished: it will be trained anew
+    varied = synthetic_lever.get_config("variants,smoke").base
+    check_base_data(varied, str(tmp_path))  # not finished
     (tmp_path / "summary.json").write_text("{}")
+    check_base_data(lever.base, str(tmp_path))
+    check_base_data(synthetic_lever.get_config("loose,smoke").base, str(tmp_path))
     with pytest.raises(ValueError, match=r"data.code_variants: False there, True here"):
-        check_base_data(lever.base, str(tmp_path))
-    check_base_data(synthetic_lever.get_config("canonical,smoke").base, str(tmp_path))
-    check_base_data(synthetic_lever.get_config("canonical,loose,smoke").base, str(tmp_path))
+        check_base_data(varied, str(tmp_path))
     with pytest.raises(ValueError, match=r"data.example_outputs: True there, False here"):
-        check_base_data(synthetic_lever.get_config("canonical,inputs,smoke").base,
-                        str(tmp_path))
+        check_base_data(synthetic_lever.get_config("inputs,smoke").base, str(tmp_path))
     with pytest.raises(ValueError, match="unknown argument"):
         synthetic_lever.get_config("smoke,fast")

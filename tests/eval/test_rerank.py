@@ -164,3 +164,32 @@ def test_markdown_table_and_plot(tmp_path):
     assert "| lever | 0.250 | 0.500 |" in lines
     rr.plot_accuracy(str(tmp_path / "r.png"), metrics, [1, 4])
     assert (tmp_path / "r.png").stat().st_size > 1000
+
+
+def test_paired_differences_and_their_interval():
+    """Per-task rows from rerank_accuracy average to its accuracies; the paired difference
+    is the mean of ref - m, inside its bootstrap interval; identical methods give exactly 0
+    with a zero-width interval; the table prints signed cells."""
+    tasks = [
+        _cands([1, 0, 0, 0], ["a", "b", "b", "b"], np.log([0.1, 0.5, 0.2, 0.2]),
+               np.log([0.99, 0.1, 0.1, 0.1])),
+        _cands([0, 0, 0, 0], ["a", "a", "b", "c"], np.log([0.25] * 4), np.log([0.5] * 4)),
+        _cands([0, 1, 1, 1], ["a", "b", "b", "b"], np.log([0.3, 0.2, 0.2, 0.2]),
+               np.log([0.5, 0.5, 0.5, 0.5])),
+    ]
+    rows: dict = {}
+    out = rr.rerank_accuracy(tasks, [True, False, False], ns=[4], per_task=rows)
+    for m, v in rows[4].items():
+        assert v.shape == (3,) and out[f"rerank/{m}@4"] == pytest.approx(v.mean()), m
+    np.testing.assert_allclose(rows[4]["likelihood"], [0, 0, 0])
+    np.testing.assert_allclose(rows[4]["lever"], [1, 0, 1])
+    d = rr.paired_differences(rows, num_boot=500)
+    assert d["rerank_diff/likelihood@4"] == pytest.approx(2 / 3)
+    assert d["rerank_diff_lo/likelihood@4"] <= 2 / 3 <= d["rerank_diff_hi/likelihood@4"]
+    assert 0.0 <= d["rerank_diff_lo/likelihood@4"] and d["rerank_diff_hi/likelihood@4"] <= 1.0
+    assert d["rerank_diff/greedy@4"] == pytest.approx(1 / 3)
+    assert "rerank_diff/lever@4" not in d
+    same = rr.paired_differences({4: {"lever": rows[4]["lever"], "x": rows[4]["lever"]}})
+    assert same == {"rerank_diff/x@4": 0.0, "rerank_diff_lo/x@4": 0.0, "rerank_diff_hi/x@4": 0.0}
+    table = rr.difference_table(d, [4])
+    assert "| likelihood | +0.667 [" in table and "| lever |" not in table
