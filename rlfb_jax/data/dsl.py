@@ -18,6 +18,9 @@ Every op has three faces that are kept in lockstep:
   ``", "`` and ``", then "`` (phrases contain no commas, so clauses are easy to delimit).
 * ``fn``: the same computation in Python, used to compute test outputs quickly.
 
+Some ops also list ``alt`` templates that compute the same (``{k} + {v}`` for ``{v} + {k}``);
+`render_steps` draws among them, and among element-variable names, when given an rng.
+
 Rendered function (one line per step, the last one returns; this regularity is deliberate so
 a small model can learn the clause-to-line mapping and compose held-out programs)::
 
