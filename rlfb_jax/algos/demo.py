@@ -66,15 +66,13 @@ def markdown_table(rows: list[tuple[str, dict, float]], n: int = 16) -> str:
 
 
 def plot(path: str, rows: list[tuple[str, dict, float]], n: int = 16) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
+
+    from rlfb_jax.core.metrics import new_figure
 
     names = [label(s, n) for s, _, _ in rows]
     x = np.arange(len(rows))
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    fig, axes = new_figure(1, 2, figsize=(10, 3.6))
     for ax, key, title in ((axes[0], "pass@1", "held-out pass@1"),
                            (axes[1], "compile_rate", "compile rate")):
         vals = [r[key] for _, r, _ in rows]
@@ -87,7 +85,6 @@ def plot(path: str, rows: list[tuple[str, dict, float]], n: int = 16) -> None:
         ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def _stage_config(config, stage: str, base_dir: str):

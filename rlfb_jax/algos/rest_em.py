@@ -493,13 +493,10 @@ def _summary(base_summary: dict, history: list[dict], base_valid: float, best: i
 def plot_iterations(path: str, base_summary: dict, history: list[dict], base_valid: float):
     """rest_em.png: pass rates per iteration (0 = base), kept samples, held-out pass@k per
     iteration, and time per phase."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from rlfb_jax.core.metrics import new_figure
 
     its = list(range(len(history) + 1))
-    fig, axes = plt.subplots(1, 4, figsize=(18, 3.8))
+    fig, axes = new_figure(1, 4, figsize=(18, 3.8))
     a = axes[0]
     a.plot(its, [base_summary.get("eval/pass@1", np.nan)] + [h["eval/pass@1"] for h in history],
            marker="o", label="held-out greedy pass@1")
@@ -548,4 +545,3 @@ def plot_iterations(path: str, base_summary: dict, history: list[dict], base_val
     d.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
-    plt.close(fig)

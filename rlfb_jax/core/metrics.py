@@ -79,15 +79,21 @@ def write_summary(workdir: str, summary: Mapping[str, Any]) -> str:
     return path
 
 
+def new_figure(*args, figsize: tuple[float, float], **kwargs):
+    """(fig, axes) like ``plt.subplots(*args, figsize=..., **kwargs)``, for a figure that
+    pyplot never sees: nothing to close, and the caller's backend (a notebook's) is left
+    as it was. Write it with ``fig.savefig(path)``."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(*args, **kwargs)
+
+
 def plot_metrics(workdir: str, max_panels: int = 12) -> list[str]:
     """One PNG per metric prefix (train.png, eval.png, ...) with a panel per metric."""
     path = os.path.join(workdir, "metrics.jsonl")
     if not os.path.exists(path):
         return []
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
     series: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
     for row in read_jsonl(path):
@@ -103,7 +109,7 @@ def plot_metrics(workdir: str, max_panels: int = 12) -> list[str]:
         names = sorted(metrics)[:max_panels]
         cols = min(3, len(names))
         rows = math.ceil(len(names) / cols)
-        fig, axes = plt.subplots(rows, cols, figsize=(4.5 * cols, 3 * rows), squeeze=False)
+        fig, axes = new_figure(rows, cols, figsize=(4.5 * cols, 3 * rows), squeeze=False)
         for ax, name in zip(axes.flat, names):
             xs, ys = zip(*metrics[name])
             ax.plot(xs, ys, marker="." if len(xs) < 30 else None)
@@ -115,6 +121,5 @@ def plot_metrics(workdir: str, max_panels: int = 12) -> list[str]:
         fig.tight_layout()
         out = os.path.join(workdir, f"{prefix.replace('@', '_')}.png")
         fig.savefig(out, dpi=80)
-        plt.close(fig)
         written.append(out)
     return written

@@ -166,13 +166,11 @@ def programs_report(runs: Sequence[Run], base: Run | None, top: int = 5,
 
 
 def plot_curves(path: str, runs: Sequence[Run], base: Run | None = None) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
-    fig, axes = plt.subplots(1, len(CURVES), figsize=(4.2 * len(CURVES), 3.4))
+    from rlfb_jax.core.metrics import new_figure
+
+    fig, axes = new_figure(1, len(CURVES), figsize=(4.2 * len(CURVES), 3.4))
     for ax, (key, title) in zip(axes, CURVES):
         for r in runs:
             xs, ys = r.curve(key, base if key.startswith("eval/") else None)
@@ -185,18 +183,14 @@ def plot_curves(path: str, runs: Sequence[Run], base: Run | None = None) -> None
     axes[0].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
-    plt.close(fig)
 
 
 def plot_outcomes(path: str, runs: Sequence[Run]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from rlfb_jax.core.metrics import new_figure
 
     shown = [s for s in STATUSES if any(r.stats.get(f"samples/{s}", 0) > 0 for r in runs)]
     width = 0.8 / max(len(runs), 1)
-    fig, ax = plt.subplots(figsize=(1.6 + 1.3 * len(shown), 3.4))
+    fig, ax = new_figure(figsize=(1.6 + 1.3 * len(shown), 3.4))
     x = np.arange(len(shown))
     for i, r in enumerate(runs):
         ax.bar(x + i * width, [r.stats.get(f"samples/{s}", 0.0) for s in shown], width,
@@ -208,7 +202,6 @@ def plot_outcomes(path: str, runs: Sequence[Run]) -> None:
     ax.grid(alpha=0.3, axis="y")
     fig.tight_layout()
     fig.savefig(path, dpi=90)
-    plt.close(fig)
 
 
 def compare(paths: Sequence[str], out: str, labels: Sequence[str] | None = None,

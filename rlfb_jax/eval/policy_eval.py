@@ -143,12 +143,9 @@ def write_samples(path: str, tasks, completions, outcomes):
 
 def plot_eval(path: str, metrics: dict[str, float], prefix: str):
     """Two panels: pass@k against k, and the error-type breakdown of samples."""
-    import matplotlib
+    from rlfb_jax.core.metrics import new_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.5))
+    fig, (a, b) = new_figure(1, 2, figsize=(10, 3.5))
     ks = sorted(int(k.split("@")[1]) for k in metrics
                 if k.startswith(f"{prefix}/pass@") and k != f"{prefix}/pass@1")
     if ks:
@@ -168,4 +165,3 @@ def plot_eval(path: str, metrics: dict[str, float], prefix: str):
     b.set_title("outcomes of samples", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
-    plt.close(fig)

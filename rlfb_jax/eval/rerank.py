@@ -338,15 +338,13 @@ def markdown_table(metrics: dict[str, float], ns: Sequence[int],
 def plot_accuracy(path: str, metrics: dict[str, float], ns: Sequence[int],
                   methods: Sequence[str] = METHODS, title: str = ""):
     """PNG: held-out accuracy of each method against n (log-2 axis)."""
-    import matplotlib
+    from rlfb_jax.core.metrics import new_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = new_figure(figsize=(6, 4))
     for m in methods:
         ys = [metrics.get(f"rerank/{m}@{n}", np.nan) for n in ns]
-        style = dict(lw=2.5, color="k") if m == "lever" else dict(lw=1.2)
+        # LEVER thick and underneath, so a method that ties it stays visible on top
+        style = dict(lw=3.5, color="k", zorder=1) if m == "lever" else dict(lw=1.2, zorder=2)
         ax.plot(list(ns), ys, marker="o", label=m, **style)
     ax.set_xscale("log", base=2)
     ax.set_xticks(list(ns))
@@ -359,4 +357,3 @@ def plot_accuracy(path: str, metrics: dict[str, float], ns: Sequence[int],
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
-    plt.close(fig)
