@@ -37,9 +37,8 @@ def base_workdir(config, workdir: str) -> str:
 
 # Data settings that change what the base model was trained on: a finished base directory
 # whose config.json disagrees on one of them was trained for another task world. Absent keys
-# (older runs) count as the default.
-PROMPT_DEFINING = {"source": "synthetic", "path": "", "seed": 0, "max_depth": 3,
-                   "example_outputs": True, "code_variants": False}
+# (older runs) count as the SFT default (`rlfb_jax.algos.sft.default_config`).
+PROMPT_DEFINING = ("source", "path", "seed", "max_depth", "example_outputs", "code_variants")
 
 
 def check_base_data(base_cfg, bdir: str):
@@ -49,11 +48,14 @@ def check_base_data(base_cfg, bdir: str):
     path = os.path.join(bdir, "config.json")
     if not (os.path.exists(os.path.join(bdir, "summary.json")) and os.path.exists(path)):
         return
+    from rlfb_jax.algos.sft import default_config
+
+    defaults = default_config().data
     with open(path) as f:
         saved = json.load(f).get("data", {})
     want = base_cfg.get("data", {})
-    diff = {k: (saved.get(k, d), want.get(k, d)) for k, d in PROMPT_DEFINING.items()
-            if saved.get(k, d) != want.get(k, d)}
+    diff = {k: (saved.get(k, defaults[k]), want.get(k, defaults[k])) for k in PROMPT_DEFINING
+            if saved.get(k, defaults[k]) != want.get(k, defaults[k])}
     if diff:
         detail = ", ".join(f"data.{k}: {a!r} there, {b!r} here" for k, (a, b) in diff.items())
         raise ValueError(f"base_workdir {bdir} holds a base trained on other data ({detail}); "

@@ -49,7 +49,7 @@ def default_config() -> ml_collections.ConfigDict:
             max_depth=3,
             examples_in_tests=False,  # synthetic: also judge on the prompt's examples
             example_outputs=True,  # synthetic: False shows the examples' inputs only
-            code_variants=False,  # synthetic: references with equivalent names drawn
+            code_variants=False,  # synthetic: references in equivalent spellings
             vocab_size=2048,
             seed=0,
         )

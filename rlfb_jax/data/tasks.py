@@ -204,8 +204,9 @@ class Task:
         one, else ``repr`` of the value, or ``!ErrorType`` if the call raised. So
         ``Outcome.stdout`` is the program's execution result, and the single stdio test
         (expecting the expected texts) passes iff every visible example passes. Only the
-        examples of the form ``assert CALL == EXPECTED`` or ``CALL`` are probed. All examples run in one
-        test, so give slow programs a ``timeout_per_test`` that covers them all.
+        examples of the form ``assert CALL == EXPECTED`` or ``CALL`` are probed. All
+        examples run in one test, so give slow programs a ``timeout_per_test`` that covers
+        them all.
 
         Examples that are bare calls (``f([1, 2])``: the prompt shows the input only) print
         the value's ``repr`` (or ``!ErrorType``) and expect `UNKNOWN_OUTPUT`, so such a probe

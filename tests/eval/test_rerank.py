@@ -162,6 +162,8 @@ def test_markdown_table_and_plot(tmp_path):
     lines = table.strip().splitlines()
     assert lines[0] == "| method | n=1 | n=4 |" and len(lines) == 2 + len(rr.METHODS)
     assert "| lever | 0.250 | 0.500 |" in lines
+    import sys
+
     import matplotlib
 
     backend = matplotlib.get_backend()
@@ -170,8 +172,8 @@ def test_markdown_table_and_plot(tmp_path):
     assert (tmp_path / "r.png").read_bytes()[:4] == b"\x89PNG"
     # the plot neither switches the caller's backend nor leaves a pyplot figure open
     assert matplotlib.get_backend() == backend
-    if "matplotlib.pyplot" in __import__("sys").modules:
-        assert not __import__("matplotlib.pyplot").pyplot.get_fignums()
+    if "matplotlib.pyplot" in sys.modules:
+        assert not sys.modules["matplotlib.pyplot"].get_fignums()
 
 
 def test_paired_differences_and_their_interval():
