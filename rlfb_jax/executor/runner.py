@@ -36,24 +36,9 @@ from typing import Any
 
 from . import codec
 from .jobs import Job, Outcome, TestResult
-from .session import ProcessEnded, SandboxLimitation, Session, ZygoteClient
+from .session import ProcessEnded, Remote, SandboxLimitation, Session, ZygoteClient
 
 EXCERPT = 4096
-
-
-class Remote:
-    """A program name seen from the tests: calling it calls the program's object."""
-
-    __slots__ = ("_session", "_name")
-
-    def __init__(self, session: Session, name: str):
-        self._session, self._name = session, name
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self._session.call(self._name, args, kwargs)
-
-    def __repr__(self) -> str:
-        return f"<program function {self._name}>"
 
 
 @functools.lru_cache(maxsize=256)

@@ -334,9 +334,22 @@ class Session:
         self.zygote.sock.send(b"cleanup")
 
 
-def _refs(value: Any) -> Any:
-    from .runner import Remote
+class Remote:
+    """A program name seen from the tests: calling it calls the program's object."""
 
+    __slots__ = ("_session", "_name")
+
+    def __init__(self, session: Session, name: str):
+        self._session, self._name = session, name
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._session.call(self._name, args, kwargs)
+
+    def __repr__(self) -> str:
+        return f"<program function {self._name}>"
+
+
+def _refs(value: Any) -> Any:
     t = type(value)
     if t is Remote:
         return codec.Ref(value._name)
