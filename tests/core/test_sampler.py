@@ -139,3 +139,61 @@ def test_kth_largest_matches_a_sort_with_ties_signed_zeros_and_masked_values():
         x = x.astype(np.float32)
         got = np.asarray(kth_largest(jnp.asarray(x), k))
         np.testing.assert_array_equal(got, np.sort(x, axis=-1)[:, -k][:, None])
+
+
+# Context-free logits: every position of every row sees the same logits, so each generated
+# token is an independent draw from one filtered distribution that numpy computes exactly.
+FIXED = np.array([3.0, 2.5, 2.0, 1.5, 1.0, 0.5, 0.0] + [-1.0] * 54, np.float32)
+
+
+def _fixed_logits_model():
+    """A model whose logits are FIXED at every position: the blocks add nothing (zero output
+    projections), every token embeds to the same vector, and the untied head reads it."""
+    cfg = ModelConfig(vocab_size=FIXED.size, d_model=16, n_layers=1, n_heads=2, d_ff=32,
+                      tie_embeddings=False)
+    lm = LanguageModel(cfg)
+    params = jax.tree.map(jnp.zeros_like, lm.init(jax.random.key(0)))
+    params["embed"]["embedding"] = jnp.zeros((FIXED.size, 16)).at[:, 0].set(1.0)
+    params["final_norm"]["scale"] = jnp.ones((16,))
+    # final RMSNorm maps e_0 to sqrt(16) e_0 (eps aside), so row 0 of the head sets the logits
+    params["lm_head"]["kernel"] = jnp.zeros((16, FIXED.size)).at[0].set(FIXED / 4.0)
+    return lm, params
+
+
+def exact_filtered_probs(logits: np.ndarray, temperature: float, top_k: int, top_p: float):
+    """The sampling distribution by definition: softmax(logits / T) restricted to the top_k
+    largest, then to the smallest prefix (by probability) whose mass before each kept token
+    is below top_p, renormalized."""
+    z = logits.astype(np.float64) / temperature
+    order = np.argsort(-z, kind="stable")[:top_k]
+    p = np.exp(z[order] - z[order].max())
+    p /= p.sum()
+    before = np.cumsum(p) - p
+    keep = order[before < top_p]
+    out = np.zeros_like(z)
+    out[keep] = np.exp(z[keep] - z[keep].max())
+    return out / out.sum()
+
+
+@pytest.mark.parametrize("temperature,top_k,top_p", [(0.5, 5, 0.9), (0.5, 0, 1.0),
+                                                     (1.5, 4, 1.0)])
+def test_sampling_frequencies_match_the_exact_filtered_softmax(temperature, top_k, top_p):
+    """A few thousand draws at T != 1 with top-k / top-p against the exact distribution:
+    temperature applied twice (or not at all), or a filter off by one, moves the
+    frequencies far outside these bounds."""
+    lm, params = _fixed_logits_model()
+    logits = np.asarray(lm(params, jnp.array([[5, 9, 9]]))[0])
+    np.testing.assert_allclose(logits, np.broadcast_to(FIXED, logits.shape), atol=1e-3)
+    sp = SamplingParams(temperature=temperature, top_k=top_k, top_p=top_p,
+                        max_new_tokens=64)
+    r = Sampler(lm, prompt_buckets=(8,))(params, [[5]] * 64, jax.random.key(7), sp)
+    draws = np.asarray(r.tokens).ravel()
+    assert draws.size == 4096 and bool(np.all(np.asarray(r.mask)))
+    expected = exact_filtered_probs(FIXED, temperature, top_k or FIXED.size, top_p)
+    freq = np.bincount(draws, minlength=FIXED.size) / draws.size
+    assert set(np.flatnonzero(freq)) <= set(np.flatnonzero(expected))  # filtered never drawn
+    bound = 5 * np.sqrt(expected * (1 - expected) / draws.size) + 1e-3  # 5 sigma
+    assert np.all(np.abs(freq - expected) <= bound), np.c_[freq, expected][:8]
+    # and the logprobs the sampler returns stay those of the unfiltered T=1 model
+    logp = FIXED - np.log(np.exp(FIXED).sum())
+    np.testing.assert_allclose(np.asarray(r.logprobs).ravel(), logp[draws], atol=1e-4)
