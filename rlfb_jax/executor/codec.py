@@ -19,6 +19,9 @@ import json
 import os
 import pickle
 import struct
+import sys
+import time
+from collections.abc import Callable
 from typing import Any
 
 _HEADER = struct.Struct(">I")
@@ -156,12 +159,23 @@ class FrameBuffer:
 
 # ---------------------------------------------------------------------- strict values
 
+_KEYS, _VALUES, _ITEMS = type({}.keys()), type({}.values()), type({}.items())
+Fallback = Callable[[Any, Callable[[Any], Any]], Any]
 
-def encode_value(value: Any, depth: int = 0) -> Any:
-    """Turn a value made of exact builtin types into tagged JSON data.
 
-    Raises `Unencodable` for anything else: subclasses of builtins, user classes, generators,
-    numpy arrays, cycles (via the depth bound).
+def _std_type(module: str, name: str) -> type | None:
+    """A standard-library class, if its module is loaded (never imported here: the zygote
+    and every job process stay lean)."""
+    mod = sys.modules.get(module)
+    return getattr(mod, name, None) if mod is not None else None
+
+
+def encode_value(value: Any, depth: int = 0, fallback: Fallback | None = None) -> Any:
+    """Turn a value made of exact builtin (and a few standard-library) types into tagged JSON.
+
+    Anything else goes to ``fallback(value, encode)`` (the program's side uses it to make
+    values plain, see `plain`), or raises `Unencodable`: subclasses of builtins, user
+    classes, generators, numpy arrays, cycles (via the depth bound).
     """
     if depth > MAX_DEPTH:
         raise Unencodable("value nests deeper than the limit")
@@ -173,36 +187,62 @@ def encode_value(value: Any, depth: int = 0) -> Any:
     if t is float:
         return value
     d = depth + 1
+
+    def enc(v: Any) -> Any:
+        return encode_value(v, d, fallback)
+
     if t is list:
-        return {"l": [encode_value(v, d) for v in value]}
+        return {"l": [enc(v) for v in value]}
     if t is tuple:
-        return {"t": [encode_value(v, d) for v in value]}
+        return {"t": [enc(v) for v in value]}
     if t is dict:
-        return {"d": [[encode_value(k, d), encode_value(v, d)] for k, v in value.items()]}
+        return {"d": [[enc(k), enc(v)] for k, v in value.items()]}
     if t is set:
-        return {"s": [encode_value(v, d) for v in value]}
+        return {"s": [enc(v) for v in value]}
     if t is frozenset:
-        return {"f": [encode_value(v, d) for v in value]}
+        return {"f": [enc(v) for v in value]}
     if t is bytes:
         return {"b": value.decode("latin-1")}
+    if t is bytearray:
+        return {"B": value.decode("latin-1")}
     if t is complex:
         return {"c": [value.real, value.imag]}
+    if t is range:
+        return {"R": [enc(value.start), enc(value.stop), enc(value.step)]}
+    if t is _KEYS:
+        return {"K": [enc(k) for k in value]}
+    if t is _VALUES:
+        return {"V": [enc(v) for v in value]}
+    if t is _ITEMS:
+        return {"A": [[enc(k), enc(v)] for k, v in value]}
     if t is Ref:
         return {"r": value.name}
-    # Standard-library containers whose equality is the builtin one; the receiver rebuilds
-    # them with its own (trusted) classes.
+    # Standard-library types whose equality is plain; the receiver rebuilds them with its
+    # own (trusted) classes.
     if t is collections.Counter:
-        return {"C": encode_value(dict(value), d)["d"]}
+        return {"C": [[enc(k), enc(v)] for k, v in value.items()]}
     if t is collections.OrderedDict:
-        return {"O": encode_value(dict(value), d)["d"]}
+        return {"O": [[enc(k), enc(v)] for k, v in value.items()]}
     if t is collections.defaultdict:
-        return {"D": encode_value(dict(value), d)["d"]}
+        items = [[enc(k), enc(v)] for k, v in value.items()]
+        factory = value.default_factory
+        if type(factory) is type and getattr(builtins, factory.__name__, None) is factory:
+            return {"G": [factory.__name__, items]}
+        return {"D": items}  # a factory that can't cross (a lambda, say) is dropped
     if t is collections.deque:
-        return {"Q": [encode_value(v, d) for v in value]}
+        return {"Q": [enc(v) for v in value]}
+    if t is _std_type("fractions", "Fraction"):
+        return {"F": [enc(value.numerator), enc(value.denominator)]}
+    if t is _std_type("decimal", "Decimal"):
+        return {"M": str(value)}
     if t is type and getattr(builtins, value.__name__, None) is value:
         return {"T": value.__name__}
-    if t is Handle:
-        return {"h": value.id}
+    if isinstance(value, Handle):
+        return {"h": [value.id, value.type_name]}
+    if _NAMEDTUPLES.get((t.__name__, getattr(t, "_fields", None))) is t:  # one we decoded
+        return {"N": [t.__name__, list(t._fields), [enc(v) for v in value]]}
+    if fallback is not None:
+        return fallback(value, enc)
     raise Unencodable(f"values of type {t.__name__!r} cannot cross the sandbox boundary")
 
 
@@ -212,67 +252,169 @@ _DICTS = {
     "O": collections.OrderedDict,
     "D": collections.defaultdict,
 }
+# Limits of the trusted decoder, beyond the frame size: elements sharing one hash value in a
+# set or dict (colliding ints make building them quadratic), named-tuple classes made.
+MAX_SAME_HASH = 64
+_NAMEDTUPLES: dict[tuple, type] = {}
+HandleFactory = Callable[[int, str], Any]
 
 
-def _decode(data: Any, depth: int, handle_type: dict[int, str] | None) -> Any:
-    if depth > MAX_DEPTH + 2:
-        raise DecodeError("value nests too deep")
-    t = type(data)
-    if data is None or t is bool or t is str or t is int or t is float:
-        return data
-    if t is not dict or len(data) != 1:
-        raise DecodeError(f"malformed value node of type {t.__name__}")
-    ((tag, body),) = data.items()
-    d = depth + 1
-    if tag == "I" and type(body) is str:
-        return int(body, 16)
-    if tag == "b" and type(body) is str:
-        return body.encode("latin-1")
-    if tag == "c" and type(body) is list and len(body) == 2:
-        re_, im = body
-        if type(re_) in (int, float) and type(im) in (int, float):
-            return complex(re_, im)
-    if tag == "r" and type(body) is str:
-        return Ref(body)
-    if tag == "T" and type(body) is str:
-        obj = getattr(builtins, body, None)
-        if type(obj) is type:
-            return obj
-        raise DecodeError(f"{body!r} is not a builtin type")
-    if tag == "h" and type(body) is int and handle_type is not None:
-        return Handle(body, handle_type.get(body, "object"))
-    if type(body) is list:
+class DecodeTimeout(DecodeError):
+    """Decoding a reply ran past the deadline it was given."""
+
+
+class _Decoder:
+    def __init__(self, handles: HandleFactory | None, deadline: float | None):
+        self.handles = handles
+        self.deadline = deadline
+        self.nodes = 0
+
+    def __call__(self, data: Any, depth: int) -> Any:
+        if depth > MAX_DEPTH:  # what the encoder accepts, so a decoded value can go back
+            raise DecodeError("value nests too deep")
+        self.nodes += 1
+        if self.deadline is not None and not self.nodes & 4095:
+            if time.monotonic() > self.deadline:
+                raise DecodeTimeout("decoding the reply ran past the deadline")
+        t = type(data)
+        if data is None or t is bool or t is str or t is int or t is float:
+            return data
+        if t is not dict or len(data) != 1:
+            raise DecodeError(f"malformed value node of type {t.__name__}")
+        ((tag, body),) = data.items()
+        if type(body) is str:
+            return self.scalar(tag, body)
+        if type(body) is not list:
+            raise DecodeError(f"malformed value node {tag!r}")
+        d = depth + 1
         if tag == "l":
-            return [_decode(v, d, handle_type) for v in body]
+            return [self(v, d) for v in body]
         if tag == "t":
-            return tuple(_decode(v, d, handle_type) for v in body)
-        if tag == "s":
-            return {_decode(v, d, handle_type) for v in body}
-        if tag == "f":
-            return frozenset(_decode(v, d, handle_type) for v in body)
-        if tag in _DICTS:
-            out = _DICTS[tag]()
-            for pair in body:
-                if type(pair) is not list or len(pair) != 2:
-                    raise DecodeError("malformed dict item")
-                out[_decode(pair[0], d, handle_type)] = _decode(pair[1], d, handle_type)
+            return tuple(self(v, d) for v in body)
+        if tag in ("s", "f", "K"):
+            members = [self(v, d) for v in body]
+            _check_hashes(members)
+            if tag == "K":
+                return dict.fromkeys(members).keys()
+            return set(members) if tag == "s" else frozenset(members)
+        if tag in _DICTS or tag in ("A", "G"):
+            factory = None
+            if tag == "G":
+                if len(body) != 2 or type(body[0]) is not str:
+                    raise DecodeError("malformed defaultdict")
+                factory, body = _builtin_type(body[0]), body[1]
+                if type(body) is not list:
+                    raise DecodeError("malformed defaultdict")
+            pairs = [self.pair(p, d) for p in body]
+            _check_hashes([k for k, _ in pairs])
+            if tag == "A":
+                return dict(pairs).items()
+            out = collections.defaultdict(factory) if tag == "G" else _DICTS[tag]()
+            for k, v in pairs:
+                out[k] = v
             return out
+        if tag == "V":
+            return dict(enumerate(self(v, d) for v in body)).values()
         if tag == "Q":
-            return collections.deque(_decode(v, d, handle_type) for v in body)
-    raise DecodeError(f"unknown value tag {tag!r}")
+            return collections.deque(self(v, d) for v in body)
+        return self.special(tag, body, d)
+
+    def pair(self, item: Any, depth: int) -> tuple[Any, Any]:
+        if type(item) is not list or len(item) != 2:
+            raise DecodeError("malformed dict item")
+        return self(item[0], depth), self(item[1], depth)
+
+    def scalar(self, tag: str, body: str) -> Any:
+        if tag == "I":
+            return int(body, 16)
+        if tag == "b":
+            return body.encode("latin-1")
+        if tag == "B":
+            return bytearray(body.encode("latin-1"))
+        if tag == "r":
+            return Ref(body)
+        if tag == "T":
+            return _builtin_type(body)
+        if tag == "M":
+            import decimal
+
+            if len(body) > 10_000:
+                raise DecodeError("decimal literal too long")
+            return decimal.Decimal(body)
+        raise DecodeError(f"unknown value tag {tag!r}")
+
+    def special(self, tag: str, body: list, d: int) -> Any:
+        if tag == "c" and len(body) == 2:
+            re_, im = body
+            if type(re_) in (int, float) and type(im) in (int, float):
+                return complex(re_, im)
+        if tag == "R" and len(body) == 3:
+            start, stop, step = (self(v, d) for v in body)
+            if type(start) is type(stop) is type(step) is int:
+                return range(start, stop, step)
+        if tag == "F" and len(body) == 2:
+            import fractions
+
+            num, den = (self(v, d) for v in body)
+            if type(num) is int and type(den) is int and den > 0:
+                return fractions.Fraction(num, den)
+        if tag == "N" and len(body) == 3:
+            return self.named_tuple(*body, d)
+        if tag == "h" and len(body) == 2 and self.handles is not None:
+            if type(body[0]) is int and type(body[1]) is str:
+                return self.handles(body[0], body[1][:200])
+        raise DecodeError(f"malformed value node {tag!r}")
+
+    def named_tuple(self, name: Any, fields: Any, items: Any, d: int) -> tuple:
+        if type(name) is not str or type(fields) is not list or type(items) is not list:
+            raise DecodeError("malformed named tuple")
+        if len(fields) != len(items) or len(fields) > 255 or len(name) > 100:
+            raise DecodeError("malformed named tuple")
+        if not all(type(f) is str for f in fields):
+            raise DecodeError("malformed named tuple")
+        key = (name, tuple(fields))
+        cls = _NAMEDTUPLES.get(key)
+        if cls is None:
+            if len(_NAMEDTUPLES) >= 1024:
+                _NAMEDTUPLES.clear()
+            # namedtuple() validates the names as identifiers (else ValueError).
+            cls = _NAMEDTUPLES[key] = collections.namedtuple(name, fields)
+        return cls(*(self(v, d) for v in items))
 
 
-def decode_value(data: Any, handle_type: dict[int, str] | None = None) -> Any:
+def _builtin_type(name: str) -> type:
+    obj = getattr(builtins, name, None)
+    if type(obj) is type:
+        return obj
+    raise DecodeError(f"{name!r} is not a builtin type")
+
+
+def _check_hashes(members: list) -> None:
+    """Refuse sets/dicts whose members share a hash value beyond `MAX_SAME_HASH` (building
+    them would take quadratic time; an honest program's set never looks like that)."""
+    if len(members) <= MAX_SAME_HASH:
+        return
+    counts = collections.Counter(map(hash, members))
+    worst = max(counts.values())
+    if worst > MAX_SAME_HASH:
+        raise DecodeError(f"{worst} members of one set or dict share a hash value")
+
+
+def decode_value(
+    data: Any, handles: HandleFactory | None = None, deadline: float | None = None
+) -> Any:
     """Rebuild a value from tagged JSON data produced by `encode_value`, validating it.
 
     Any malformation (including forged data that would make an unhashable set member) raises
-    `DecodeError`; nothing from the other side is ever called.
+    `DecodeError`; nothing from the other side is ever called. ``handles(id, type_name)``
+    makes the objects that stand for program values that could not cross; ``deadline``
+    (`time.monotonic`) bounds the work (`DecodeTimeout`).
     """
     try:
-        return _decode(data, 0, handle_type)
+        return _Decoder(handles, deadline)(data, 0)
     except DecodeError:
         raise
-    except (TypeError, ValueError, RecursionError, OverflowError) as e:
+    except (TypeError, ValueError, RecursionError, OverflowError, ArithmeticError) as e:
         raise DecodeError(f"malformed value: {type(e).__name__}: {e}") from None
 
 
@@ -291,28 +433,26 @@ def strict_equal(a: Any, b: Any) -> bool:
     """Equality by value *and* exact type, recursively (the strict form of call tests).
 
     Floats compare exactly, except that NaN equals NaN. ``1 == 1.0`` and ``True == 1`` are
-    False here; a list never equals a tuple.
+    False here, at any depth: in list items, dict keys and values, set members (so
+    ``{(True, 2.0): 'x'}`` differs from ``{(1, 2): 'x'}``); a list never equals a tuple.
     """
     ta, tb = type(a), type(b)
     if ta is not tb:
         return False
     if ta is float:
         return a == b or (a != a and b != b)
-    if ta in (list, tuple):
+    if ta in (list, tuple, collections.deque):
         return len(a) == len(b) and all(strict_equal(x, y) for x, y in zip(a, b))
-    if ta is dict:
-        if a.keys() != b.keys():
+    if ta in _DICTS.values():
+        if len(a) != len(b) or a.keys() != b.keys():
             return False
-        return all(strict_equal(v, b[k]) and _same_key_type(k, b) for k, v in a.items())
+        if ta is collections.OrderedDict and list(a) != list(b):
+            return False
+        keys_b = {k: k for k in b}  # b's own key objects, found through a's keys
+        return all(strict_equal(k, keys_b[k]) and strict_equal(v, b[k]) for k, v in a.items())
     if ta in (set, frozenset):
-        # Sets of builtin values: equal sets whose members also agree on type.
-        return a == b and sorted(map(_type_tag, a)) == sorted(map(_type_tag, b))
+        if a != b:
+            return False
+        members_b = {x: x for x in b}
+        return all(strict_equal(x, members_b[x]) for x in a)
     return a == b
-
-
-def _same_key_type(key: Any, other: dict) -> bool:
-    return any(k == key and type(k) is type(key) for k in other)
-
-
-def _type_tag(v: Any) -> str:
-    return f"{type(v).__name__}:{v!r}"

@@ -11,13 +11,20 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 from .jobs import Job
 from .pool import ExecutorPool
+from .sandbox import UID_BASE
+
+_PROJECT_ROOT = str(Path(__file__).resolve().parents[2])
 
 PROBE = r"""
-import json, os, resource, socket, sys
+import ctypes, json, os, resource, socket, sys
 seen = {}
+libc = ctypes.CDLL(None, use_errno=True)
+def refused(ret):
+    return "allowed" if ret >= 0 else f"refused (errno {ctypes.get_errno()})"
 def attempt(fn):
     try:
         fn()
@@ -55,13 +62,19 @@ seen["cwd"] = os.getcwd()
 seen["rlimit_as"] = resource.getrlimit(resource.RLIMIT_AS)[0]
 seen["rlimit_nproc"] = resource.getrlimit(resource.RLIMIT_NPROC)[0]
 seen["pgid_is_self"] = os.getpgid(0) == os.getpid()
+seen["root_entries"] = sorted(os.listdir("/"))
+seen["project_visible"] = os.path.exists(PROJECT_ROOT)
+seen["sysv_shmget"] = refused(libc.shmget(0, 4096, 0o1600))
+seen["keyctl"] = refused(libc.syscall(250, 0, -4, 0))  # KEYCTL_GET_KEYRING_ID, user keyring
+seen["unshare_user"] = refused(libc.unshare(0x10000000))
 print(json.dumps(seen))
 """
 
 
 def probe(pool: ExecutorPool) -> dict:
     """Run the probe program in ``pool``; return what it observed from inside."""
-    outcome = pool.run([Job(program=PROBE, kind="stdio", tests=[("", "")])])[0]
+    program = f"PROJECT_ROOT = {_PROJECT_ROOT!r}\n" + PROBE
+    outcome = pool.run([Job(program=program, kind="stdio", tests=[("", "")])])[0]
     try:
         return json.loads(outcome.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError):
@@ -99,6 +112,16 @@ def verify(active: dict[str, bool], seen: dict) -> dict[str, tuple[bool, str]]:
             f"RLIMIT_AS {seen['rlimit_as'] >> 20} MiB, RLIMIT_NPROC {seen['rlimit_nproc']}",
         ),
         "process_group": (seen["pgid_is_self"], "own process group"),
+        "fs_allow_list": (
+            not seen["project_visible"] and "work" not in seen["root_entries"],
+            f"/ holds {seen['root_entries']}; project tree visible: {seen['project_visible']}",
+        ),
+        "seccomp": (
+            all(seen[k] != "allowed" for k in ("sysv_shmget", "keyctl", "unshare_user")),
+            f"shmget {seen['sysv_shmget']}, keyctl {seen['keyctl']}, "
+            f"unshare(CLONE_NEWUSER) {seen['unshare_user']}",
+        ),
+        "uid_per_worker": (seen["uid"] >= UID_BASE, f"uid {seen['uid']}"),
     }
     return {name: checks[name] for name in checks if active.get(name)}
 

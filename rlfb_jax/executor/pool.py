@@ -21,7 +21,6 @@ import logging
 import os
 import queue
 import select
-import shutil
 import signal
 import subprocess
 import sys
@@ -30,7 +29,7 @@ import threading
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
-from . import codec, sandbox
+from . import codec, fsview, sandbox
 from .jobs import Job, Outcome
 from .worker import BOOTSTRAP
 
@@ -106,7 +105,10 @@ class _Worker:
                     pass
             self.proc.kill()
             self.proc.wait()
-        shutil.rmtree(self.host_dir, ignore_errors=True)
+        try:
+            fsview.remove_tree(self.host_dir)  # any depth a job may have left there
+        except OSError as e:
+            log.warning("could not remove the worker directory %s: %s", self.host_dir, e)
         for fd in (self._to_w, self._from_w):
             try:
                 os.close(fd)
@@ -153,6 +155,11 @@ class ExecutorPool:
     ):
         if memory_limit_mb > 2048 * 64 or memory_limit_mb < 64:
             raise ValueError(f"memory_limit_mb={memory_limit_mb} is out of range [64, 131072]")
+        if num_workers is not None and (type(num_workers) is not int or num_workers < 1):
+            raise ValueError(f"num_workers must be a positive integer or None, got {num_workers!r}")
+        for name, value in (("timeout", timeout), ("timeout_per_test", timeout_per_test)):
+            if not value > 0 or value == float("inf"):
+                raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
         self.num_workers = num_workers or os.cpu_count() or 1
         self.timeout = float(timeout)
         self.recycle_after = recycle_after
@@ -232,37 +239,44 @@ class ExecutorPool:
         return worker
 
     def _serve(self, slot: int) -> None:
+        """One pool thread: run queued jobs on its worker until told to stop. Nothing a job
+        does ends this loop, and every future it takes gets a result."""
         worker = self._workers[slot]
-        try:
-            while True:
-                item = self._queue.get()
-                if item is None:
-                    return
-                job, future = item
-                if not future.set_running_or_notify_cancel():
-                    continue
-                try:
-                    if worker is None or worker.jobs_done >= self.recycle_after:
-                        if worker is not None:
-                            worker.close()
-                        worker = None
-                        worker = self._new_worker()
-                    limit = (job.timeout if job.timeout is not None else self.timeout) + _GRACE
-                    outcome = worker.run(job, limit)
-                except Exception as e:  # noqa: BLE001 - never let a job take the pool down
+        while True:
+            item = self._queue.get()
+            if item is None:
+                break
+            job, future = item
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                if worker is None or worker.jobs_done >= self.recycle_after:
                     if worker is not None:
-                        worker.close(kill=True)
-                        worker = None
-                    outcome = Outcome(
-                        status="sandbox_error",
-                        error_type=type(e).__name__,
-                        error_message=f"executor worker failed: {e}",
-                        job_id=job.job_id,
-                    )
-                future.set_result(outcome)
-        finally:
-            if worker is not None:
-                worker.close()
+                        worker.close()
+                    worker = None
+                    worker = self._new_worker()
+                limit = (job.timeout if job.timeout is not None else self.timeout) + _GRACE
+                outcome = worker.run(job, limit)
+            except BaseException as e:  # noqa: BLE001 - never let a job take the pool down
+                worker = self._discard(worker)
+                outcome = Outcome(
+                    status="sandbox_error",
+                    error_type=type(e).__name__,
+                    error_message=f"executor worker failed: {e}",
+                    job_id=job.job_id,
+                )
+            future.set_result(outcome)
+        self._discard(worker, kill=False)
+
+    @staticmethod
+    def _discard(worker: _Worker | None, kill: bool = True) -> None:
+        if worker is None:
+            return None
+        try:
+            worker.close(kill=kill)
+        except BaseException as e:  # noqa: BLE001
+            log.warning("closing an executor worker failed: %r", e)
+        return None
 
     # ---------------------------------------------------------------- API
 

@@ -9,19 +9,23 @@ verdict: it can only return values. Call jobs compare returned values to expecte
 value and exact type. Stdin/stdout jobs run the program once per test and compare the output
 the worker captured itself, ignoring whitespace differences.
 
-Statuses (first failing test decides the job's status):
+Statuses (first failing test decides the job's status). Each is decided from what this
+side observes; what the program reports about its own exceptions (type name, line) is kept
+as a label (an identifier, a line of the program) and never picks a status:
   syntax_error    the program does not compile (found by compile() before running; no test).
   wrong_answer    a test's assert failed, a returned value differs (or is an object the task
                   cannot expect), the output differs, or the test itself raised on the value.
-  runtime_error   the program raised (type, message, program line are reported), exited or
-                  raised SystemExit/KeyboardInterrupt before all tests finished, was killed by
-                  a signal, or broke the result protocol.
+  runtime_error   the program raised (its type, message and line are reported as labels,
+                  MemoryError included), exited or raised SystemExit/KeyboardInterrupt before
+                  all tests finished, was killed by a signal, or sent anything malformed or
+                  unexpected on its result channel.
   timeout         a per-test or per-job wall-clock deadline, or the CPU-time limit, passed.
-  memory_exceeded MemoryError, or a kill while at the address-space limit.
-  output_exceeded the program wrote more than the output cap (stdout+stderr), or a file
-                  larger than the file-size limit.
-  sandbox_error   the job cannot be run as given (a test that does not compile, an argument
-                  that cannot be sent) or the executor itself failed.
+  memory_exceeded the process was killed at the address-space limit or by the OOM killer.
+  output_exceeded the program wrote more than the output cap (stdout+stderr) or returned a
+                  value larger than the reply cap.
+  sandbox_error   the job cannot be run as given (a test or setup that does not compile or
+                  fails before the program starts, an argument the test passes that cannot
+                  be sent) or the executor itself failed. Never chosen by the program.
 """
 
 from __future__ import annotations
@@ -35,8 +39,16 @@ import time
 from typing import Any
 
 from . import codec
+from .child import PROGRAM_FILE
 from .jobs import Job, Outcome, TestResult
-from .session import ProcessEnded, Remote, SandboxLimitation, Session, ZygoteClient
+from .session import (
+    ProcessEnded,
+    Remote,
+    SandboxLimitation,
+    Session,
+    ZygoteClient,
+    claimed_labels,
+)
 
 EXCERPT = 4096
 
@@ -115,7 +127,9 @@ class JobRunner:
 
     # ----------------------------------------------------------------- helpers
 
-    def _spawn(self, job: Job, mode: str, deadline: float, stdin: str | None = None) -> Session:
+    def _spawn(
+        self, job: Job, mode: str, deadline: float, stdin: str | bytes | None = None
+    ) -> Session:
         payload = {
             "mode": mode,
             "program": job.program,
@@ -125,6 +139,7 @@ class JobRunner:
             "cpu_seconds": int(max(1.0, deadline - time.monotonic())) + 2,
         }
         session = self.zygote.spawn(payload, stdin)
+        session.program_lines = job.program.count("\n") + 1
         session.deadline = deadline
         session.output_limit = self.settings["output_limit_bytes"]
         session.memory_limit = self.settings["memory_limit_mb"] << 20
@@ -156,31 +171,33 @@ class JobRunner:
     # ----------------------------------------------------------- assert / call
 
     def _start(self, session: Session) -> dict | None:
-        """Wait for the program to be defined; a dict of outcome fields if it failed."""
+        """Wait for the program to be defined; a dict of outcome fields if it failed.
+
+        The first frame is written before any program code runs (see `child`), so it alone
+        may blame compilation or the job's setup; every later frame is the program's word.
+        """
         try:
+            failed = _first_frame(session.wait_message())
+            if failed is not None:
+                return failed
             message = session.wait_message()
         except ProcessEnded as e:
             return _fatal_fields(e)
         kind = message[0]
-        if kind == "ready":
-            names = message[1] if len(message) > 1 and type(message[1]) is list else []
-            names = [n for n in names if type(n) is list and len(n) == 2 and type(n[0]) is str]
+        if kind == "ready" and len(message) == 2 and type(message[1]) is list:
+            names = [n for n in message[1] if type(n) is list and len(n) == 2]
+            names = [n for n in names if type(n[0]) is str and type(n[1]) is bool]
             session.program_names = frozenset(n for n, _ in names)
             session.program_values = frozenset(n for n, is_callable in names if not is_callable)
             return None
-        info = message[1] if len(message) > 1 and type(message[1]) is dict else {}
-        etype, msg = str(info.get("type"))[:200], str(info.get("message"))[:2000]
-        line = info.get("line") if type(info.get("line")) is int else None
-        if kind == "syntax_error":
-            where = info.get("where")
-            status = "syntax_error" if where == "program" else "sandbox_error"
-            return {"status": status, "error_type": etype, "error_message": msg, "error_line": line}
-        if kind == "error":
-            where = info.get("where")
-            status = _status_for_exception(etype, msg)
-            if where == "setup":
-                status, line = "sandbox_error", None
-            return {"status": status, "error_type": etype, "error_message": msg, "error_line": line}
+        if kind == "error" and len(message) == 2 and type(message[1]) is dict:
+            exc = claimed_labels(session, message[1])
+            return {
+                "status": "runtime_error",
+                "error_type": exc["type"],
+                "error_message": exc["message"],
+                "error_line": exc["line"],
+            }
         try:
             session.end("runtime_error", "ProtocolError", f"unexpected message {str(kind)[:50]!r}")
         except ProcessEnded as e:
@@ -223,9 +240,9 @@ class JobRunner:
             status, etype, message, line = "sandbox_error", "SandboxLimitation", str(e), None
         except BaseException as e:  # noqa: BLE001 - any exception of the test is a verdict
             remote = getattr(e, "rlfb_remote", None)
-            if remote is not None:
+            if remote is not None:  # the program's own exception: labels only, see _claimed
                 etype, message, line = remote["type"], remote["message"], remote["line"]
-                status = _status_for_exception(etype, message)
+                status = "runtime_error"
             else:
                 status = "wrong_answer"
                 etype, message, line = type(e).__name__, str(e)[:2000], None
@@ -292,7 +309,12 @@ class JobRunner:
             if t0 >= deadline:
                 results.append(TestResult(False, "timeout", "Timeout", "not run: job deadline"))
                 continue
-            session = self._spawn(job, "script", min(deadline, t0 + per_test), _text(stdin))
+            stdin = stdin if isinstance(stdin, bytes) else _text(stdin)
+            try:
+                session = self._spawn(job, "script", min(deadline, t0 + per_test), stdin)
+            except SandboxLimitation as e:
+                results.append(TestResult(False, "sandbox_error", "SandboxLimitation", str(e)))
+                continue
             try:
                 result, early = self._one_stdio_test(session, _text(expected))
             finally:
@@ -300,6 +322,7 @@ class JobRunner:
             if i == 0:
                 first_out, first_err = bytes(session.stdout), bytes(session.stderr)
             if early is not None:
+                early.setdefault("error_line", None)
                 early["stdout"] = first_out[:EXCERPT].decode(errors="replace")
                 early["stderr"] = first_err[:EXCERPT].decode(errors="replace")
                 return early
@@ -321,37 +344,30 @@ class JobRunner:
     def _one_stdio_test(self, session: Session, expected: str) -> tuple[TestResult, dict | None]:
         try:
             session.wait_exit()
+            frames = []
+            while (frame := session.pop_frame()) is not None:
+                frames.append(frame)
         except ProcessEnded as e:
-            return TestResult(False, e.status, e.error_type, e.message), None
-        info = None
-        try:
-            frame = session.pop_frame()
-        except ProcessEnded as e:
-            return TestResult(False, e.status, e.error_type, e.message), None
-        if frame is not None:
-            message = codec.loads(frame) if frame else None
-            if type(message) is list and len(message) == 2 and type(message[1]) is dict:
-                info = message
-        if info is not None and info[0] == "syntax_error":
-            d = info[1]
-            line = d.get("line") if type(d.get("line")) is int else None
-            return TestResult(False, "syntax_error"), {
-                "status": "syntax_error",
-                "error_type": str(d.get("type")),
-                "error_message": str(d.get("message"))[:2000],
-                "error_line": line,
-            }
+            return TestResult(False, e.status, e.error_type, e.message, error_line=e.line), None
+        messages = [_loads(f) for f in frames]
+        failed = _first_frame(messages[0] if messages else None)
+        if failed is not None and failed["error_type"] != "ProtocolError":
+            return TestResult(False, failed["status"]), failed  # compile or setup: no run
         try:
             code = session.exit_code()
         except ProcessEnded as e:
             return TestResult(False, e.status, e.error_type, e.message, error_line=e.line), None
-        if code != 0:
-            d = info[1] if info is not None else {}
-            etype = str(d.get("type", "NonZeroExit"))
-            message = str(d.get("message", f"the program exited with code {code}"))[:2000]
-            line = d.get("line") if type(d.get("line")) is int else None
+        later = messages[1:]
+        if failed is not None or any(m is None or m[0] != "error" for m in later):
             return TestResult(
-                False, _status_for_exception(etype, message), etype, message, error_line=line
+                False, "runtime_error", "ProtocolError", "the program broke the result channel"
+            ), None
+        if code != 0:
+            claim = claimed_labels(session, later[-1][1]) if later else {}
+            etype = claim.get("type", "NonZeroExit")
+            message = claim.get("message", f"the program exited with code {code}")
+            return TestResult(
+                False, "runtime_error", etype, message, error_line=claim.get("line")
             ), None
         out = session.stdout.decode(errors="replace")
         if outputs_match(out, expected):
@@ -359,6 +375,40 @@ class JobRunner:
         return TestResult(
             False, "wrong_answer", "WrongAnswer", f"expected {_short(expected)}, got {_short(out)}"
         ), None
+
+
+def _loads(frame: bytes) -> list | None:
+    """A frame of the program's as a non-empty list, or None when malformed."""
+    try:
+        message = codec.loads(frame)
+    except codec.DecodeError:
+        return None
+    return message if type(message) is list and message else None
+
+
+def _first_frame(message: list | None) -> dict | None:
+    """Outcome fields from the frame a job process sends before any program code runs
+    (None once it says ``started``)."""
+    if message is None or not message or type(message[0]) is not str:
+        return _protocol_error("no start message")
+    kind = message[0]
+    if kind == "started" and len(message) == 1:
+        return None
+    info = message[-1] if type(message[-1]) is dict else {}
+    etype, msg = str(info.get("type"))[:100], str(info.get("message"))[:2000]
+    if kind == "compile_error" and len(message) == 3:
+        if message[1] != PROGRAM_FILE:  # the job's own setup or test_setup
+            return {"status": "sandbox_error", "error_type": etype, "error_message": msg}
+        line = info.get("line") if type(info.get("line")) is int else None
+        status = "syntax_error" if info.get("syntax") else "runtime_error"
+        return {"status": status, "error_type": etype, "error_message": msg, "error_line": line}
+    if kind == "setup_error" and len(message) == 2:
+        return {"status": "sandbox_error", "error_type": etype, "error_message": msg}
+    return _protocol_error(f"unexpected start message {str(kind)[:50]!r}")
+
+
+def _protocol_error(what: str) -> dict:
+    return {"status": "runtime_error", "error_type": "ProtocolError", "error_message": what}
 
 
 def _text(value: Any) -> str:
@@ -369,14 +419,6 @@ def outputs_match(actual: str, expected: str) -> bool:
     """Whitespace-tolerant comparison: same tokens in the same order (line breaks,
     trailing spaces and blank lines don't matter)."""
     return actual.split() == expected.split()
-
-
-def _status_for_exception(etype: str, message: str = "") -> str:
-    if etype == "MemoryError":
-        return "memory_exceeded"
-    if etype == "OSError" and "File too large" in message:
-        return "output_exceeded"  # RLIMIT_FSIZE: Python ignores SIGXFSZ and gets EFBIG
-    return "runtime_error"
 
 
 def _fatal_fields(e: ProcessEnded) -> dict:

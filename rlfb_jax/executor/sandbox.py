@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-import pwd
 import resource
 import signal
 
@@ -87,6 +86,10 @@ LAYER_NAMES = (
     "pid_namespace",
     "ipc_uts_namespace",
     "no_ptrace",
+    "fs_allow_list",
+    "seccomp",
+    "ipc_per_job",
+    "uid_per_worker",
 )
 
 SAFE_ENV = {
@@ -353,15 +356,18 @@ def become_subreaper() -> None:
     prctl(PR_SET_CHILD_SUBREAPER, 1)
 
 
+# Job uids are UID_BASE + the worker's PID: no account uses them, and no two live workers on
+# this host share one, so per-uid accounting (RLIMIT_NPROC, keyrings, signals) is per worker,
+# and a worker runs one job at a time and kills all of it before the next.
+UID_BASE = 0x10000000
+
+
 def sandbox_user() -> tuple[int, int] | None:
-    """(uid, gid) of ``nobody`` when we are root and can drop to it, else None."""
+    """(uid, gid) for this worker's jobs when we are root and can drop privileges, else None."""
     if os.geteuid() != 0:
         return None
-    try:
-        entry = pwd.getpwnam("nobody")
-    except KeyError:
-        return 65534, 65534
-    return entry.pw_uid, entry.pw_gid
+    ident = UID_BASE + os.getpid()
+    return ident, ident
 
 
 DEFAULT_LIMITS = {

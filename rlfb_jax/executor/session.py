@@ -13,6 +13,7 @@ from __future__ import annotations
 import builtins
 import os
 import pickle
+import re
 import select
 import signal
 import socket
@@ -21,7 +22,13 @@ from typing import Any
 
 from . import codec
 
-MAX_REPLY = 16 << 20  # largest value a program may return, encoded (bounds worker memory)
+# Largest value a program may return, encoded. Decoding costs up to ~40 bytes of worker
+# memory per byte of a hostile reply (one small object per few bytes), so this bounds the
+# worker's memory too; honest benchmark values are far smaller.
+MAX_REPLY = 4 << 20
+
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
 
 
 class ProcessEnded(BaseException):
@@ -79,15 +86,20 @@ class ZygoteClient:
                 raise ConnectionError("the zygote did not finish its cleanup")
             self._note(self.sock.recv(4096))
 
-    def spawn(self, payload: dict, stdin_text: str | None = None) -> Session:
+    def spawn(self, payload: dict, stdin_text: str | bytes | None = None) -> Session:
         self.drain()
+        if isinstance(stdin_text, str):
+            try:
+                stdin_text = stdin_text.encode()
+            except UnicodeEncodeError as e:  # before any descriptor exists: nothing leaks
+                raise SandboxLimitation(f"a stdio test's input is not valid text: {e}") from None
         memfd = os.memfd_create("payload")
         stdin = self.devnull
-        if stdin_text is not None:
-            stdin = os.memfd_create("stdin")
-            os.write(stdin, stdin_text.encode())
-            os.lseek(stdin, 0, os.SEEK_SET)
         try:
+            if stdin_text is not None:
+                stdin = os.memfd_create("stdin")
+                os.write(stdin, stdin_text)
+                os.lseek(stdin, 0, os.SEEK_SET)
             os.write(memfd, pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL))
             req_r, req_w = os.pipe()
             resp_r, resp_w = os.pipe()
@@ -125,6 +137,7 @@ class Session:
         self.closed = False
         self.program_names: frozenset[str] = frozenset()
         self.program_values: frozenset[str] = frozenset()  # non-callable program globals
+        self.program_lines = 0  # lines of Job.program (bounds the error lines it may claim)
         self.open = {resp, out, err}
 
     # ------------------------------------------------------------------ events
@@ -298,9 +311,11 @@ class Session:
 
     # ------------------------------------------------------------------ calls
 
-    def call(self, name: str, args: tuple, kwargs: dict, kind: str = "call") -> Any:
+    def call(self, name: str | int, args: tuple, kwargs: dict, kind: str = "call") -> Any:
         """Call the program's function ``name`` (or, with kind="get", read the program's
-        global ``name``); return the value, strictly decoded."""
+        global ``name``; for "callh", "iter", "next", ``name`` is a kept object's handle);
+        return the value, strictly decoded."""
+        request = kind
         if self.fatal is not None:
             raise self.fatal
         if time.monotonic() >= self.deadline:  # a test looping over fast calls ends here too
@@ -308,20 +323,25 @@ class Session:
         try:
             wire = [codec.encode_value(_refs(args)), codec.encode_value(_refs(kwargs))]
         except codec.Unencodable as e:
+            if "deeper" in str(e):  # program values decode only as deep as they re-encode
+                self.end("runtime_error", "ValueTooDeep", f"cannot send a value back: {e}")
             raise SandboxLimitation(f"cannot send a test argument to the program: {e}") from None
         self._write(codec.frame_bytes(codec.dumps([kind, name, *wire])))
         reply = self.wait_message()
         kind = reply[0]
         if kind == "value" and len(reply) == 2:
             try:
-                return codec.decode_value(reply[1])
+                return codec.decode_value(reply[1], self._object, self.deadline)
+            except codec.DecodeTimeout:
+                self.end(self.deadline_status, "Timeout", "the time limit was exceeded")
             except codec.DecodeError as e:
                 self.end("runtime_error", "ProtocolError", f"malformed reply: {e}")
-        if kind == "handle" and len(reply) == 3 and type(reply[1]) is int:
-            return codec.Handle(reply[1], str(reply[2])[:200])
         if kind == "raise" and len(reply) == 2 and type(reply[1]) is dict:
-            raise _program_exception(self, reply[1])
+            raise _program_exception(self, reply[1], stop_iteration=request == "next")
         self.end("runtime_error", "ProtocolError", f"unexpected reply {str(kind)[:50]!r}")
+
+    def _object(self, handle: int, type_name: str) -> ProgramObject:
+        return ProgramObject(self, handle, type_name)
 
     def close(self) -> None:
         """Ask the zygote to kill whatever is left of the job and remove its directory
@@ -361,21 +381,66 @@ def _refs(value: Any) -> Any:
 
 
 _EXITS = ("SystemExit", "KeyboardInterrupt", "GeneratorExit")
+# Exceptions that trusted code treats as control flow: StopIteration from a program call
+# would end ``all(map(f, xs))`` early (a pass); re-raised as a plain error instead, except
+# where it is the protocol (the ``next`` of an iterator the program returned).
+_CONTROL_FLOW = ("StopIteration", "StopAsyncIteration")
 
 
-def _program_exception(session: Session, info: dict) -> BaseException:
+def claimed_labels(session: Session, info: Any) -> dict:
+    """What the program says about an exception it raised, reduced to labels it may choose
+    without harm: an identifier as the type, a message, a line of the program (else None).
+    Never used to pick a status."""
+    info = info if type(info) is dict else {}
+    etype = str(info.get("type"))[:100]
+    if not _IDENTIFIER.fullmatch(etype):
+        etype = "ProgramError"
+    message = str(info.get("message"))[:2000]
+    line = info.get("line")
+    if type(line) is not int or not 1 <= line <= session.program_lines:
+        line = None
+    return {"type": etype, "message": message, "line": line}
+
+
+def _program_exception(session: Session, info: dict, stop_iteration: bool = False):
     """Re-create an exception the program raised, tagged with where it came from."""
-    etype, message = str(info.get("type"))[:200], str(info.get("message"))[:2000]
-    line = info.get("line") if type(info.get("line")) is int else None
+    labels = claimed_labels(session, info)
+    etype, message, line = labels["type"], labels["message"], labels["line"]
     if etype in _EXITS:
         session.end("runtime_error", etype, f"the program raised {etype} during a test", line)
+    if stop_iteration and etype == "StopIteration":
+        return StopIteration()
     cls = getattr(builtins, etype, None)
     exc: BaseException
     try:
-        if not (isinstance(cls, type) and issubclass(cls, Exception)):
+        if etype in _CONTROL_FLOW or not (isinstance(cls, type) and issubclass(cls, Exception)):
             raise TypeError
         exc = cls(message)
     except Exception:  # noqa: BLE001 - e.g. UnicodeDecodeError needs 5 arguments
         exc = ProgramError(f"{etype}: {message}")
-    exc.rlfb_remote = {"type": etype, "message": message, "line": line}  # type: ignore[attr-defined]
+    exc.rlfb_remote = labels  # type: ignore[attr-defined]
     return exc
+
+
+class ProgramObject(codec.Handle):
+    """A program value that could not cross as a plain value (a function, a generator, a
+    user object): equal to nothing, but a test may call it or iterate over it, and each
+    call or step runs in the job process like a call of the program's function."""
+
+    __slots__ = ("_session",)
+
+    def __init__(self, session: Session, handle: int, type_name: str):
+        super().__init__(handle, type_name)
+        self._session = session
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._session.call(self.id, args, kwargs, kind="callh")
+
+    def __iter__(self) -> ProgramObject:
+        it = self._session.call(self.id, (), {}, kind="iter")
+        if not isinstance(it, ProgramObject):
+            raise TypeError(f"iter() of a {self.type_name} returned a plain value")
+        return it
+
+    def __next__(self) -> Any:
+        return self._session.call(self.id, (), {}, kind="next")

@@ -39,7 +39,7 @@ PACKAGE_STUB = (
 BOOTSTRAP = PACKAGE_STUB + "from rlfb_jax.executor.worker import main; main(sys.argv[2])"
 
 
-def _start_zygote(config: dict) -> tuple[ZygoteClient, subprocess.Popen, bool, bool, list]:
+def _start_zygote(config: dict) -> tuple[ZygoteClient, subprocess.Popen, tuple]:
     """Start the zygote as a fresh, lean interpreter (PID 1 of our PID namespace, if any)."""
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     config = dict(config, socket_fd=theirs.fileno(), sys_path=list(sys.path))
@@ -60,10 +60,10 @@ def _start_zygote(config: dict) -> tuple[ZygoteClient, subprocess.Popen, bool, b
     )
     theirs.close()
     client = ZygoteClient(ours)
-    kind, proc_ok, hidden_ok, unreadable = client.recv()[:4]
-    if kind != "hello":
-        raise RuntimeError(f"zygote said {kind!r} instead of hello")
-    return client, proc, bool(proc_ok), bool(hidden_ok), list(unreadable)
+    hello = client.recv()
+    if hello[0] != "hello":
+        raise RuntimeError(f"zygote said {hello[0]!r} instead of hello")
+    return client, proc, hello[1:]
 
 
 def main(config_json: str) -> None:
@@ -91,10 +91,13 @@ def main(config_json: str) -> None:
             "pid_namespace",
         ):
             layers.off(name, "disabled by the pool (namespaces=False)")
-    if private:  # job directories and import-path binds on the worker's own tmpfs
+    view_root = ""
+    if private:  # job directories, the zygote's file-system view, import-path binds
         tmp_root = os.path.join(sandbox_tmp, "jobs")
         bind_root = os.path.join(sandbox_tmp, "python")
+        view_root = os.path.join(sandbox_tmp, "view")
         os.mkdir(tmp_root, 0o755)
+        os.mkdir(view_root, 0o755)
     else:
         tmp_root = host_dir
         bind_root = os.path.join(tmp_root, ".python")
@@ -104,6 +107,7 @@ def main(config_json: str) -> None:
         layers.off("drop_privileges", reason)
     else:
         layers.on("drop_privileges")
+        layers.on("uid_per_worker")
     if not private:
         os.chmod(tmp_root, 0o755)
     layers.on("process_group")
@@ -126,8 +130,26 @@ def main(config_json: str) -> None:
         "limits": config["limits"],
         "preload": config.get("preload", ()),
         "hide_paths": config["hide_paths"],
+        "view_root": view_root,
+        "project_root": PROJECT_ROOT,
+        "seccomp": config["namespaces"],
+        "ipc_per_job": os.geteuid() == 0 and config["namespaces"],
     }
-    zygote, zproc, proc_ok, hidden_ok, unreadable = _start_zygote(zconfig)
+    zygote, zproc, hello = _start_zygote(zconfig)
+    proc_ok, hidden_ok, unreadable, view_ok, status = hello
+    if view_ok:
+        layers.on("fs_allow_list")
+    else:
+        layers.off("fs_allow_list", status["view"])
+    if not status["seccomp"]:
+        layers.on("seccomp")
+        layers.on("ipc_per_job")  # no IPC object can be made at all
+    else:
+        layers.off("seccomp", status["seccomp"])
+        if zconfig["ipc_per_job"]:
+            layers.on("ipc_per_job")  # a new IPC namespace for every job
+        else:
+            layers.off("ipc_per_job", "needs root, namespaces and no seccomp")
     if unreadable:
         layers.missing["import_paths"] = (
             f"the job user cannot read {', '.join(unreadable)}; programs can import only "

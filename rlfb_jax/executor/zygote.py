@@ -22,13 +22,12 @@ import json
 import os
 import pickle
 import select
-import shutil
 import signal
 import socket
 import sys
 import time
 
-from . import child, codec, sandbox
+from . import child, codec, fsview, sandbox, seccomp
 
 # Small modules most programs import (typing alone costs ~7 ms per job otherwise). Bigger
 # ones are left out on purpose: every preloaded page makes each fork and exit slower.
@@ -90,6 +89,8 @@ def _exec_job(config: dict, payload: dict, limits: list, workdir: str) -> None:
             os.dup2(parked, target)
         os.closerange(5, os.sysconf("SC_OPEN_MAX"))
         os.chdir(workdir)
+        if config["ipc_per_job"]:  # only without seccomp, which refuses every IPC call
+            sandbox.unshare(sandbox.CLONE_NEWIPC)
         sandbox.apply_rlimit_pairs(limits)
         sandbox.drop_privileges(config["user"])
         if not config["net_namespace"]:
@@ -186,7 +187,10 @@ class Zygote:
     def cleanup(self) -> None:
         self.kill_all()
         if self.workdir is not None:
-            shutil.rmtree(self.workdir, ignore_errors=True)
+            try:
+                fsview.remove_tree(self.workdir)
+            except OSError:  # never let a job's leftovers end the zygote; keep the name taken
+                pass
         status, rss = self.job_status if self.job_status else (0, 0)
         self.send(("done", self.seq, status, rss))
         if self.pidfd is not None:
@@ -243,6 +247,21 @@ def _warm_up() -> None:
 BOOTSTRAP = "from rlfb_jax.executor.zygote import zygote_main; zygote_main(sys.argv[2])"
 
 
+def _enter_view(config: dict, proc: bool) -> tuple[bool, str]:
+    """Move into the allow-listed file-system view (see `fsview`); (ok, why not)."""
+    hidden = [*config["hide_paths"], *fsview.default_hidden(), config["project_root"]]
+    readonly = fsview.allowed_paths(sys.path, config["project_root"])
+    writable = [config["tmp_root"]]
+    try:
+        failed = fsview.build(config["view_root"], readonly, writable, hidden, proc)
+        fsview.enter(config["view_root"])
+    except OSError as e:
+        return False, str(e)
+    if failed:
+        return False, "could not mask " + ", ".join(failed)
+    return True, ""
+
+
 def zygote_main(config_json: str) -> None:
     """Body of the zygote process (started by the worker with ``python -I -S``)."""
     code = 0
@@ -250,6 +269,7 @@ def zygote_main(config_json: str) -> None:
         config = json.loads(config_json)
         sock = socket.socket(fileno=config["socket_fd"])
         sandbox.harden_trusted_process()
+        sys.path[:] = config["sys_path"]  # site-packages too, for programs using numpy
         own_mounts = False
         if os.geteuid() == 0:
             try:
@@ -257,24 +277,28 @@ def zygote_main(config_json: str) -> None:
                 own_mounts = True
             except OSError:
                 pass
-        hidden_ok = not config["hide_paths"]
-        if own_mounts and config["hide_paths"]:
-            hidden_ok = not sandbox.hide_paths(config["hide_paths"])
-        proc_ok = False
-        if config["pid_namespace"] and own_mounts:
-            try:
-                sandbox.mount_private_proc()
-                proc_ok = True
-            except OSError:
-                pass
+        status = {"view": "needs root and a mount namespace", "seccomp": "", "proc": False}
+        view_ok = False
+        if own_mounts and config["view_root"]:
+            view_ok, status["view"] = _enter_view(config, proc=config["pid_namespace"])
+            status["proc"] = view_ok and config["pid_namespace"]
+        hidden_ok = view_ok or not config["hide_paths"]
+        if own_mounts and not view_ok:
+            # Fallback: the whole host file system, minus the listed answer files.
+            hidden_ok = not sandbox.hide_paths(config["hide_paths"] + fsview.default_hidden())
+            if config["pid_namespace"]:
+                try:
+                    sandbox.mount_private_proc()
+                    status["proc"] = True
+                except OSError:
+                    pass
         if not config["pid_namespace"]:
             sandbox.become_subreaper()
-        sys.path[:] = config["sys_path"]  # site-packages too, for programs using numpy
         unreadable: list[str] = []
-        if own_mounts and config["user"] is not None:
+        if own_mounts and not view_ok and config["user"] is not None:
             moved = sandbox.expose_paths(sys.path, tuple(config["user"]), config["bind_root"])
             sandbox.remap_import_paths(moved)
-        elif config["user"] is not None:
+        elif not view_ok and config["user"] is not None:
             unreadable = [
                 p
                 for p in sys.path
@@ -289,13 +313,24 @@ def zygote_main(config_json: str) -> None:
             except ImportError:
                 pass
         _warm_up()
+        # The filter goes on the zygote itself (every job inherits it, at no cost per job);
+        # the zygote needs none of the calls it refuses once it is set up.
+        status["seccomp"] = seccomp.available() or ""
+        if config["seccomp"] and not status["seccomp"]:
+            try:
+                seccomp.Filter().install()
+            except OSError as e:
+                status["seccomp"] = str(e)
+        elif not config["seccomp"]:
+            status["seccomp"] = "disabled by the pool"
+        config["ipc_per_job"] = bool(status["seccomp"]) and config["ipc_per_job"]
         zygote = Zygote(sock, config)
         # Objects that exist now are never collected in a job process: without this, the
         # first full collection there would touch (and copy-on-write) the whole heap.
         gc.collect()
         gc.freeze()
         sandbox.scrub_environment()  # once here, inherited by every job process
-        zygote.send(("hello", proc_ok, hidden_ok, unreadable))
+        zygote.send(("hello", status["proc"], hidden_ok, unreadable, view_ok, status))
         zygote.serve()
     except BaseException:  # noqa: BLE001
         code = 1
