@@ -144,12 +144,17 @@ class FrameBuffer:
         if len(self._buf) > self.max_bytes + _HEADER.size:
             raise DecodeError(f"message larger than {self.max_bytes} bytes")
 
+    @property
+    def pending(self) -> int:
+        """Bytes received that are not a whole frame yet."""
+        return len(self._buf)
+
     def pop(self) -> bytes | None:
         if len(self._buf) < _HEADER.size:
             return None
         (n,) = _HEADER.unpack_from(self._buf)
-        if n > self.max_bytes:
-            raise DecodeError(f"message of {n} bytes exceeds the limit of {self.max_bytes}")
+        # A length beyond the limit is only a claim: `feed` raises once the bytes really
+        # arrive, and a process that ends before that broke the protocol.
         if len(self._buf) < _HEADER.size + n:
             return None
         payload = bytes(self._buf[_HEADER.size : _HEADER.size + n])

@@ -357,8 +357,11 @@ class JobRunner:
             code = session.exit_code()
         except ProcessEnded as e:
             return TestResult(False, e.status, e.error_type, e.message, error_line=e.line), None
+        # After "started": nothing (a clean exit), or one error report and a failed exit.
         later = messages[1:]
-        if failed is not None or any(m is None or m[0] != "error" for m in later):
+        allowed = [["error"]] if code != 0 else []
+        shape = [m[:1] if m else m for m in later]
+        if failed is not None or session.frames.pending or shape not in (allowed, []):
             return TestResult(
                 False, "runtime_error", "ProtocolError", "the program broke the result channel"
             ), None

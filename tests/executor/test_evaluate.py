@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import inspect
 import json
+import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -137,3 +140,101 @@ def test_missing_files_name_the_path(tmp_path, capsys):
 def test_task_keys():
     assert evaluate.task_key(11) == evaluate.task_key("MBPP/11") == evaluate.task_key("11")
     assert evaluate.task_key("HumanEval/3") == "HumanEval/3"
+
+
+# ------------------------------------------------- inputs checked before running (issue 16)
+
+
+def run_cli(args, capsys):
+    code = evaluate.main([str(a) for a in args])
+    return code, capsys.readouterr().err
+
+
+def test_invalid_utf8_names_the_line(tmp_path, capsys):
+    samples = tmp_path / "s.jsonl"
+    samples.write_bytes(b'{"task_id": "HumanEval/0", "completion": ""}\n{"task_id": "\xff"}\n')
+    code, err = run_cli([samples, "--k", "1"], capsys)
+    assert code == 2 and f"{samples}:2: not valid UTF-8" in err
+
+
+def test_a_problem_without_entry_point_names_the_line(tmp_path, capsys):
+    problems = write_jsonl(
+        tmp_path / "p.jsonl",
+        [
+            {"task_id": "a/1", "prompt": "def f():\n", "test": "", "entry_point": "f"},
+            {"task_id": "a/2", "prompt": "def g():\n", "test": "def check(c): pass"},
+        ],
+    )
+    samples = write_jsonl(tmp_path / "s.jsonl", [{"task_id": "a/1", "completion": "  pass\n"}])
+    code, err = run_cli([samples, "--benchmark", problems, "--k", "1"], capsys)
+    assert code == 2 and f"{problems}:2: problem 'a/2' lacks entry_point" in err
+
+
+@pytest.mark.parametrize(
+    "rows, args, message",
+    [
+        ([{"task_id": "HumanEval/0", "completion": None}], [], ":1: completion must be a string"),
+        ([{"task_id": "HumanEval/0", "completion": 3}], [], ":1: completion must be a string"),
+        ([], [], "no samples in the file"),
+        ([{"task_id": "HumanEval/0", "completion": ""}], ["--k", "0"], "--k needs positive"),
+        ([{"task_id": "HumanEval/0", "completion": ""}], ["--k", "1,-2"], "--k needs positive"),
+        ([{"task_id": "HumanEval/0", "completion": ""}], ["--timeout", "0"], "--timeout needs"),
+        ([{"task_id": "HumanEval/0", "completion": ""}], ["--timeout", "nan"], "--timeout needs"),
+        ([{"task_id": "HumanEval/0", "completion": ""}], ["--workers", "-1"], "--workers needs"),
+        ([{"task_id": "HumanEval/0", "completion": ""}], ["--workers", "0"], "--workers needs"),
+    ],
+)
+def test_bad_inputs_and_settings_fail_before_running(tmp_path, capsys, rows, args, message):
+    samples = write_jsonl(tmp_path / "s.jsonl", rows)
+    code, err = run_cli([samples, *args], capsys)
+    assert code == 2 and message in err, err
+    assert not (tmp_path / "s.jsonl_results.jsonl").exists()
+
+
+def test_an_unwritable_results_path_fails_before_any_job_runs(tmp_path, capsys):
+    samples = write_jsonl(
+        tmp_path / "s.jsonl",
+        [{"task_id": "HumanEval/0", "completion": "    while True:\n        pass\n"}],
+    )
+    (tmp_path / "s.jsonl_results.jsonl").mkdir()  # even root cannot open a directory
+    start = time.monotonic()
+    code, err = run_cli([samples, "--k", "1"], capsys)
+    assert code == 2 and "s.jsonl_results.jsonl: cannot write the results" in err
+    assert time.monotonic() - start < 10  # the looping sample (15 s limit) never ran
+
+
+def test_results_survive_a_write_that_fails_after_the_run(tmp_path, he_problems, monkeypatch):
+    p = he_problems["HumanEval/0"]
+    rows = [{"task_id": "HumanEval/0", "completion": p["canonical_solution"]}] * 2
+    samples = write_jsonl(tmp_path / "s.jsonl", rows)
+
+    def broken_replace(src, dst):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(evaluate.os, "replace", broken_replace)
+    with pytest.raises(evaluate.EvaluationError, match="results saved to") as info:
+        evaluate.evaluate(str(samples), "humaneval", ks=(1,), progress=False)
+    saved = str(info.value).rsplit("results saved to ", 1)[1]
+    out = [json.loads(line) for line in open(saved)]
+    os.unlink(saved)
+    assert [r["passed"] for r in out] == [True, True]
+
+
+def test_mbpp_123_reference_passes_with_the_defaults(tmp_path):
+    """Its test takes ~2 s alone and 5+ s on a busy machine: the default limit allows it."""
+    if not MBPP_PATH.is_file():
+        pytest.skip(f"MBPP data not found at {MBPP_PATH.resolve()}")
+    row = next(r for r in map(json.loads, open(MBPP_PATH)) if r["task_id"] == 123)
+    namespace: dict = {}
+    exec(row["code"], namespace)  # the dataset's own reference, timed here unsandboxed
+    start = time.perf_counter()
+    for test in row["test_list"]:
+        exec(test, namespace)
+    alone = time.perf_counter() - start
+    default = inspect.signature(evaluate.evaluate).parameters["timeout"].default
+    assert default >= 4 * alone, f"default {default} s per test, the test alone takes {alone:.1f} s"
+    samples = write_jsonl(tmp_path / "m.jsonl", [{"task_id": 123, "completion": row["code"]}])
+    scores = evaluate.evaluate(
+        str(samples), "mbpp", problem_file=str(MBPP_PATH), ks=(1,), progress=False
+    )
+    assert scores == {"pass@1": 1.0}
