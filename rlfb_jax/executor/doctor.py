@@ -122,6 +122,11 @@ def verify(active: dict[str, bool], seen: dict) -> dict[str, tuple[bool, str]]:
             f"unshare(CLONE_NEWUSER) {seen['unshare_user']}",
         ),
         "uid_per_worker": (seen["uid"] >= UID_BASE, f"uid {seen['uid']}"),
+        "ipc_per_job": (
+            seen["sysv_shmget"] != "allowed" or not active.get("seccomp"),
+            f"shmget {seen['sysv_shmget']}"
+            + ("" if active.get("seccomp") else " (a new IPC namespace per job)"),
+        ),
     }
     return {name: checks[name] for name in checks if active.get(name)}
 

