@@ -260,6 +260,10 @@ _DICTS = {
 # Limits of the trusted decoder, beyond the frame size: elements sharing one hash value in a
 # set or dict (colliding ints make building them quadratic), named-tuple classes made.
 MAX_SAME_HASH = 64
+# Numbers whose mere size would make trusted test code hang on them (``int(Decimal('1e99999
+# 9999'))``, the gcd of two megabit Fraction terms): refused, a runtime error of the program.
+MAX_INT_BITS = 1 << 20
+MAX_DECIMAL_EXPONENT = 10_000
 _NAMEDTUPLES: dict[tuple, type] = {}
 HandleFactory = Callable[[int, str], Any]
 
@@ -269,9 +273,10 @@ class DecodeTimeout(DecodeError):
 
 
 class _Decoder:
-    def __init__(self, handles: HandleFactory | None, deadline: float | None):
+    def __init__(self, handles: HandleFactory | None, deadline: float | None, refs: bool):
         self.handles = handles
         self.deadline = deadline
+        self.refs = refs
         self.nodes = 0
 
     def __call__(self, data: Any, depth: int) -> Any:
@@ -331,12 +336,14 @@ class _Decoder:
 
     def scalar(self, tag: str, body: str) -> Any:
         if tag == "I":
+            if len(body) > MAX_INT_BITS // 4 + 1:
+                raise DecodeError(f"an integer of more than {MAX_INT_BITS} bits")
             return int(body, 16)
         if tag == "b":
             return body.encode("latin-1")
         if tag == "B":
             return bytearray(body.encode("latin-1"))
-        if tag == "r":
+        if tag == "r" and self.refs:
             return Ref(body)
         if tag == "T":
             return _builtin_type(body)
@@ -345,7 +352,10 @@ class _Decoder:
 
             if len(body) > 10_000:
                 raise DecodeError("decimal literal too long")
-            return decimal.Decimal(body)
+            value = decimal.Decimal(body)
+            if value.is_finite() and abs(value.adjusted()) > MAX_DECIMAL_EXPONENT:
+                raise DecodeError(f"a decimal with an exponent beyond {MAX_DECIMAL_EXPONENT}")
+            return value
         raise DecodeError(f"unknown value tag {tag!r}")
 
     def special(self, tag: str, body: list, d: int) -> Any:
@@ -406,17 +416,21 @@ def _check_hashes(members: list) -> None:
 
 
 def decode_value(
-    data: Any, handles: HandleFactory | None = None, deadline: float | None = None
+    data: Any,
+    handles: HandleFactory | None = None,
+    deadline: float | None = None,
+    refs: bool = True,
 ) -> Any:
     """Rebuild a value from tagged JSON data produced by `encode_value`, validating it.
 
     Any malformation (including forged data that would make an unhashable set member) raises
     `DecodeError`; nothing from the other side is ever called. ``handles(id, type_name)``
     makes the objects that stand for program values that could not cross; ``deadline``
-    (`time.monotonic`) bounds the work (`DecodeTimeout`).
+    (`time.monotonic`) bounds the work (`DecodeTimeout`); ``refs=False`` refuses names of
+    the program's namespace (only the trusted side sends those).
     """
     try:
-        return _Decoder(handles, deadline)(data, 0)
+        return _Decoder(handles, deadline, refs)(data, 0)
     except DecodeError:
         raise
     except (TypeError, ValueError, RecursionError, OverflowError, ArithmeticError) as e:

@@ -43,6 +43,10 @@ class WorkerFailure(RuntimeError):
     pass
 
 
+class WorkerHung(WorkerFailure):
+    """The worker gave no outcome within the job's own time limit plus a grace period."""
+
+
 class _Worker:
     """One worker process and its pipes (used by exactly one pool thread)."""
 
@@ -76,7 +80,7 @@ class _Worker:
     def _recv(self, timeout: float):
         ready, _, _ = select.select([self._from_w], [], [], timeout)
         if not ready:
-            raise WorkerFailure(f"worker did not answer within {timeout:.0f}s")
+            raise WorkerHung(f"worker did not answer within {timeout:.0f}s")
         message = codec.recv_message(self._from_w)
         if message is None:
             raise WorkerFailure(f"worker exited (code {self.proc.poll()})")
@@ -261,6 +265,17 @@ class ExecutorPool:
                     worker = self._new_worker()
                 limit = (job.timeout if job.timeout is not None else self.timeout) + _GRACE
                 outcome = worker.run(job, limit)
+            except WorkerHung as e:
+                # The trusted test code was still computing on the program's values past the
+                # job's limit (one long C-level operation the worker's own alarm can't cut):
+                # the job's time ran out, as in a harness that runs tests in-process.
+                worker = self._discard(worker)
+                outcome = Outcome(
+                    status="timeout",
+                    error_type="Timeout",
+                    error_message=f"the tests did not finish in time ({e}); worker replaced",
+                    job_id=job.job_id,
+                )
             except BaseException as e:  # noqa: BLE001 - never let a job take the pool down
                 worker = self._discard(worker)
                 outcome = Outcome(

@@ -34,6 +34,7 @@ import ast
 import builtins
 import functools
 import importlib
+import signal
 import sys
 import time
 from typing import Any
@@ -116,6 +117,35 @@ def test_namespace(
         else:
             namespace[name] = Remote(session, name)
     return namespace
+
+
+class TestDeadline:
+    """The session's deadline, enforced on trusted test code too (SIGALRM in the worker's
+    main thread): a test that loops in Python over a program's value, as in
+    ``for i in range(f()): ...`` with a huge result, times out like the program would have,
+    instead of hanging the worker. The alarm repeats, so a test that swallows the first
+    one meets the next. (A single long C-level operation can't be interrupted: the pool
+    then replaces the worker and reports a timeout.)"""
+
+    REPEAT = 0.05
+
+    def __init__(self, session: Session):
+        self.session = session
+        self.previous: Any = None
+
+    def _fire(self, signum: int, frame: Any) -> None:
+        session = self.session
+        session.end(session.deadline_status, "Timeout", "the time limit was exceeded")
+
+    def __enter__(self) -> TestDeadline:
+        left = max(self.session.deadline - time.monotonic(), 0.001)
+        self.previous = signal.signal(signal.SIGALRM, self._fire)
+        signal.setitimer(signal.ITIMER_REAL, left, self.REPEAT)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, self.previous)
 
 
 class JobRunner:
@@ -228,10 +258,11 @@ class JobRunner:
             return TestResult(False, e.status, e.error_type, "not run: " + e.message)
         session.deadline = min(deadline, t0 + per_test)
         try:
-            if job.kind == "call":
-                passed, etype, message = self._check_call(job, session, test)
-            else:
-                passed, etype, message = self._check_assert(job, session, test)
+            with TestDeadline(session):
+                if job.kind == "call":
+                    passed, etype, message = self._check_call(job, session, test)
+                else:
+                    passed, etype, message = self._check_assert(job, session, test)
             status = "passed" if passed else "wrong_answer"
             line = None
         except ProcessEnded as e:

@@ -331,7 +331,7 @@ class Session:
         kind = reply[0]
         if kind == "value" and len(reply) == 2:
             try:
-                return codec.decode_value(reply[1], self._object, self.deadline)
+                return codec.decode_value(reply[1], self._object, self.deadline, refs=False)
             except codec.DecodeTimeout:
                 self.end(self.deadline_status, "Timeout", "the time limit was exceeded")
             except codec.DecodeError as e:

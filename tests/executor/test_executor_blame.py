@@ -9,9 +9,11 @@ text, or a pass.
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
-from rlfb_jax.executor import Job
+from rlfb_jax.executor import ExecutorPool, Job
 
 T = ["assert f(1) == 2", "assert f(2) == 3"]
 FAIL = {"wrong_answer", "runtime_error", "timeout"}
@@ -184,3 +186,47 @@ def test_call_form_checks_types_recursively(pool, returned, expected, equal):
     )
     (o,) = pool.run([job])
     assert o.passed is equal, (o.status, o.error_message)
+
+
+# ------------------------------------------- trusted test code hung on a program's value
+
+
+def test_a_test_looping_over_a_huge_returned_value_times_out(pool):
+    """The trusted test loops in Python over what the program returned; the job's deadline
+    holds there too, as it would in a harness that runs the test in-process."""
+    program = "def f():\n    return 10**15\n"
+    start = time.monotonic()
+    (o,) = pool.run([Job(program=program, tests=["assert sum(1 for _ in range(f())) == 0"])])
+    assert o.status == "timeout", (o.status, o.error_type, o.error_message)
+    assert time.monotonic() - start < 4.0  # the per-test limit is 1 s; no worker was lost
+
+
+def test_a_test_stuck_in_one_long_c_operation_is_a_timeout_not_a_sandbox_error():
+    program = "def f():\n    return 10**15\n"
+    with ExecutorPool(num_workers=1, timeout=1.0, timeout_per_test=1.0) as p:
+        (o,) = p.run([Job(program=program, tests=["assert sum(range(f())) == 0"])])
+        (after,) = p.run([Job(program="def f():\n    return 1\n", tests=["assert f() == 1"])])
+    assert o.status == "timeout", (o.status, o.error_type, o.error_message)
+    assert after.passed  # a fresh worker took over
+
+
+def forged_reply(message: str) -> str:
+    """A program whose f() answers with a forged reply frame instead of returning."""
+    body = "".join("    " + line + "\n" for line in frame(message).splitlines())
+    return "def f():\n" + body + "    import time\n    time.sleep(30)\n"
+
+
+def test_numbers_too_big_for_trusted_code_are_refused(pool):
+    programs = [
+        "from decimal import Decimal\ndef f():\n    return Decimal('1e999999999')\n",
+        forged_reply("['value', {'I': 'f' * 300000}]"),  # a 1.2-million-bit int
+        forged_reply("['value', {'F': [{'I': 'f' * 300000}, {'I': 'e' * 300000}]}]"),
+        forged_reply("['value', {'r': 'f'}]"),  # a name only the trusted side may send
+    ]
+    tests = ["assert int(f()) == 1"] + ["assert f() == 1"] * 3
+    start = time.monotonic()
+    outcomes = pool.run([Job(program=p, tests=[t]) for p, t in zip(programs, tests)])
+    assert time.monotonic() - start < 5.0
+    assert [o.status for o in outcomes] == ["runtime_error"] * 4, [
+        (o.status, o.error_message) for o in outcomes
+    ]
