@@ -397,7 +397,7 @@ class JobRunner:
                 False, "runtime_error", "ProtocolError", "the program broke the result channel"
             ), None
         if code != 0:
-            claim = claimed_labels(session, later[-1][1]) if later else {}
+            claim = claimed_labels(session, later[-1][1]) if later and len(later[-1]) > 1 else {}
             etype = claim.get("type", "NonZeroExit")
             message = claim.get("message", f"the program exited with code {code}")
             return TestResult(

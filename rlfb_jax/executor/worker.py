@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -30,6 +31,7 @@ from .session import ProcessEnded, ZygoteClient
 from .zygote import BOOTSTRAP as ZYGOTE_BOOTSTRAP
 
 PROJECT_ROOT = str(Path(__file__).resolve().parents[2])
+TRUSTED_MEMORY_MB = 2048  # the worker's own address space beyond a job's memory limit
 # A stand-in for the top-level package: worker and zygote import only rlfb_jax.executor, never
 # rlfb_jax/__init__.py (whatever it may import one day, jax included).
 PACKAGE_STUB = (
@@ -167,6 +169,11 @@ def main(config_json: str) -> None:
     os.dup2(devnull, 1)
     os.close(devnull)
     codec.send_message(out_fd, ("hello", layers.active, layers.missing, tmp_root))
+    # Trusted test code computes on the program's values (``[0] * f()``): bound this process
+    # too, so that such a test gets a MemoryError (a failed test) instead of the OOM killer.
+    # Set after the zygote started, which keeps (and gives each job) limits of its own.
+    limit = (config["settings"]["memory_limit_mb"] + TRUSTED_MEMORY_MB) << 20
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     runner = JobRunner(zygote, config["settings"])
     try:
         while True:

@@ -230,3 +230,23 @@ def test_numbers_too_big_for_trusted_code_are_refused(pool):
     assert [o.status for o in outcomes] == ["runtime_error"] * 4, [
         (o.status, o.error_message) for o in outcomes
     ]
+
+
+def test_a_malformed_error_report_in_stdio_is_the_programs(pool):
+    program = frame("['error']") + "import sys\nsys.stdout.flush()\n_o._exit(1)\n"
+    (o,) = pool.run([Job(kind="stdio", program=program, tests=[("", "")])])
+    assert o.status == "runtime_error", (o.status, o.error_type, o.error_message)
+
+
+def test_a_test_allocating_by_a_programs_value_fails_without_killing_the_worker(pool):
+    program = "def f():\n    return 6 * 10**8\n"  # 4.8 GB of list: beyond the worker's limit
+    outcomes = pool.run(
+        [
+            Job(program=program, tests=["assert len([0] * f()) == 0"]),
+            Job(program="def f():\n    return 1\n", tests=["assert f() == 1"]),
+        ]
+    )
+    assert [o.status for o in outcomes] == ["wrong_answer", "passed"], [
+        (o.status, o.error_type, o.error_message) for o in outcomes
+    ]
+    assert outcomes[0].error_type == "MemoryError"
