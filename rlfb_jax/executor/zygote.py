@@ -247,8 +247,9 @@ def _warm_up() -> None:
 BOOTSTRAP = "from rlfb_jax.executor.zygote import zygote_main; zygote_main(sys.argv[2])"
 
 
-def _enter_view(config: dict, proc: bool) -> tuple[bool, str]:
-    """Move into the allow-listed file-system view (see `fsview`); (ok, why not)."""
+def _enter_view(config: dict, proc: bool) -> tuple[bool, str, list[str]]:
+    """Move into the allow-listed file-system view (see `fsview`): (entered, why not,
+    answer paths inside it that could not be masked)."""
     hidden = [*config["hide_paths"], *fsview.default_hidden(), config["project_root"]]
     readonly = fsview.allowed_paths(sys.path, config["project_root"])
     writable = [config["tmp_root"]]
@@ -256,10 +257,8 @@ def _enter_view(config: dict, proc: bool) -> tuple[bool, str]:
         failed = fsview.build(config["view_root"], readonly, writable, hidden, proc)
         fsview.enter(config["view_root"])
     except OSError as e:
-        return False, str(e)
-    if failed:
-        return False, "could not mask " + ", ".join(failed)
-    return True, ""
+        return False, str(e), []
+    return True, "", failed
 
 
 def zygote_main(config_json: str) -> None:
@@ -278,11 +277,11 @@ def zygote_main(config_json: str) -> None:
             except OSError:
                 pass
         status = {"view": "needs root and a mount namespace", "seccomp": "", "proc": False}
-        view_ok = False
+        view_ok, unmasked = False, []
         if own_mounts and config["view_root"]:
-            view_ok, status["view"] = _enter_view(config, proc=config["pid_namespace"])
+            view_ok, status["view"], unmasked = _enter_view(config, config["pid_namespace"])
             status["proc"] = view_ok and config["pid_namespace"]
-        hidden_ok = view_ok or not config["hide_paths"]
+        hidden_ok = (view_ok and not unmasked) or not config["hide_paths"]
         if own_mounts and not view_ok:
             # Fallback: the whole host file system, minus the listed answer files.
             hidden_ok = not sandbox.hide_paths(config["hide_paths"] + fsview.default_hidden())
