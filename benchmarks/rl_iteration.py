@@ -1,6 +1,7 @@
 """RL iteration time split and hiding ratio: the real PPO loop, overlapped vs serial execution.
 
-    python benchmarks/rl_iteration.py [--base_workdir /tmp/base_acc] [--iterations 6] [--rounds 1]
+    python benchmarks/rl_iteration.py [--base_workdir DIR] [--prompts 256] [--iterations 4]
+    python benchmarks/rl_iteration.py --prompts 4096 --iterations 6   # the experiment's size
     python benchmarks/rl_iteration.py --quick     # about a minute: :smoke sizes, own smoke base
 
 Runs ``python -m rlfb_jax.main --config experiments/synthetic_ppo.py`` (the real loop of
@@ -10,6 +11,12 @@ Runs ``python -m rlfb_jax.main --config experiments/synthetic_ppo.py`` (the real
   in the executor pool while chunk i+1 is sampled;
 * baseline ("serial"): ``--config.rl.chunk_prompts`` = ``rl.prompts_per_iter``, one
   sampling call for the whole iteration, so execution cannot overlap sampling.
+
+Both take ``--prompts`` prompts per iteration (default 256 of the experiment's 4,096, so
+that the whole script takes a few minutes on 2 cores) with the experiment's chunk size,
+samples per prompt and minibatch size; the update keeps the experiment's share of the rows
+(``update_rows`` / (prompts x samples)), so sampling, execution and update keep their
+proportions.
 
 Intermediate evaluation is off and the final one shrunk to greedy on 8 tasks (it is outside
 the iterations either way). The loop logs ``time/*`` per iteration to metrics.jsonl; this
@@ -26,13 +33,15 @@ ours (> 1: overlapping helps).
 The sampler compiles once per prompt-length bucket, so an iteration whose chunk has a
 longer longest prompt than any before compiles again: with the full config that happens in
 iteration 1 (buckets 64 and 80) and next at iteration 9 (96), so the default 6 iterations
-measure steady state; the :smoke sizes (2 prompts a chunk) hit new buckets in every
-iteration, so ``--quick`` numbers include compile time and only check that the script works.
+measure steady state at that size; at the default 256 prompts a later iteration may still
+meet a new bucket (its sample time then stands out in the per-iteration lines). The :smoke
+sizes (2 prompts a chunk) hit new buckets in every iteration, so ``--quick`` numbers include
+compile time and only check that the script works.
 
 The base model: ``--base_workdir`` is a finished run of experiments/synthetic_sft.py (the
 same config as synthetic_ppo.py's ``config.base``; checked); it is copied into the temp dir
-so the original is never written to. Without it the base is trained first (about 6 minutes
-on 2 cores; ``--quick`` trains the :smoke base in seconds).
+so the original is never written to. Without it the base is trained first, without its
+final evaluation (about 2 minutes on 2 cores; ``--quick`` trains the :smoke base in seconds).
 """
 
 from __future__ import annotations
@@ -115,24 +124,44 @@ def summarize(name: str, its: list[dict[str, float]]) -> dict[str, float]:
     return mean
 
 
+def scale_iteration(rl, prompts: int):
+    """(rl with `prompts` per iteration, the overrides that make it): the experiment's chunk
+    size, samples per prompt and minibatch size, and its share of the rows in the update."""
+    rows = int(rl.prompts_per_iter) * int(rl.n_samples)
+    update = int(rl.update_rows) or rows
+    mb_rows = update // int(rl.minibatches)
+    new_update = round(update * prompts / int(rl.prompts_per_iter) / mb_rows) * mb_rows
+    if prompts < int(rl.chunk_prompts) or new_update < mb_rows:
+        sys.exit(f"--prompts {prompts}: at least {int(rl.chunk_prompts)} (one chunk) and "
+                 f"enough for one minibatch of {mb_rows} update rows")
+    scaled = {"prompts_per_iter": prompts, "update_rows": new_update,
+              "minibatches": new_update // mb_rows}
+    rl = rl.copy_and_resolve_references()
+    rl.unlock()
+    rl.update(scaled)
+    return rl, scaled
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--base_workdir", default="",
                     help="a finished experiments/synthetic_sft.py run (default: train one)")
-    ap.add_argument("--iterations", type=int, default=6, help="PPO iterations per run "
+    ap.add_argument("--iterations", type=int, default=4, help="PPO iterations per run "
                     "(the first is compile time and not counted)")
+    ap.add_argument("--prompts", type=int, default=256,
+                    help="prompts per iteration (the experiment: 4096)")
     ap.add_argument("--skip", type=int, default=1,
                     help="leading iterations of each run not counted (compilation)")
     ap.add_argument("--rounds", type=int, default=1,
                     help="run ours and the serial baseline alternately this many times")
     ap.add_argument("--keep", default="", help="keep the run directories here")
     ap.add_argument("--quick", action="store_true",
-                    help="smoke check: synthetic_ppo.py:smoke, its own smoke base, 3 iterations")
+                    help="smoke check: synthetic_ppo.py:smoke, its own smoke base, 2 iterations")
     args = ap.parse_args(argv)
     from experiments import synthetic_ppo
 
     arg = "smoke" if args.quick else ""
-    iterations = 3 if args.quick else args.iterations
+    iterations = 2 if args.quick else args.iterations
     if iterations <= args.skip:
         sys.exit(f"--iterations must be > --skip ({args.skip}): those iterations compile")
     rl = synthetic_ppo.get_config(arg).rl
@@ -146,11 +175,14 @@ def main(argv=None):
     else:
         sft = "experiments/synthetic_sft.py" + (":smoke" if args.quick else "")
         print(f"training the base ({sft}) into {base} ...", flush=True)
-        run_main(main_cmd(sft, base), os.path.join(root, "base.log"))
+        run_main(main_cmd(sft, base, "--config.eval.num_tasks=0"), os.path.join(root, "base.log"))
 
     config = "experiments/synthetic_ppo.py" + (":smoke" if args.quick else "")
     common = [f"--config.base_workdir={base}", f"--config.rl.iterations={iterations}",
               "--config.eval.every=0", "--config.eval.num_tasks=8", "--config.eval.n_samples=1"]
+    if not args.quick:
+        rl, scaled = scale_iteration(rl, args.prompts)
+        common += [f"--config.rl.{k}={v}" for k, v in scaled.items()]
     variants = {
         "overlapped": [],
         "serial": [f"--config.rl.chunk_prompts={int(rl.prompts_per_iter)}"],

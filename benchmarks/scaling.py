@@ -1,7 +1,7 @@
 """Device scaling: SFT steps and PPO updates on 1, 2, 4 and 8 devices, same batch and seed.
 
     python benchmarks/scaling.py [--devices 1,2,4,8] [--steps 6] [--fsdp]
-    python benchmarks/scaling.py --quick        # seconds per device count: :smoke model
+    python benchmarks/scaling.py --quick        # seconds per device count: :smoke model, 1 and 8
     python benchmarks/scaling.py --gpu          # on a real GPU: MFU and sampling, ~0.5B model
 
 CPU mode (default). Each device count runs in a fresh subprocess with
@@ -395,14 +395,15 @@ def gpu_main(args) -> None:
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--devices", default="1,2,4,8")
+    ap.add_argument("--devices", default="", help="device counts (default 1,2,4,8; --quick: 1,8)")
     ap.add_argument("--steps", type=int, default=6, help="steps per phase (first untimed)")
     ap.add_argument("--batch", type=int, default=32, help="global SFT batch")
     ap.add_argument("--ppo-rows", type=int, default=64, help="rows of the PPO batch")
     ap.add_argument("--fsdp", action="store_true", help="all devices on the fsdp mesh axis")
     ap.add_argument("--tol", type=float, default=1e-4,
                     help="max abs loss / parameter difference from the 1-device run")
-    ap.add_argument("--quick", action="store_true", help="smoke check: :smoke model, 3 steps")
+    ap.add_argument("--quick", action="store_true",
+                    help="smoke check: :smoke model, 3 steps, 1 and 8 devices")
     ap.add_argument("--gpu", action="store_true", help="MFU and sampling on a real GPU")
     ap.add_argument("--peak-tflops", type=float, default=0.0)
     ap.add_argument("--gpu-repeats", type=int, default=5)
@@ -418,6 +419,7 @@ def main(argv=None):
     ap.add_argument("--child", default="", help=argparse.SUPPRESS)
     ap.add_argument("--params-out", default="", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    args.devices = args.devices or ("1,8" if args.quick else "1,2,4,8")
     if args.quick:
         args.steps = min(args.steps, 3)
         args.gpu_repeats = min(args.gpu_repeats, 2)

@@ -1,19 +1,23 @@
 """PPO update throughput: our jitted epoch update against the same step in PyTorch.
 
-    python benchmarks/train_step.py [--rows 256] [--repeats 5]
+    python benchmarks/train_step.py [--rows 256] [--minibatch-rows 32] [--repeats 5]
     python benchmarks/train_step.py --quick      # seconds: the :smoke model and batch
 
 Ours: `rlfb_jax.core.step.make_epoch_update` with the registered "ppo" loss and the
-hparams, optimizer (adamw, constant lr, global-norm clipping) and batch shape of
-``experiments/synthetic_ppo.py``, built exactly as `rlfb_jax.algos.ppo` builds it: one
-jitted, state-donating call per iteration doing epochs x minibatches optimizer steps.
+hparams, optimizer (adamw, its learning-rate schedule, global-norm clipping), model,
+sequence lengths, epochs and minibatch size of ``experiments/synthetic_ppo.py``, built
+exactly as `rlfb_jax.algos.ppo` builds it: one jitted, state-donating call doing epochs x
+minibatches optimizer steps. The experiment updates on 1,536 rows per iteration (48
+minibatches of 32); by default this script takes 256 rows (8 minibatches of the same 32
+rows), which keeps every step's shape and the whole run to a few minutes on 2 cores.
 
 Baseline (named "torch"): transformers' ``LlamaForCausalLM`` with the same config and the
 same weights (built with transformers, saved, loaded into rlfb_jax), the same PPO clipped
 surrogate written in torch (token mean over completion tokens, entropy as a metric),
-``loss.backward()``, ``clip_grad_norm_`` and ``torch.optim.AdamW`` (same lr, betas, eps and
-weight decay), on identical minibatches (the same per-epoch permutations as ours), torch on
-CPU with one thread per core; JAX with its defaults.
+``loss.backward()``, ``clip_grad_norm_`` and ``torch.optim.AdamW`` (same betas, eps and
+weight decay; each step's learning rate from our optax schedule), on identical minibatches
+(the same per-epoch permutations as ours), torch on CPU with one thread per core; JAX with
+its defaults.
 
 Compilation and warm-up are excluded: the first call of each is untimed (and its losses are
 compared, to show both do the same computation); then ``--repeats`` calls alternate between
@@ -103,10 +107,11 @@ def permutations(rng, rows: int, epochs: int) -> list[np.ndarray]:
 class TorchPPO:
     """The baseline: the same PPO update in PyTorch (token-mean clipped surrogate, no critic)."""
 
-    def __init__(self, model, rl, opt_cfg, batch):
+    def __init__(self, model, rl, opt_cfg, schedule, batch):
         import torch
 
         self.torch, self.model, self.rl = torch, model, rl
+        self.schedule, self.steps = schedule, 0  # ours: the same optax schedule by step
         self.clip = float(opt_cfg.clip_norm or 0.0)
         wd = opt_cfg.weight_decay
         self.opt = torch.optim.AdamW(
@@ -152,15 +157,20 @@ class TorchPPO:
                 loss.backward()
                 if self.clip > 0:
                     torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip)
+                for group in self.opt.param_groups:
+                    group["lr"] = float(self.schedule(self.steps))
                 self.opt.step()
+                self.steps += 1
                 losses.append(float(loss.detach()))
         return losses
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rows", type=int, default=0,
-                    help="sequences per update call (default: prompts_per_iter x n_samples)")
+    ap.add_argument("--rows", type=int, default=256, help="sequences per update call")
+    ap.add_argument("--minibatch-rows", type=int, default=0,
+                    help="sequences per optimizer step (default: the experiment's, "
+                         "update_rows / minibatches)")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--quick", action="store_true",
                     help="smoke check in seconds (synthetic_ppo.py:smoke sizes, 1 repeat)")
@@ -185,8 +195,13 @@ def main(argv=None):
         sys.exit("the torch baseline implements the token-mean PPO loss without critic, "
                  "entropy bonus or KL in the loss; the config asks for more")
     torch.set_num_threads(os.cpu_count() or 1)
-    rows = args.rows or int(rl.prompts_per_iter) * int(rl.n_samples)
-    epochs, minibatches = int(rl.epochs), int(rl.minibatches)
+    exp_rows = int(rl.update_rows) or int(rl.prompts_per_iter) * int(rl.n_samples)
+    mb_rows = args.minibatch_rows or exp_rows // int(rl.minibatches)
+    rows = min(args.rows, exp_rows) if args.quick else args.rows
+    if mb_rows < 1 or rows < mb_rows or rows % mb_rows:
+        sys.exit(f"--rows {rows} does not split into minibatches of {mb_rows} rows "
+                 f"(--minibatch-rows); pick a multiple of it")
+    epochs, minibatches = int(rl.epochs), rows // mb_rows
     prompt_len, completion_len = int(config.base.data.prompt_len), int(rl.max_new_tokens)
     seq_len = prompt_len + completion_len
 
@@ -211,7 +226,7 @@ def main(argv=None):
                                schedule=schedule, state_shardings=shardings, mesh=mesh,
                                rules=rules, model=lm, **hparams)
     dev_batch = shd.shard_batch(batch, mesh, rules)
-    theirs = TorchPPO(hf, rl, config.optimizer, batch)
+    theirs = TorchPPO(hf, rl, config.optimizer, schedule, batch)
 
     def ours_call(state, r):
         state, metrics = update(state, dev_batch, jax.random.key(r))

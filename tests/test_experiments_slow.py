@@ -1,5 +1,8 @@
 """Full experiments with their acceptance thresholds. Slow (minutes each): excluded from
-the default run; run with ``python -m pytest -m slow``."""
+the default run; run with ``python -m pytest -m slow``.
+
+Only outcomes are asserted. How long each run takes depends on the machine and its load;
+the times measured on a quiet 2-core machine are in README.md and benchmarks/RESULTS.md."""
 
 
 import pytest
@@ -17,7 +20,6 @@ def test_synthetic_base_model_is_usefully_imperfect(tmp_path):
     assert 0.10 <= s["eval/pass@1"] <= 0.50
     assert s["eval/pass@16"] >= 2 * s["eval/pass@1"]
     assert s["eval/errors/syntax_error"] + s["eval/errors/runtime_error"] >= 0.05
-    assert s["time/total_s"] < 600
 
 
 @pytest.mark.slow
@@ -30,7 +32,6 @@ def test_lever_at_least_as_accurate_as_every_baseline(tmp_path):
         for method in ("likelihood", "majority_vote", "verifier_no_exec"):  # clearly above
             assert s[f"rerank_diff_lo/{method}@{n}"] > 0, (method, n)
     assert s["verifier/auc"] > s["verifier/auc_no_exec"]
-    assert s["time/total_s"] < 1200
 
 
 @pytest.mark.slow
@@ -41,7 +42,6 @@ def test_rest_em_gains_over_the_base(tmp_path):
     for k in (2, 4, 8, 16):
         assert s[f"rest_em/iter1/pass@{k}"] > s[f"eval/pass@{k}_base"], k
         assert s[f"eval/pass@{k}"] > s[f"eval/pass@{k}_base"], k
-    assert s["time/total_s"] < 1200
 
 
 @pytest.mark.slow
@@ -49,13 +49,11 @@ def test_ppo_gains_over_the_base(tmp_path):
     s = _run("experiments/synthetic_ppo.py", tmp_path / "ppo")
     assert s["eval/pass@1"] >= s["eval/pass@1_base"] + 0.15 - 1e-9
     assert s["eval/compile_rate"] >= 0.98
-    assert s["time/total_s"] < 1200
 
 
 @pytest.mark.slow
-def test_demo_fits_half_an_hour(tmp_path):
+def test_demo_every_method_beats_the_base(tmp_path):
     s = _run("experiments/demo.py", tmp_path / "demo")
-    assert s["demo/total_s"] < 1800
     assert s["demo/lever/pass@1"] > s["demo/base/pass@1"]
     assert s["demo/rest_em/pass@1"] > s["demo/base/pass@1"]
     assert s["demo/ppo/pass@1"] > s["demo/base/pass@1"]

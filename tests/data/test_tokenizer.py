@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import time
 
 import pytest
 
@@ -26,14 +25,12 @@ ODD_SOURCE = (
 def trained(tmp_path_factory, splits):
     """The default 2048-token tokenizer trained on 3000 train tasks + 1 MB of stdlib."""
     out = str(tmp_path_factory.mktemp("tok"))
-    start = time.perf_counter()
     tk.train_tokenizer(splits["train"], out_dir=out)
-    seconds = time.perf_counter() - start
-    return out, seconds
+    return out
 
 
 def test_files_and_special_ids(trained):
-    out, _ = trained
+    out = trained
     for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
         assert os.path.exists(os.path.join(out, name)), name
     hf = tk.load_tokenizer(out)
@@ -46,15 +43,10 @@ def test_files_and_special_ids(trained):
     assert auto("x")["input_ids"][0] != 1  # no <bos> added implicitly
 
 
-def test_training_is_fast(trained):
-    _, seconds = trained
-    assert seconds < 60, f"training took {seconds:.1f}s"  # about 4 s here
-
-
 def test_round_trip_arbitrary_source(trained):
     from tokenizers import Tokenizer
 
-    out, _ = trained
+    out = trained
     hf = tk.load_tokenizer(out)
     raw = Tokenizer.from_file(os.path.join(out, "tokenizer.json"))
     texts = [ODD_SOURCE, "", " ", "\t\t", "\n\n\n", "\U0010ffff"]
@@ -68,7 +60,7 @@ def test_round_trip_arbitrary_source(trained):
 
 
 def test_examples_encode_with_bos_and_eos(trained, splits):
-    out, _ = trained
+    out = trained
     hf = tk.load_tokenizer(out)
     prompt_lens, completion_lens = [], []
     for task in splits["test"]:

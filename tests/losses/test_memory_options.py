@@ -28,26 +28,32 @@ def _batch(b=3, length=12, seed=0):
             "loss_mask": jnp.asarray(loss)}
 
 
+def _objective_grads(model, params, batch):
+    def f(p):
+        lp, ent, _ = sequence_logprobs(model, p, batch, with_entropy=True)
+        return jnp.sum(lp * batch["loss_mask"][:, 1:]) + 0.1 * jnp.sum(ent)
+    return jax.jit(jax.grad(f))(params)
+
+
+@pytest.fixture(scope="module")
+def whole():
+    """The whole-sequence head's log-probs, entropies, hidden states and gradients, once."""
+    lm = LanguageModel(CFG)
+    params, batch = lm.init(jax.random.key(0)), _batch()
+    outs = jax.jit(lambda p: sequence_logprobs(lm, p, batch, True))(params)
+    return params, batch, outs, _objective_grads(lm, params, batch)
+
+
 @pytest.mark.parametrize("chunk", [1, 4, 5, 10])  # 11 positions: ragged and exact splits
-def test_chunked_head_matches_whole_sequence(chunk):
-    whole = LanguageModel(CFG)
+def test_chunked_head_matches_whole_sequence(chunk, whole):
+    params, batch, (lp0, ent0, h0), g0 = whole
     chunked = LanguageModel(CFG.replace(logits_chunk=chunk))
-    params = whole.init(jax.random.key(0))
-    batch = _batch()
-    lp0, ent0, h0 = sequence_logprobs(whole, params, batch, with_entropy=True)
     lp1, ent1, h1 = jax.jit(lambda p: sequence_logprobs(chunked, p, batch, True))(params)
     np.testing.assert_allclose(lp1, lp0, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(ent1, ent0, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(h1, h0, rtol=1e-6, atol=1e-6)
-    assert sequence_logprobs(chunked, params, batch)[1] is None
-
-    def objective(model):
-        def f(p):
-            lp, ent, _ = sequence_logprobs(model, p, batch, with_entropy=True)
-            return jnp.sum(lp * batch["loss_mask"][:, 1:]) + 0.1 * jnp.sum(ent)
-        return jax.jit(jax.grad(f))(params)
-
-    g0, g1 = objective(whole), objective(chunked)
+    assert jax.eval_shape(lambda p: sequence_logprobs(chunked, p, batch), params)[1] is None
+    g1 = _objective_grads(chunked, params, batch)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6), g0, g1)
 
 
