@@ -394,6 +394,7 @@ class _Decoder:
                 _NAMEDTUPLES.clear()
             # namedtuple() validates the names as identifiers (else ValueError).
             cls = _NAMEDTUPLES[key] = collections.namedtuple(name, fields, rename=True)
+            _NAMEDTUPLES[(name, cls._fields)] = cls  # as the encoder looks it up
         return cls(*(self(v, d) for v in items))
 
 
