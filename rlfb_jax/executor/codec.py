@@ -231,9 +231,12 @@ def encode_value(value: Any, depth: int = 0, fallback: Fallback | None = None) -
     if t is collections.defaultdict:
         items = [[enc(k), enc(v)] for k, v in value.items()]
         factory = value.default_factory
-        if type(factory) is type and getattr(builtins, factory.__name__, None) is factory:
-            return {"G": [factory.__name__, items]}
-        return {"D": items}  # a factory that can't cross (a lambda, say) is dropped
+        if factory is None:
+            return {"D": items}
+        try:  # a builtin type, or (on the program's side) a function kept as a handle
+            return {"G": [enc(factory), items]}
+        except Unencodable:
+            return {"D": items}  # a factory that can't cross is dropped
     if t is collections.deque:
         return {"Q": [enc(v) for v in value]}
     if t is _std_type("fractions", "Fraction"):
@@ -310,11 +313,14 @@ class _Decoder:
         if tag in _DICTS or tag in ("A", "G"):
             factory = None
             if tag == "G":
-                if len(body) != 2 or type(body[0]) is not str:
+                if len(body) != 2 or type(body[1]) is not list:
                     raise DecodeError("malformed defaultdict")
-                factory, body = _builtin_type(body[0]), body[1]
-                if type(body) is not list:
-                    raise DecodeError("malformed defaultdict")
+                node, body = body[0], body[1]
+                factory = self(node, d)
+                # Only a builtin type, or the program's own function (a handle: its calls
+                # run in the job process), may make the missing values.
+                if not (type(factory) is type or (type(node) is dict and "h" in node)):
+                    raise DecodeError("a defaultdict factory must be a builtin type or a function")
             pairs = [self.pair(p, d) for p in body]
             _check_hashes([k for k, _ in pairs])
             if tag == "A":

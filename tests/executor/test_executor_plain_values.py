@@ -69,6 +69,11 @@ PROBES = {
         "    d['a'] += 1\n    return d\n",
         "d = f()\nassert d['missing'] == 0 and d['a'] == 1",
     ),
+    "defaultdict_lambda": (
+        "from collections import defaultdict\ndef f():\n    d = defaultdict(lambda: 7)\n"
+        "    d['a'] += 1\n    return d\n",
+        "d = f()\nassert d['missing'] == 7 and d['a'] == 8",
+    ),
     "returned_function": (
         "def f(n):\n    def add(x):\n        return x + n\n    return add\n",
         "assert f(1)(3) == 4",
