@@ -13,11 +13,13 @@ Two channels use frames (a 4-byte big-endian length, then the payload):
 
 from __future__ import annotations
 
+import binascii
 import builtins
 import collections
 import json
 import os
 import pickle
+import re
 import struct
 import sys
 import time
@@ -165,6 +167,9 @@ class FrameBuffer:
 # ---------------------------------------------------------------------- strict values
 
 _KEYS, _VALUES, _ITEMS = type({}.keys()), type({}.values()), type({}.items())
+# numpy arrays cross when their items are plain: bool, ints, floats, complex, fixed-width str.
+_ARRAY_KINDS = "biufcU"
+_ARRAY_DTYPE = re.compile(r"[<>|=]?[biufcU][0-9]{1,3}")
 Fallback = Callable[[Any, Callable[[Any], Any]], Any]
 
 
@@ -245,6 +250,9 @@ def encode_value(value: Any, depth: int = 0, fallback: Fallback | None = None) -
         return {"M": str(value)}
     if t is type and getattr(builtins, value.__name__, None) is value:
         return {"T": value.__name__}
+    if t is _std_type("numpy", "ndarray") and value.dtype.kind in _ARRAY_KINDS:
+        data = binascii.b2a_base64(value.tobytes(), newline=False).decode()
+        return {"nd": [value.dtype.str, list(value.shape), data]}
     if isinstance(value, Handle):
         return {"h": [value.id, value.type_name]}
     if _NAMEDTUPLES.get((t.__name__, getattr(t, "_fields", None))) is t:  # one we decoded
@@ -381,6 +389,8 @@ class _Decoder:
                 return fractions.Fraction(num, den)
         if tag == "N" and len(body) == 3:
             return self.named_tuple(*body, d)
+        if tag == "nd" and len(body) == 3:
+            return _array(*body)
         if tag == "h" and len(body) == 2 and self.handles is not None:
             if type(body[0]) is int and type(body[1]) is str:
                 return self.handles(body[0], body[1][:200])
@@ -402,6 +412,26 @@ class _Decoder:
             cls = _NAMEDTUPLES[key] = collections.namedtuple(name, fields, rename=True)
             _NAMEDTUPLES[(name, cls._fields)] = cls  # as the encoder looks it up
         return cls(*(self(v, d) for v in items))
+
+
+def _array(dtype: Any, shape: Any, data: Any) -> Any:
+    """A numpy array rebuilt by the trusted side from its dtype, shape and bytes."""
+    if type(dtype) is not str or not _ARRAY_DTYPE.fullmatch(dtype) or type(data) is not str:
+        raise DecodeError("malformed array")
+    if type(shape) is not list or len(shape) > 32:
+        raise DecodeError("malformed array shape")
+    if not all(type(n) is int and 0 <= n < 1 << 40 for n in shape):
+        raise DecodeError("malformed array shape")
+    import numpy
+
+    kind = numpy.dtype(dtype)
+    raw = binascii.a2b_base64(data)
+    count = 1
+    for n in shape:
+        count *= n
+    if count * kind.itemsize != len(raw):
+        raise DecodeError("array data does not match its shape")
+    return numpy.frombuffer(raw, dtype=kind).reshape(shape).copy()
 
 
 def _builtin_type(name: str) -> type:
@@ -440,7 +470,15 @@ def decode_value(
         return _Decoder(handles, deadline, refs)(data, 0)
     except DecodeError:
         raise
-    except (TypeError, ValueError, RecursionError, OverflowError, ArithmeticError) as e:
+    except (
+        TypeError,
+        ValueError,
+        RecursionError,
+        OverflowError,
+        ArithmeticError,
+        binascii.Error,
+        ImportError,
+    ) as e:
         raise DecodeError(f"malformed value: {type(e).__name__}: {e}") from None
 
 

@@ -9,9 +9,12 @@ already return any plain value it likes, so converting can't fake a pass. A clas
 overrides ``__eq__``/``__ne__`` is never converted: its comparisons are not the plain ones,
 and it crosses as an opaque handle that equals nothing.
 
-What can't be converted (user objects, functions, generators, numpy arrays) is kept in the
-job process and crosses as a handle: the tests may call it, iterate it or pass it back to
-the program, but never compare it equal to anything.
+numpy arrays of plain dtypes (bool, numbers, fixed-width str) cross as dtype, shape and
+bytes, and the trusted side rebuilds them with its own numpy (see `codec`), so tests get
+numpy's semantics as in-process. What can't be converted (user objects, functions,
+generators, object arrays) is kept in the job process and crosses as a handle: the tests
+may call it, iterate it or pass it back to the program, but never compare it equal to
+anything.
 """
 
 from __future__ import annotations

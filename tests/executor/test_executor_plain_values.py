@@ -31,6 +31,19 @@ PROBES = {
         "import numpy as np\ndef f():\n    return [np.int32(1), np.float32(2.0)]\n",
         "assert f() == [1, 2.0]",
     ),
+    "numpy_array_all": (
+        "import numpy as np\ndef f(n):\n    return np.arange(n) * 2\n",
+        "assert (f(3) == [0, 2, 4]).all() and f(3).shape == (3,)",
+    ),
+    "numpy_array_tolist": (
+        "import numpy as np\ndef f():\n    return np.array([[1.5, 2.0]])\n",
+        "assert f().tolist() == [[1.5, 2.0]] and list(f()[0]) == [1.5, 2.0]",
+    ),
+    "numpy_array_argument": (
+        "import numpy as np\ndef f(n):\n    return np.ones(n)\ndef total(a):\n"
+        "    return float(a.sum())\n",
+        "assert total(f(4)) == 4.0",
+    ),
     "fraction": (
         "from fractions import Fraction\ndef f():\n    return Fraction(1, 2)\n",
         "assert f() == 0.5",
@@ -196,6 +209,12 @@ def test_rigged_equality_still_fails(pool):
         # a dict's values view equals nothing, as in Python
         ("def f():\n    return {'a': 1}.values()\n", "assert f() == [1]", False),
         ("def f():\n    return bytearray(b'a')\n", "assert type(f()) is bytearray", True),
+        # numpy's own semantics, as in-process: an array compared to a list is ambiguous
+        (
+            "import numpy as np\ndef f():\n    return np.array([1, 2])\n",
+            "assert f() == [1, 2]",
+            False,
+        ),
     ],
 )
 def test_plain_values_keep_their_semantics(pool, program, test, official):
