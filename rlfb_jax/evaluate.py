@@ -15,6 +15,14 @@ subset of the benchmark's problems is fine.
 ``--problem-file``); ``mbpp`` needs ``--problem-file`` pointing at a jsonl in the original
 MBPP format; any other value is a path to a problems jsonl in either format.
 
+Everything is checked before the first job runs (errors name the file and line): invalid
+UTF-8 or JSON, samples without a string ``completion``, problems in neither format, an
+empty file, ``--k``/``--workers``/``--timeout`` out of range, a results file that can't be
+written. ``--timeout`` (default 15 s, enough for MBPP/123's reference on a busy 2-core
+machine) limits each test; a job may take it once per test, plus 5 s. Programs see only an
+allow-listed file system (see `rlfb_jax.executor.fsview`): the problem file, benchmark data
+and run directories are out of their reach.
+
 Host only: imports the stdlib, numpy and tqdm, never jax.
 """
 
