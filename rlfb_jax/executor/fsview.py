@@ -70,12 +70,15 @@ def allowed_paths(import_paths: list[str], project_root: str) -> list[str]:
     project = os.path.realpath(project_root)
     candidates = [*SYSTEM_DIRS, *ETC_FILES]
     python = [sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(sys.executable)]
+    prefixes = {os.path.realpath(p) for p in python[:3]}
     for path in [*python, *import_paths]:
         real = os.path.realpath(path) if path else ""
         if not real or real == "/" or not os.path.exists(real):
             continue
-        if real == project or real.startswith(project + os.sep):
-            continue  # the project tree (and run directories under it) stays out
+        inside_prefix = any(real == p or real.startswith(p + os.sep) for p in prefixes)
+        if real == project or (real.startswith(project + os.sep) and not inside_prefix):
+            continue  # the project tree (and run directories under it) stays out; a
+            # virtual environment inside it comes in alone, under an otherwise empty path
         candidates.append(real)
     keep: list[str] = []
     for path in sorted(set(candidates), key=lambda p: (p.count("/"), p)):

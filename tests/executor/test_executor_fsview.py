@@ -110,3 +110,16 @@ def test_the_filter_refuses_what_it_lists_and_allows_the_rest():
     results = eval(os.read(read, 4096).decode())
     os.close(read)
     assert results == [-1, -1, -1, -1, 7, 1]
+
+
+def test_a_virtual_environment_inside_the_project_comes_in_alone(tmp_path, monkeypatch):
+    project = tmp_path / "project"
+    site = project / ".venv" / "lib" / "python3.11" / "site-packages"
+    site.mkdir(parents=True)
+    (project / "src").mkdir()
+    (project / "runs").mkdir()
+    monkeypatch.setattr(sys, "prefix", str(project / ".venv"))
+    allowed = fsview.allowed_paths([str(site), str(project), str(project / "src")], str(project))
+    assert str(project / ".venv") in allowed
+    inside = [a for a in allowed if a.startswith(str(project))]
+    assert inside == [str(project / ".venv")]  # not the project, its sources or its runs
