@@ -93,9 +93,12 @@ def _start(payload: dict, sources: list[tuple[str, str]], setup: bool = False) -
             _send(["compile_error", filename, info])
             return None
         codes.append(code)
-    try:
-        with open(PROGRAM_PATH, "w", encoding="utf-8", errors="surrogatepass") as f:
-            f.write(payload["program"])
+    try:  # plain system calls: cheaper than a text file object, in every job
+        fd = os.open(PROGRAM_PATH, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(fd, payload["program"].encode("utf-8", "surrogatepass"))
+        finally:
+            os.close(fd)
     except OSError:
         pass  # a read-only cwd (the program has no file then, like a ``-c`` script)
     namespace = _namespace()

@@ -128,24 +128,28 @@ class TestDeadline:
     then replaces the worker and reports a timeout.)"""
 
     REPEAT = 0.05
+    _session: Session | None = None  # the session whose deadline the alarm enforces
 
     def __init__(self, session: Session):
         self.session = session
-        self.previous: Any = None
+        if signal.getsignal(signal.SIGALRM) is not TestDeadline._fire:
+            signal.signal(signal.SIGALRM, TestDeadline._fire)  # once per worker
 
-    def _fire(self, signum: int, frame: Any) -> None:
-        session = self.session
-        session.end(session.deadline_status, "Timeout", "the time limit was exceeded")
+    @staticmethod
+    def _fire(signum: int, frame: Any) -> None:
+        session = TestDeadline._session
+        if session is not None:
+            session.end(session.deadline_status, "Timeout", "the time limit was exceeded")
 
     def __enter__(self) -> TestDeadline:
+        TestDeadline._session = self.session
         left = max(self.session.deadline - time.monotonic(), 0.001)
-        self.previous = signal.signal(signal.SIGALRM, self._fire)
         signal.setitimer(signal.ITIMER_REAL, left, self.REPEAT)
         return self
 
     def __exit__(self, *exc: Any) -> None:
         signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, self.previous)
+        TestDeadline._session = None
 
 
 class JobRunner:
