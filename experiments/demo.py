@@ -13,11 +13,11 @@ key can be overridden, e.g. ``--config.rest_em.rest_em.iterations=3``.
 
 
 from experiments import synthetic_lever, synthetic_ppo, synthetic_rest_em, synthetic_sft
-from rlfb_jax.core.config import base_config, lock
+from rlfb_jax.core.config import experiment_config, lock
 
 
 def get_config(arg: str = ""):
-    c = base_config()
+    c = experiment_config()
     del c.model
     c.algo = "demo"
     c.skip = ""

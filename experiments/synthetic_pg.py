@@ -11,6 +11,7 @@ clipping, a second epoch would reuse samples as if they were on-policy.
 """
 
 from experiments import synthetic_ppo
+from rlfb_jax.algos.ppo import default_config
 from rlfb_jax.core.config import lock
 
 
@@ -19,5 +20,6 @@ def get_config(arg: str = ""):
     c.unlock()
     c.algo = "pg"
     c.rl.loss = "pg"
+    c.rl.loss_kwargs = default_config("pg").rl.loss_kwargs  # pg's own: no clipping range
     c.rl.epochs = 1
     return lock(c)

@@ -57,14 +57,6 @@ def configure_logging(level=logging.INFO):
     logger.propagate = False
 
 
-def run(config, workdir: str) -> dict:
-    """Runs the experiment `config` in `workdir` and returns its summary."""
-    from rlfb_jax.algos import get_algo
-
-    algo = get_algo(config.algo)
-    return algo(config, workdir)
-
-
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -73,6 +65,8 @@ def main(argv):
     if _MULTIHOST.value or os.environ.get("RLFB_MULTIHOST") == "1":
         initialize_distributed(_COORD.value, _NPROC.value, _PID.value)
     configure_logging()
+    from rlfb_jax.algos.driver import run  # after initialize_distributed: no backend before it
+
     summary = run(_CONFIG.value, _WORKDIR.value)
     print(json.dumps(summary, indent=2, sort_keys=True), file=sys.stdout)
 

@@ -15,7 +15,29 @@ import dataclasses
 import os
 from typing import Any
 
-from rlfb_jax.algos import common
+import ml_collections
+
+from rlfb_jax.data.tokenizer import load_tokenizer
+
+
+def data_config() -> ml_collections.ConfigDict:
+    """``config.data`` of an SFT run (the base model's data), with its defaults."""
+    return ml_collections.ConfigDict(dict(
+        source="synthetic",
+        path="",
+        tokenizer="",
+        prompt_len=96,
+        completion_len=64,
+        num_train=20000,
+        num_valid=200,
+        num_test=200,
+        max_depth=3,
+        examples_in_tests=False,  # synthetic: also judge on the prompt's examples
+        example_outputs=True,  # synthetic: False shows the examples' inputs only
+        code_variants=False,  # synthetic: references in equivalent spellings
+        vocab_size=2048,
+        seed=0,
+    ))
 
 
 @dataclasses.dataclass
@@ -49,11 +71,11 @@ def read_pairs(path: str) -> tuple[list[str], list[str]]:
 def _tokenizer_from(config, fallback_dir: str | None = None):
     data = config.data
     if data.get("tokenizer"):
-        return common.load_tokenizer(data.tokenizer)
+        return load_tokenizer(data.tokenizer)
     if config.model.get("hf_path"):
-        return common.load_tokenizer(config.model.hf_path)
+        return load_tokenizer(config.model.hf_path)
     if fallback_dir and os.path.isdir(fallback_dir):
-        return common.load_tokenizer(fallback_dir)
+        return load_tokenizer(fallback_dir)
     return None
 
 
@@ -80,7 +102,7 @@ def synthetic_tokenizer(config, workdir: str, train_tasks):
 
     path = train_tokenizer(train_tasks, int(config.data.vocab_size),
                            os.path.join(workdir, "tokenizer"))
-    return common.load_tokenizer(str(path))
+    return load_tokenizer(str(path))
 
 
 def eval_tasks_from(spec: str, mbpp_path: str = "") -> list:

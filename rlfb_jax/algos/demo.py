@@ -22,14 +22,13 @@ with ``demo/<stage>/pass@1``, ``demo/<stage>/compile_rate`` and ``demo/<stage>/t
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
 
-from rlfb_jax.algos import get_algo, register_algo
-from rlfb_jax.core.metrics import write_summary
-from rlfb_jax.core.run import is_main_process
+from rlfb_jax.algos import register_algo
+from rlfb_jax.algos.driver import Driver, run
+from rlfb_jax.core.rundir import is_main_process
 
 log = logging.getLogger("rlfb_jax")
 
@@ -95,17 +94,9 @@ def _stage_config(config, stage: str, base_dir: str):
 
 
 @register_algo("demo")
-def run(config, workdir: str) -> dict:
-    workdir = os.path.abspath(workdir)
-    os.makedirs(workdir, exist_ok=True)
-    path = os.path.join(workdir, "summary.json")
-    if os.path.exists(path):
-        log.info("%s is finished; nothing to do", workdir)
-        with open(path) as f:
-            return json.load(f)
-    if is_main_process():
-        with open(os.path.join(workdir, "config.json"), "w") as f:
-            f.write(config.to_json_best_effort(indent=2))
+def run_stages(driver: Driver) -> dict:
+    """Every stage not in ``config.skip``, in order; then the table and the plot."""
+    config, workdir = driver.config, driver.workdir
     skip = {s.strip() for s in str(config.get("skip", "")).split(",") if s.strip()}
     unknown = skip - set(STAGES)
     if unknown:
@@ -123,7 +114,7 @@ def run(config, workdir: str) -> dict:
         log.info("demo stage %d/%d: %s (%s)%s", i + 1, len(STAGES) - len(skip), stage, algo,
                  " - finished earlier, reading it back" if done else "")
         t0 = time.time()
-        s = get_algo(algo)(cfg, sdir)
+        s = run(cfg, sdir)
         secs = float(s.get("time/total_s", time.time() - t0))  # the stage's own clock
         res = stage_result(stage, s, n)
         rows.append((stage, res, secs))
@@ -141,6 +132,5 @@ def run(config, workdir: str) -> dict:
                     f"from the same base model.\n\n{table}\nTotal: "
                     f"{summary['demo/total_s'] / 60:.1f} min.\n")
         plot(os.path.join(workdir, "demo.png"), rows, n)
-        write_summary(workdir, summary)
     print("\n" + table, flush=True)
-    return summary
+    return driver.finish(summary)

@@ -33,21 +33,20 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from rlfb_jax.algos import common, register_algo
+from rlfb_jax.algos import register_algo
 from rlfb_jax.algos import verifier_data as vd
-from rlfb_jax.algos.base import ensure_base
+from rlfb_jax.algos.driver import Driver
 from rlfb_jax.algos.sft import default_config as sft_config
 from rlfb_jax.core import sharding as shd
 from rlfb_jax.core.batching import epoch_order
 from rlfb_jax.core.checkpoint import params_from_checkpoint
-from rlfb_jax.core.config import base_config
+from rlfb_jax.core.config import experiment_config
 from rlfb_jax.core.optim import make_optimizer
-from rlfb_jax.core.run import Run, is_main_process
-from rlfb_jax.core.state import state_from_params
+from rlfb_jax.core.rollout import rollout
+from rlfb_jax.core.rundir import is_main_process
+from rlfb_jax.core.state import named_key
 from rlfb_jax.core.step import make_step
 from rlfb_jax.eval import rerank
-from rlfb_jax.eval.policy_eval import run_completions
-from rlfb_jax.executor import ExecutorPool
 from rlfb_jax.losses import get_loss
 from rlfb_jax.losses.verifier import verifier_logits
 
@@ -55,7 +54,7 @@ log = logging.getLogger("rlfb_jax")
 
 
 def default_config() -> ml_collections.ConfigDict:
-    c = base_config()
+    c = experiment_config()
     c.algo = "lever"
     c.base = sft_config()
     c.base_workdir = ""
@@ -135,39 +134,40 @@ class _VerifierScorer:
         return out
 
 
-def _train_verifier(config, workdir: str, subdir: str, base, batch, steps: int):
-    """Fine-tunes the base (+ score head) on `batch` in the "verifier" slot; a Run of its
-    own in WORKDIR/subdir (resumable). Returns (verifier params, the run's summary)."""
-    lm = base.policy.lm
-    run = Run(config, workdir, subdir=subdir)
-    done = run.finished()
-    if done is not None:
-        run.close()
-        return params_from_checkpoint(run.workdir, base.params, slot="verifier"), done
-    vcfg = config.verifier
-    tx, schedule = make_optimizer(config.optimizer, steps)
-    mesh, rules = common.make_mesh(config), common.rules(config)
-    init = jax.tree.map(jnp.copy, base.params)  # the step donates; base.params stays intact
-    state, shardings = state_from_params({"verifier": init}, {}, tx,
-                                         jax.random.key(config.seed), mesh,
-                                         {"verifier": lm.logical_axes()}, rules)
-    state, _ = run.resume(state, shardings)
-    step_fn = make_step(get_loss(vcfg.loss), tx, schedule=schedule, state_shardings=shardings,
-                        mesh=mesh, rules=rules, model=lm, lm_coef=float(vcfg.lm_coef))
-    n, bs = len(batch["labels"]), int(vcfg.batch_size)
-    start = int(jax.device_get(state.step))
-    t0 = time.time()
-    metrics = {}
-    for step in run.progress(start, steps, subdir):
-        idx = epoch_order(n, step, bs, int(config.seed))
-        part = {k: v[idx] for k, v in batch.items()}
-        state, metrics = step_fn(state, shd.shard_batch(part, mesh, rules))
-        run.after_step(step + 1, state, metrics, {"step": step + 1})
-    final = {k: float(v) for k, v in jax.device_get(metrics).items()}
-    summary = {"train/steps": steps, "train/examples": n, "time/train_s": time.time() - t0,
-               **{k: v for k, v in final.items() if k.startswith(("train/", "loss/"))}}
-    run.finish(summary, step=steps, state=state, meta={"step": steps})
-    return state.params["verifier"], summary
+def _train_verifier(driver: Driver, subdir: str, base, batch, steps: int):
+    """Fine-tunes the base (+ score head) on `batch` in the "verifier" slot, in a run
+    directory of its own, WORKDIR/subdir (resumable). Returns (verifier params, the run's
+    summary)."""
+    config, lm = driver.config, base.policy.lm
+    with Driver(config, driver.workdir, subdir=subdir) as sub:
+        if sub.finished is not None:
+            return (params_from_checkpoint(sub.workdir, base.params, slot="verifier"),
+                    sub.finished)
+        vcfg = config.verifier
+        tx, schedule = make_optimizer(config.optimizer, steps)
+        init = jax.tree.map(jnp.copy, base.params)  # the step donates; base.params stays
+        state, shardings = sub.create_state({"verifier": init}, {}, tx,
+                                            {"verifier": lm.logical_axes()})
+        step_fn = make_step(get_loss(vcfg.loss), tx, schedule=schedule,
+                            state_shardings=shardings, mesh=sub.mesh, rules=sub.rules,
+                            model=lm, lm_coef=float(vcfg.lm_coef))
+        n, bs, seed = len(batch["labels"]), int(vcfg.batch_size), int(config.seed)
+        last: dict = {}
+
+        def step(state, i):
+            idx = epoch_order(n, i, bs, seed)
+            state, metrics = step_fn(state, sub.shard({k: v[idx] for k, v in batch.items()}))
+            last.update(metrics)
+            return state, metrics
+
+        t0 = time.time()
+        state = sub.loop(state, step, start=int(jax.device_get(state.step)), total=steps,
+                         desc=subdir, meta=lambda i: {"step": i})
+        final = {k: float(v) for k, v in jax.device_get(last).items()}
+        summary = {"train/steps": steps, "train/examples": n, "time/train_s": time.time() - t0,
+                   **{k: v for k, v in final.items() if k.startswith(("train/", "loss/"))}}
+        sub.finish(summary, step=steps, state=state, meta={"step": steps})
+        return state.params["verifier"], summary
 
 
 def prior_offset(labels, weights) -> float:
@@ -237,21 +237,29 @@ def choose_scoring(cands, alphas, length_norms) -> tuple[float, bool, dict[str, 
     return best[0], best[1], table
 
 
-@register_algo("lever")
-def run(config, workdir: str) -> dict:
-    lv = config.lever
-    main = Run(config, workdir)
-    done = main.finished()
-    if done is not None:
-        main.close()
-        return done
-    t_start = time.time()
-    base = ensure_base(config, workdir, heads=("score",))
-    policy, tok, lm = base.policy, base.policy.tokenizer, base.policy.lm
-    mesh, rules = common.make_mesh(config), common.rules(config)
-    params = jax.device_put(base.params)
-    ns = sorted(int(n) for n in lv.ns)
-    n_max = ns[-1]
+@register_algo("lever", pool="lever")
+def train(driver: Driver) -> dict:
+    """Samples -> two verifiers -> reranking of the held-out samples -> report."""
+    config, lv = driver.config, driver.config.lever
+    base = driver.base_model(heads=("score",))
+    train_tasks, test_tasks = _tasks(lv, base)
+    times: dict[str, float] = {}
+    train, test, greedy = collect_samples(driver, base, train_tasks, test_tasks, times)
+    n_sel = int(lv.select_tasks)
+    if n_sel and n_sel >= len(train):
+        raise ValueError(f"config.lever.select_tasks={n_sel} leaves no training tasks "
+                         f"(lever.train_tasks={len(train)})")
+    fit, sel = (train[:-n_sel], train[-n_sel:]) if n_sel else (train, [])
+    scores = train_verifiers(driver, base, fit, sel, test, train_tasks, test_tasks, times)
+    summary = rerank_summary(config, scores, train, sel, test, greedy)
+    summary.update(times)
+    if is_main_process():
+        write_report(driver.workdir, summary, lv, len(test))
+    return driver.finish(summary, base=base)
+
+
+def _tasks(lv, base) -> tuple[list, list]:
+    """(training tasks for verifier data, held-out test tasks)."""
     train_tasks = list(base.data.train_tasks)[: int(lv.train_tasks)]
     held_out = base.data.eval_tasks
     if lv.test_benchmark == "humaneval":
@@ -264,95 +272,98 @@ def run(config, workdir: str) -> dict:
     test_tasks = list(held_out)[: int(lv.test_tasks)]
     if not train_tasks or not test_tasks:
         raise ValueError("lever needs training tasks (verifier data) and held-out tasks")
+    return train_tasks, test_tasks
+
+
+def collect_samples(driver: Driver, base, train_tasks, test_tasks, times: dict):
+    """Verifier data (K samples per training task), test samples (n_max per held-out task)
+    and greedy test programs, each executed and saved (read back when on disk)."""
+    lv, policy, workdir = driver.config.lever, base.policy, driver.workdir
+    params = jax.device_put(base.params)
+    key = jax.random.key(int(driver.config.seed))
     sampling = policy.sampling(lv.temperature, lv.top_k, lv.top_p, lv.max_new_tokens)
-    greedy = policy.sampling(0.0, max_new_tokens=lv.max_new_tokens)
-    rng = jax.random.key(config.seed + 11)
-    times: dict[str, float] = {}
-    pool = ExecutorPool(num_workers=int(lv.workers), timeout=float(lv.timeout) * 4,
-                        timeout_per_test=float(lv.timeout)).start()
-    try:
-        # 1. verifier data: K samples per training task, executed and labeled
-        t0 = time.time()
-        train = _stage(os.path.join(main.workdir, "verifier_train_samples.jsonl"), lambda: (
-            vd.collect(policy, params, train_tasks, sampling, int(lv.train_samples),
-                       jax.random.fold_in(rng, 1), pool, int(lv.batch_size),
-                       desc="verifier data")))
-        times["time/verifier_data_s"] = time.time() - t0
-        # 3 (before training, so that sampling and execution share the pool): test samples
-        t0 = time.time()
-        test = _stage(os.path.join(main.workdir, "test_samples.jsonl"), lambda: (
-            vd.collect(policy, params, test_tasks, sampling, n_max,
-                       jax.random.fold_in(rng, 2), pool, int(lv.batch_size),
-                       desc=f"test samples n={n_max}")))
-        greedy_path = os.path.join(main.workdir, "greedy_samples.jsonl")
+    n_max, bs = max(int(n) for n in lv.ns), int(lv.batch_size)
+    t0 = time.time()
+    train = _stage(os.path.join(workdir, "verifier_train_samples.jsonl"), lambda: vd.collect(
+        policy, params, train_tasks, sampling, int(lv.train_samples),
+        named_key(key, "verifier_data"), driver.pool, bs, desc="verifier data"))
+    times["time/verifier_data_s"] = time.time() - t0
+    t0 = time.time()
+    test = _stage(os.path.join(workdir, "test_samples.jsonl"), lambda: vd.collect(
+        policy, params, test_tasks, sampling, n_max, named_key(key, "test_samples"),
+        driver.pool, bs, desc=f"test samples n={n_max}"))
 
-        def make_greedy():
-            comps, outs = run_completions(pool, policy, params, test_tasks, greedy, 1,
-                                          jax.random.fold_in(rng, 3), int(lv.batch_size))
-            return [vd.TaskSamples(i, [0.0], [0], [0],
-                                   [vd.Program(c[0], passed=bool(o[0].passed),
-                                               status=o[0].status)])
-                    for i, (c, o) in enumerate(zip(comps, outs))]
+    def make_greedy():
+        greedy = policy.sampling(0.0, max_new_tokens=lv.max_new_tokens)
+        eps = rollout(policy, params, test_tasks, greedy, 1, named_key(key, "greedy"),
+                      driver.pool, chunk_rows=bs, desc="greedy")
+        return [vd.TaskSamples(i, [0.0], [0], [0], [vd.Program(c, passed=bool(o.passed),
+                                                               status=o.status)])
+                for i, (c, o) in enumerate(zip(eps.texts, eps.outcomes))]
 
-        greedy_samples = _stage(greedy_path, make_greedy)
-        times["time/test_samples_s"] = time.time() - t0
-    finally:
-        pool.close()
+    greedy = _stage(os.path.join(workdir, "greedy_samples.jsonl"), make_greedy)
+    times["time/test_samples_s"] = time.time() - t0
+    return train, test, greedy
 
-    # 2. the two verifiers (trained without the tasks held out for choosing alpha)
-    n_sel = int(lv.select_tasks)
-    if n_sel and n_sel >= len(train):
-        raise ValueError(f"config.lever.select_tasks={n_sel} leaves no training tasks "
-                         f"(lever.train_tasks={len(train)})")
-    fit, sel = (train[:-n_sel], train[-n_sel:]) if n_sel else (train, [])
-    sel_scores = {}
-    scorer = _VerifierScorer(lm, mesh, rules, int(config.verifier.score_batch))
-    log_pv = {}
-    vsum = {}
+
+def train_verifiers(driver: Driver, base, fit, sel, test, train_tasks, test_tasks,
+                    times: dict) -> dict:
+    """Trains the verifier with ("exec") and without ("no_exec") execution results on `fit`
+    and scores the test samples (and the selection tasks `sel`, exec only). Returns
+    {"log_pv": {name: [N]}, "sel": [N_sel] or None, "vsum": {name: summary},
+    "test_labels", "test_rows", "sel_rows"}."""
+    config, tok = driver.config, base.policy.tokenizer
+    v = config.verifier
+    scorer = _VerifierScorer(base.policy.lm, driver.mesh, driver.rules, int(v.score_batch))
+    out: dict = {"log_pv": {}, "vsum": {}, "sel": None, "sel_rows": None}
     for name, use_exec in (("exec", True), ("no_exec", False)):
         t0 = time.time()
-        steps = int(config.verifier.steps)
-        if not use_exec and int(config.verifier.no_exec_steps) >= 0:
-            steps = int(config.verifier.no_exec_steps)
-        tbatch, train_labels, _ = _verifier_rows(config, tok, fit, train_tasks, use_exec)
-        offset = (prior_offset(train_labels, tbatch["weights"])
-                  if config.verifier.calibrate else 0.0)
-        vparams, vsum[name] = _train_verifier(config, workdir, f"verifier_{name}", base,
-                                              tbatch, steps)
+        steps = int(v.steps)
+        if not use_exec and int(v.no_exec_steps) >= 0:
+            steps = int(v.no_exec_steps)
+        tbatch, labels, _ = _verifier_rows(config, tok, fit, train_tasks, use_exec)
+        offset = prior_offset(labels, tbatch["weights"]) if v.calibrate else 0.0
+        vparams, out["vsum"][name] = _train_verifier(driver, f"verifier_{name}", base, tbatch,
+                                                     steps)
         times[f"time/verifier_{name}_train_s"] = time.time() - t0
         t0 = time.time()
-        ebatch, test_labels, test_rows = _verifier_rows(config, tok, test, test_tasks, use_exec,
-                                                        labels_known=False)
-        log_pv[name] = scorer(vparams, ebatch, f"score {name}", offset)
+        ebatch, out["test_labels"], out["test_rows"] = _verifier_rows(
+            config, tok, test, test_tasks, use_exec, labels_known=False)
+        out["log_pv"][name] = scorer(vparams, ebatch, f"score {name}", offset)
         if sel and use_exec:  # LEVER's choice needs the execution-aware verifier only
-            sbatch, _, sel_rows = _verifier_rows(config, tok, sel, train_tasks, use_exec,
-                                                 labels_known=False)
-            sel_scores[name] = scorer(vparams, sbatch, f"score {name} (selection)", offset)
-        vsum[name]["prior_offset"] = offset
+            sbatch, _, out["sel_rows"] = _verifier_rows(config, tok, sel, train_tasks, use_exec,
+                                                        labels_known=False)
+            out["sel"] = scorer(vparams, sbatch, f"score {name} (selection)", offset)
+        out["vsum"][name]["prior_offset"] = offset
         times[f"time/verifier_{name}_score_s"] = time.time() - t0
-        del vparams
-
     if is_main_process():
-        np.savez(os.path.join(main.workdir, "test_scores.npz"), log_pv_exec=log_pv["exec"],
-                 log_pv_no_exec=log_pv["no_exec"], labels=test_labels, task_row=test_rows)
+        np.savez(os.path.join(driver.workdir, "test_scores.npz"),
+                 log_pv_exec=out["log_pv"]["exec"], log_pv_no_exec=out["log_pv"]["no_exec"],
+                 labels=out["test_labels"], task_row=out["test_rows"])
+    return out
 
-    # 4. reranking on the held-out tasks, with alpha / length_norm chosen on held-out
-    # training tasks when lever.select_tasks > 0
+
+def rerank_summary(config, scores: dict, train, sel, test, greedy) -> dict:
+    """Every method's held-out accuracy for each n, LEVER's paired differences, verifier
+    AUCs and data statistics; alpha / length_norm chosen on `sel` when there are any."""
+    lv, log_pv = config.lever, scores["log_pv"]
+    ns = sorted(int(n) for n in lv.ns)
     alpha, length_norm, select_table = float(lv.alpha), bool(lv.length_norm), {}
     if sel:
-        sel_cands = _candidates(sel, sel_scores["exec"], sel_scores["exec"], sel_rows)
+        sel_cands = _candidates(sel, scores["sel"], scores["sel"], scores["sel_rows"])
         alpha, length_norm, select_table = choose_scoring(sel_cands, lv.alpha_grid,
                                                           lv.length_norm_grid)
         log.info("LEVER scoring chosen on %d held-out training tasks: alpha=%s, "
                  "length_norm=%s", len(sel), alpha, length_norm)
-    cands = _candidates(test, log_pv["exec"], log_pv["no_exec"], test_rows)
-    greedy_passed = [g.programs[0].passed for g in greedy_samples]
+    cands = _candidates(test, log_pv["exec"], log_pv["no_exec"], scores["test_rows"])
     per_task: dict = {}
-    summary = rerank.rerank_accuracy(cands, greedy_passed, ns, int(lv.num_subsets),
-                                     int(config.seed), alpha, length_norm, per_task)
+    summary = rerank.rerank_accuracy(cands, [g.programs[0].passed for g in greedy], ns,
+                                     int(lv.num_subsets), int(config.seed), alpha, length_norm,
+                                     per_task)
     summary.update(rerank.paired_differences(per_task, seed=int(config.seed)))
     summary.update(select_table)
     summary["lever/alpha"], summary["lever/length_norm"] = alpha, float(length_norm)
+    test_labels = scores["test_labels"]
     summary["verifier/auc"] = rerank.rank_auc(log_pv["exec"], test_labels)
     summary["verifier/auc_no_exec"] = rerank.rank_auc(log_pv["no_exec"], test_labels)
     train_labels = np.array([p.passed for s in train for p in s.programs])
@@ -363,25 +374,24 @@ def run(config, workdir: str) -> dict:
         "data/test_pass_frac": float(np.mean(test_labels)) if len(test_labels) else 0.0,
         "data/test_sample_pass_rate": float(np.mean([c.passed.mean() for c in cands])),
         "data/test_pass@n_max": float(np.mean([c.passed.any() for c in cands])),
-        **{f"verifier_{k}/{m}": v for k, s in vsum.items() for m, v in s.items()},
-        **times,
+        **{f"verifier_{k}/{m}": v for k, s in scores["vsum"].items() for m, v in s.items()},
     })
-    for key in ("eval/pass@1", "eval/pass@16"):
-        if key in base.summary:
-            summary[f"{key}_base"] = base.summary[key]
-    summary["time/total_s"] = time.time() - t_start
-    if is_main_process():
-        table = rerank.markdown_table(summary, ns)
-        head = (f"Held-out accuracy of best-of-n selection ({len(cands)} tasks, "
-                f"T={lv.temperature}, alpha={alpha}, length_norm={length_norm}).\n"
-                f"Verifier AUC: {summary['verifier/auc']:.3f} with execution results, "
-                f"{summary['verifier/auc_no_exec']:.3f} without.\n\n")
-        diffs = ("\nLEVER minus each method: mean over the held-out tasks (paired) and its 95% "
-                 "bootstrap interval over tasks.\n\n" + rerank.difference_table(summary, ns))
-        with open(os.path.join(main.workdir, "rerank.md"), "w") as f:
-            f.write(head + table + diffs)
-        rerank.plot_accuracy(os.path.join(main.workdir, "rerank_accuracy.png"), summary, ns,
-                             title=f"LEVER reranking, {len(cands)} held-out tasks")
-        log.info("reranking accuracy:\n%s", table)
-    main.finish(summary)
     return summary
+
+
+def write_report(workdir: str, summary: dict, lv, num_tasks: int) -> None:
+    """rerank.md (accuracy and paired-difference tables) and rerank_accuracy.png."""
+    ns = sorted(int(n) for n in lv.ns)
+    alpha, length_norm = summary["lever/alpha"], bool(summary["lever/length_norm"])
+    table = rerank.markdown_table(summary, ns)
+    head = (f"Held-out accuracy of best-of-n selection ({num_tasks} tasks, "
+            f"T={lv.temperature}, alpha={alpha}, length_norm={length_norm}).\n"
+            f"Verifier AUC: {summary['verifier/auc']:.3f} with execution results, "
+            f"{summary['verifier/auc_no_exec']:.3f} without.\n\n")
+    diffs = ("\nLEVER minus each method: mean over the held-out tasks (paired) and its 95% "
+             "bootstrap interval over tasks.\n\n" + rerank.difference_table(summary, ns))
+    with open(os.path.join(workdir, "rerank.md"), "w") as f:
+        f.write(head + table + diffs)
+    rerank.plot_accuracy(os.path.join(workdir, "rerank_accuracy.png"), summary, ns,
+                         title=f"LEVER reranking, {num_tasks} held-out tasks")
+    log.info("reranking accuracy:\n%s", table)

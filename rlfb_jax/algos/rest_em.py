@@ -9,17 +9,17 @@ Anthony et al. 2017; STaR, Zelikman et al. 2022):
             (`rlfb_jax.algos.rest_em_data`)
     M-step  a fresh TrainState from the *base* params (ReST-EM, ``restart_from_base=True``)
             or from the previous iterate (expert iteration / STaR, ``False``), trained with
-            the reward-weighted NLL ("sft" loss with ``weights`` [B]) on the kept samples'
-            completion tokens, through the same `make_step` as SFT
+            the reward-weighted NLL (``rest_em.loss``, default the "sft" loss with
+            ``weights`` [B]) on the kept samples' completion tokens, through the same `make_step` as SFT
     eval    greedy pass rate on the validation tasks (early stopping: stop after
             ``patience`` iterations without improvement; the best iterate is the result)
             and held-out greedy pass@1 + sampled pass@k.
 
-The base model comes from `rlfb_jax.algos.base.ensure_base` (``config.base`` /
+The base model comes from `rlfb_jax.algos.driver.Driver.base` (``config.base`` /
 ``config.base_workdir``): the synthetic SFT base, or a Hugging Face checkpoint
 (``config.base.model.hf_path``, e.g. with ``config.base.train.steps=0`` to use it as is).
 
-Run directory: the usual files (`rlfb_jax.core.run.Run`) plus ``iter<i>/`` (E-step
+Run directory: the usual files (`rlfb_jax.core.rundir.RunDir`) plus ``iter<i>/`` (E-step
 selection ``estep.json`` and ``kept.jsonl``, held-out ``eval.png`` / ``eval_samples.jsonl``)
 and ``rest_em.png`` (per-iteration curves). The checkpoint's ``frozen["best"]`` slot holds
 the best iterate so far; the final checkpoint's policy is that best iterate. Every phase
@@ -29,29 +29,29 @@ from disk, and a finished run does no work.
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import logging
 import os
-import sys
 import time
 
 import jax
 import ml_collections
 import numpy as np
 
-from rlfb_jax.algos import common, register_algo
+from rlfb_jax.algos import register_algo
 from rlfb_jax.algos import rest_em_data as red
-from rlfb_jax.algos.base import ensure_base
+from rlfb_jax.algos.driver import Driver
+from rlfb_jax.algos.rest_em_report import load_estep, plot_iterations, save_estep, summarize
 from rlfb_jax.algos.sft import default_config as sft_config
-from rlfb_jax.core import sharding as shd
 from rlfb_jax.core.batching import epoch_order, make_sequence_batch
-from rlfb_jax.core.config import base_config
+from rlfb_jax.core.config import experiment_config
 from rlfb_jax.core.optim import make_optimizer
-from rlfb_jax.core.run import Run, is_main_process
-from rlfb_jax.core.state import state_from_params
+from rlfb_jax.core.policy import Policy
+from rlfb_jax.core.rollout import rollout
+from rlfb_jax.core.rundir import is_main_process
+from rlfb_jax.core.state import TrainState, state_from_params
 from rlfb_jax.core.step import make_step
-from rlfb_jax.eval.policy_eval import evaluate_policy, generate
-from rlfb_jax.executor import ExecutorPool
+from rlfb_jax.data.tokenizer import encode_batch
 from rlfb_jax.losses import get_loss
 from rlfb_jax.rewards import make_reward
 
@@ -65,7 +65,7 @@ def default_config() -> ml_collections.ConfigDict:
     architecture / checkpoint is ``config.base.model``. ``config.optimizer`` and
     ``config.train.batch_size`` are the M-step's.
     """
-    c = base_config()
+    c = experiment_config()
     del c.model
     c.algo = "rest_em"
     c.base = sft_config()
@@ -84,6 +84,7 @@ def default_config() -> ml_collections.ConfigDict:
         threshold=0.0,  # keep samples with reward > threshold
         dedupe="whitespace",  # none | exact | whitespace | ast
         cap_per_problem=10,  # <= 0: no cap
+        loss="sft",  # a registered loss; "sft" with per-row weights: the reward-weighted NLL
         weighting="reward",  # reward | uniform (weights of the reward-weighted NLL)
         test_kind="assert",
         workers=2,
@@ -118,7 +119,7 @@ class MStep:
     def __init__(self, config, lm, mesh, rules):
         self.config, self.lm, self.mesh, self.rules = config, lm, mesh, rules
         self.logical = {"policy": lm.logical_axes(), "best": lm.logical_axes()}
-        self.loss = get_loss("sft")
+        self.loss = get_loss(config.rest_em.loss)
         self._parts: dict[int, tuple] = {}
 
     def _key(self, total: int) -> int:
@@ -164,96 +165,33 @@ def mstep_batch(prompt_ids, comp_ids, weights, step: int, batch_size: int, seed:
 # ----------------------------------------------------------------------------------- E-step
 
 
-def e_step(policy, params, tasks, rc, pool: ExecutorPool, reward_fn, rng, seed: int):
-    """Samples ``rc.n_samples`` completions per task, runs them, selects the kept ones.
-
-    Returns (samples [len(tasks) * n] `Sample`s, kept, metrics). Sampling of chunk c+1
-    overlaps the execution of chunk c.
-    """
-    n = int(rc.n_samples)
+def e_step(policy: Policy, params, tasks, rc, pool, reward_fn, key, seed: int):
+    """Samples ``rc.n_samples`` completions per task, runs them, selects the kept ones
+    (`rlfb_jax.algos.rest_em_data.select_samples`). Returns (kept, metrics)."""
+    n, t0 = int(rc.n_samples), time.time()
     sampling = policy.sampling(rc.temperature, rc.top_k, rc.top_p, rc.max_new_tokens)
-    completions: list[list[str]] = [[] for _ in tasks]
-    token_ids: list[list[tuple[int, ...]]] = [[] for _ in tasks]
-    futures: list[list] = [[] for _ in tasks]
-    t0 = time.time()
-    t_exec_submit = 0.0
-    for idx, texts, rollout in generate(policy, params, tasks, sampling, n, rng,
-                                        int(rc.sample_batch), desc=f"e-step n={n}"):
-        toks, mask = jax.device_get((rollout.tokens, rollout.mask))
-        ts = time.time()
-        for j, (i, outs) in enumerate(zip(idx, texts)):
-            completions[i] = outs
-            token_ids[i] = [tuple(int(t) for t, m in zip(toks[j * n + s], mask[j * n + s]) if m)
-                            for s in range(n)]
-            futures[i] = pool.submit([tasks[i].to_job(c, rc.test_kind) for c in outs])
-        t_exec_submit += time.time() - ts
-    t_sample = time.time() - t0 - t_exec_submit
-    t1 = time.time()
-    outcomes = [[f.result() for f in fs] for fs in futures]
-    t_wait = time.time() - t1
-    flat_tasks = [t for t in tasks for _ in range(n)]
-    flat_comp = [c for cs in completions for c in cs]
-    flat_out = [o for os_ in outcomes for o in os_]
-    rewards, rmetrics = reward_fn(flat_tasks, flat_comp, flat_out)
-    samples = [red.Sample(i // n, flat_comp[i], float(rewards[i]), token_ids[i // n][i % n])
-               for i in range(len(flat_comp))]
+    eps = rollout(policy, params, tasks, sampling, n, key, pool, reward_fn,
+                  chunk_rows=int(rc.sample_batch), jobs=lambda t, texts: [
+                      t.to_job(c, rc.test_kind) for c in texts], desc=f"e-step n={n}")
+    ids = eps.completion_ids()
+    samples = [red.Sample(i // n, eps.texts[i], float(eps.rewards[i]), tuple(ids[i]))
+               for i in range(len(eps.texts))]
     kept, stats = red.select_samples(
         samples, threshold=float(rc.threshold), dedupe_mode=rc.dedupe,
         cap=int(rc.cap_per_problem), seed=seed, num_problems=len(tasks),
         prefixes=[t.prompt for t in tasks])
-    passed = sum(o.passed for o in flat_out)
-    solved = sum(any(o.passed for o in os_) for os_ in outcomes)
+    outcomes = eps.task_outcomes
     metrics = {
         **{f"estep/{k}": v for k, v in stats.items()},
-        "estep/pass_rate": passed / max(len(flat_out), 1),
-        "estep/solve_rate": solved / max(len(tasks), 1),  # problems with a passing sample
+        "estep/pass_rate": sum(o.passed for o in eps.outcomes) / max(len(eps.outcomes), 1),
+        "estep/solve_rate": sum(any(o.passed for o in os_) for os_ in outcomes) / len(tasks),
         "estep/problems": float(len(tasks)),
-        **{f"estep/{k}": v for k, v in rmetrics.items()},
-        "time/estep_sample_s": t_sample,
-        "time/estep_execute_wait_s": t_wait,
+        **{f"estep/{k}": v for k, v in eps.reward_metrics.items()},
+        "time/estep_sample_s": eps.times["time/sample_s"],
+        "time/estep_execute_wait_s": eps.times["time/execute_wait_s"],
         "time/estep_s": time.time() - t0,
     }
-    return samples, kept, metrics
-
-
-def _write_json(path: str, obj) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1)
-    os.replace(tmp, path)  # atomic: a killed run never leaves half a file
-
-
-def save_estep(idir: str, tasks, kept, metrics) -> None:
-    """``iter<i>/kept.jsonl`` (one kept sample per line) and ``iter<i>/estep.json``."""
-    if not is_main_process():
-        return
-    os.makedirs(idir, exist_ok=True)
-    with open(os.path.join(idir, "kept.jsonl"), "w") as f:
-        for s in kept:
-            f.write(json.dumps({"task_id": tasks[s.task_index].task_id,
-                                "task_index": s.task_index, "reward": s.reward,
-                                "completion": s.completion,
-                                "token_ids": list(s.token_ids)}) + "\n")
-    _write_json(os.path.join(idir, "estep.json"),
-                {"metrics": metrics, "task_ids": [t.task_id for t in tasks],
-                 "kept": [[s.task_index, s.completion, s.reward, list(s.token_ids)]
-                          for s in kept]})
-
-
-def load_estep(idir: str, tasks):
-    """(kept, metrics) of a finished E-step, or None when there is none for these tasks."""
-    path = os.path.join(idir, "estep.json")
-    if not os.path.exists(path):
-        return None
-    with open(path) as f:
-        d = json.load(f)
-    if d["task_ids"] != [t.task_id for t in tasks]:
-        return None
-    kept = [red.Sample(int(i), c, float(r), tuple(ids)) for i, c, r, ids in d["kept"]]
-    return kept, d["metrics"]
-
-
-# ------------------------------------------------------------------------------------ loop
+    return kept, metrics
 
 
 def _valid_tasks(config, base) -> list:
@@ -264,12 +202,6 @@ def _valid_tasks(config, base) -> list:
         tasks = load_mbpp(config.base.data.path, split="validation")
     n = int(config.rest_em.valid_tasks)
     return tasks[:n] if n > 0 else tasks
-
-
-def _greedy_cfg(config, num_tasks: int):
-    cfg = config.eval.copy_and_resolve_references()
-    cfg.n_samples, cfg.num_tasks = 1, num_tasks
-    return cfg
 
 
 def _check(config) -> None:
@@ -285,263 +217,182 @@ def _check(config) -> None:
         raise ValueError("config.rest_em.n_samples and iterations must be >= 1")
 
 
-def _iter_metrics(i: int, entry: dict) -> dict:
-    """Summary keys of iteration i: ``rest_em/iter<i>/<name>`` (pass@1, pass@16, kept,
-    train_solve_rate, valid_pass@1, time/estep_s, ...)."""
-    out = {}
-    for k, v in entry.items():
-        if k == "valid/pass@1":
-            name = "valid_pass@1"
-        elif k.startswith(("eval/", "estep/", "rest_em/")):
-            name = k.split("/", 1)[1]
-        else:
-            name = k
-        out[f"rest_em/iter{i}/{name}"] = v
-    return out
+def _iteration_seed(seed: int, it: int) -> int:
+    """The numpy seed of iteration `it`: the E-step's tie shuffle and the M-step's data order."""
+    return int(seed) * 1000 + it
 
 
-@register_algo("rest_em")
-def run(config, workdir: str) -> dict:
-    rc = config.rest_em
-    run = Run(config, workdir)
-    done = run.finished()
-    if done is not None:
-        log.info("%s is finished; nothing to do", workdir)
-        run.close()
-        return done
+@dataclasses.dataclass
+class RestEM:
+    """What every iteration needs, built once per run."""
+
+    config: ml_collections.ConfigDict
+    driver: Driver
+    policy: Policy
+    base_params: object
+    train_tasks: list
+    valid_tasks: list
+    reward_fn: object
+    mstep: MStep
+    shardings: object  # of the M-step's TrainState
+
+    def problems(self, it: int) -> list:
+        """The training problems of iteration `it` (all, or ``problems_per_iter`` of them)."""
+        p_iter = int(self.config.rest_em.problems_per_iter) or len(self.train_tasks)
+        if p_iter >= len(self.train_tasks):
+            return list(self.train_tasks)
+        idx = epoch_order(len(self.train_tasks), it, p_iter, int(self.config.seed))
+        return [self.train_tasks[j] for j in idx]
+
+    def validate(self, params) -> float:
+        """Greedy pass@1 on the validation tasks (0 without any)."""
+        if not self.valid_tasks:
+            return 0.0
+        cfg = self.config.eval.copy_and_resolve_references()
+        cfg.num_tasks = len(self.valid_tasks)
+        return self.driver.evaluate(self.policy, params, self.valid_tasks, cfg, prefix="valid",
+                                    greedy_only=True, write=False)["valid/pass@1"]
+
+
+@dataclasses.dataclass
+class Record:
+    """The run's progress, the record of every checkpoint: per-iteration entries, the global
+    step (M-step steps + one per iteration) and the base's validation score."""
+
+    history: list[dict]
+    gstep: int
+    base_valid: float
+
+    def meta(self, iteration: int, phase: str, **extra) -> dict:
+        return {"iteration": iteration, "phase": phase, "gstep": self.gstep,
+                "history": self.history, "base_valid": self.base_valid, **extra}
+
+
+@register_algo("rest_em", pool="rest_em")
+def train(driver: Driver) -> dict:
+    config, rc = driver.config, driver.config.rest_em
     _check(config)
-    t_start = time.time()
-    base = ensure_base(config, workdir)
-    policy, tok, lm = base.policy, base.policy.tokenizer, base.policy.lm
-    train_tasks, eval_tasks = list(base.data.train_tasks), list(base.data.eval_tasks)
+    base = driver.base
     valid_tasks = _valid_tasks(config, base)
-    if not train_tasks:
+    if not base.data.train_tasks:
         raise ValueError("rest_em needs training tasks with tests (data.source synthetic/mbpp)")
     if not valid_tasks and int(rc.patience) > 0:
         raise ValueError("no validation tasks for early stopping; set config.rest_em.patience=0")
-    reward_fn = make_reward(rc.rewards.to_dict())
-    mesh, rules = common.make_mesh(config), common.rules(config)
-    mstep = MStep(config, lm, mesh, rules)
-    state, shardings = mstep.init_state(base.params, base.params, 1, jax.random.key(config.seed))
-    state, meta = run.resume(state, shardings)
-    iterations = int(rc.iterations)
-    bs = int(config.train.batch_size)
-    prompt_len, comp_len = int(config.base.data.prompt_len), int(rc.max_new_tokens)
-    history: list[dict] = list(meta.get("history", []))
-    gstep = int(meta.get("gstep", 0))
-    pool = ExecutorPool(num_workers=int(rc.workers), timeout=float(rc.timeout) * 4,
-                        timeout_per_test=float(rc.timeout)).start()
-    eval_rng = jax.random.key(config.seed + 1)
-    try:
-        if "base_valid" in meta:
-            base_valid = float(meta["base_valid"])
-        elif valid_tasks:
-            base_valid = evaluate_policy(policy, base.params, valid_tasks,
-                                         _greedy_cfg(config, len(valid_tasks)), rng=eval_rng,
-                                         prefix="valid", pool=pool)["valid/pass@1"]
-        else:
-            base_valid = 0.0
-        scores = [base_valid] + [h["valid/pass@1"] for h in history]
+    mstep = MStep(config, base.policy.lm, driver.mesh, driver.rules)
+    state, shardings = mstep.init_state(base.params, base.params, 1,
+                                        jax.random.key(int(config.seed)))
+    state = driver.resume(state, shardings)
+    r = RestEM(config, driver, base.policy, base.params, list(base.data.train_tasks),
+               valid_tasks, make_reward(rc.rewards.to_dict()), mstep, shardings)
+    meta, iterations = driver.meta, int(rc.iterations)
+    rec = Record(list(meta.get("history", [])), int(meta.get("gstep", 0)),
+                 float(meta["base_valid"]) if "base_valid" in meta else r.validate(base.params))
+    scores = [rec.base_valid] + [h["valid/pass@1"] for h in rec.history]
+    best, stopped = red.early_stopping(scores, int(rc.patience), float(rc.min_delta))
+    plot = os.path.join(driver.workdir, "rest_em.png")
+    for it in driver.progress(int(meta.get("iteration", 0)), iterations, "rest_em"):
+        if stopped:
+            break
+        state, entry, mmetrics = iteration(r, state, it, rec)
+        rec.history.append(entry)
+        scores.append(entry["valid/pass@1"])
+        prev_best = best
         best, stopped = red.early_stopping(scores, int(rc.patience), float(rc.min_delta))
-        start_it = int(meta.get("iteration", 0))
-        for it in run.progress(start_it, iterations, "rest_em"):
-            if stopped:
-                break
-            i = it + 1
-            idir = os.path.join(run.workdir, f"iter{i}")
-            t_it = time.time()
-            # -- E-step: sample from the current iterate (the base before iteration 1)
-            p_iter = int(rc.problems_per_iter) or len(train_tasks)
-            idx = (epoch_order(len(train_tasks), it, p_iter, int(config.seed))
-                   if p_iter < len(train_tasks) else np.arange(len(train_tasks)))
-            tasks = [train_tasks[j] for j in idx]
-            mid_mstep = meta.get("phase") == "mstep" and int(meta.get("iteration", -1)) == it
-            loaded = load_estep(idir, tasks)
-            if loaded is None:
-                if mid_mstep:
-                    raise RuntimeError(f"{idir}/estep.json is missing; cannot resume the M-step")
-                _, kept, emetrics = e_step(
-                    policy, state.params["policy"], tasks, rc, pool, reward_fn,
-                    jax.random.fold_in(jax.random.key(config.seed + 11), it),
-                    seed=int(config.seed) * 1000 + it)
-                save_estep(idir, tasks, kept, emetrics)
-            else:
-                kept, emetrics = loaded
-                log.info("iteration %d: E-step read back from %s", i, idir)
-            log.info("iteration %d: E-step kept %d samples (%d positive of %d; train solve "
-                     "rate %.3f)",
-                     i, len(kept), emetrics["estep/positive"], emetrics["estep/samples"],
-                     emetrics["estep/solve_rate"])
-            # -- M-step: a fresh state from the base (ReST-EM) or the last iterate (ExIt)
-            t0 = time.time()
-            total = red.mstep_steps(len(kept), bs, steps=int(rc.mstep.steps),
-                                    epochs=float(rc.mstep.epochs),
-                                    min_steps=int(rc.mstep.min_steps),
-                                    max_steps=int(rc.mstep.max_steps))
-            if mid_mstep:
-                s0 = int(meta["mstep_step"])
-            else:
-                s0 = 0
-                start = red.mstep_init(bool(rc.restart_from_base), base.params,
-                                       state.params["policy"] if it > 0 else None)
-                state, shardings = mstep.init_state(
-                    start, state.frozen["best"], total,
-                    jax.random.fold_in(jax.random.key(config.seed), i))
-            mmetrics: dict = {}
-            if total > 0:
-                prompt_ids = common.encode(tok, [tasks[s.task_index].prompt for s in kept])
-                eos = policy.eos_id
-                comp_ids = [list(s.token_ids) if s.token_ids and s.token_ids[-1] == eos
-                            else list(s.token_ids) + [eos] for s in kept]
-                weights = red.sample_weights([s.reward for s in kept], rc.weighting)
-                step_fn = mstep.step_fn(total, shardings)
-                from tqdm.auto import tqdm
-
-                for s in tqdm(range(s0, total), initial=s0, total=total, desc=f"m-step {i}",
-                              leave=False, file=sys.stderr, disable=not is_main_process()):
-                    batch = mstep_batch(prompt_ids, comp_ids, weights, s, bs,
-                                        int(config.seed) * 1000 + it, prompt_len, comp_len,
-                                        policy.pad_id)
-                    state, metrics = step_fn(state, shd.shard_batch(batch, mesh, rules))
-                    gstep += 1
-                    run.after_step(gstep, state, metrics,
-                                   {"iteration": it, "phase": "mstep", "mstep_step": s + 1,
-                                    "gstep": gstep, "history": history,
-                                    "base_valid": base_valid},
-                                   extra={"rest_em/iteration": i})
-                if s0 < total:
-                    mmetrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
-            t_mstep = time.time() - t0
-            # -- evaluation: validation (early stopping) and held-out
-            params = state.params["policy"]
-            t0 = time.time()
-            valid = (evaluate_policy(policy, params, valid_tasks,
-                                     _greedy_cfg(config, len(valid_tasks)), rng=eval_rng,
-                                     prefix="valid", pool=pool) if valid_tasks else {})
-            t_valid = time.time() - t0
-            t0 = time.time()
-            heldout = evaluate_policy(policy, params, eval_tasks, config.eval,
-                                      workdir=idir if is_main_process() else None,
-                                      rng=eval_rng, prefix="eval", pool=pool)
-            t_eval = time.time() - t0
-            entry = {
-                "rest_em/kept": float(len(kept)),
-                "rest_em/train_solve_rate": emetrics["estep/solve_rate"],
-                "rest_em/mstep_steps": float(total),
-                "valid/pass@1": float(valid.get("valid/pass@1", 0.0)),
-                **{k: v for k, v in heldout.items() if "/errors/" not in k},
-                **{k: v for k, v in emetrics.items()
-                   if k not in ("estep/kept", "estep/solve_rate")},
-                "time/mstep_s": t_mstep,
-                "time/valid_s": t_valid,
-                "time/eval_s": t_eval,
-                "time/iteration_s": time.time() - t_it,
-            }
-            history.append(entry)
-            scores.append(entry["valid/pass@1"])
-            prev_best = best
-            best, stopped = red.early_stopping(scores, int(rc.patience), float(rc.min_delta))
-            if best == i and best != prev_best:
-                state = state.replace(frozen={"best": params})
-            gstep += 1
-            meta = {"iteration": i, "phase": "done", "gstep": gstep, "history": history,
-                    "base_valid": base_valid}
-            run.log(gstep, {**entry, **{f"mstep/{k}": v for k, v in mmetrics.items()},
-                            "rest_em/iteration": i, "rest_em/best_iter": best})
-            run.save(gstep, state, meta)
-            log.info("iteration %d: held-out pass@1 %.3f, validation %.3f (best: iteration %d)%s",
-                     i, heldout["eval/pass@1"], entry["valid/pass@1"], best,
-                     "; stopping early" if stopped else "")
-            if is_main_process():
-                plot_iterations(os.path.join(run.workdir, "rest_em.png"), base.summary, history,
-                                base_valid)
-    finally:
-        pool.close()
-    summary = _summary(base.summary, history, base_valid, best, stopped, iterations)
-    summary["time/total_s"] = time.time() - t_start
-    if history:
+        if best == it + 1 and best != prev_best:
+            state = state.replace(frozen={"best": state.params["policy"]})
+        rec.gstep += 1
+        driver.log(rec.gstep, {**entry, **{f"mstep/{k}": v for k, v in mmetrics.items()},
+                               "rest_em/iteration": it + 1, "rest_em/best_iter": best})
+        driver.save(rec.gstep, state, rec.meta(it + 1, "done"))
+        log.info("iteration %d: held-out pass@1 %.3f, validation %.3f (best: iteration %d)%s",
+                 it + 1, entry["eval/pass@1"], entry["valid/pass@1"], best,
+                 "; stopping early" if stopped else "")
         if is_main_process():
-            plot_iterations(os.path.join(run.workdir, "rest_em.png"), base.summary, history,
-                            base_valid)
-        final = state.replace(params={"policy": state.frozen["best"]})
+            plot_iterations(plot, base.summary, rec.history, rec.base_valid)
+    summary = summarize(base.summary, rec.history, rec.base_valid, best, stopped, iterations)
+    final = state.replace(params={"policy": state.frozen["best"]}) if rec.history else None
+    return driver.finish(summary, step=rec.gstep + 1, state=final,
+                         meta=rec.meta(len(rec.history), "finished"))
+
+
+def iteration(r: RestEM, state: TrainState, it: int, rec: Record):
+    """E-step (or its record on disk) -> M-step -> validation and held-out evaluation.
+    Returns (state, the iteration's entry, the M-step's last metrics)."""
+    rc, driver, i, t_it = r.config.rest_em, r.driver, it + 1, time.time()
+    idir = os.path.join(driver.workdir, f"iter{i}")
+    tasks = r.problems(it)
+    resuming = driver.meta.get("phase") == "mstep" and int(driver.meta["iteration"]) == it
+    loaded = load_estep(idir, tasks)
+    if loaded is not None:
+        kept, emetrics = loaded
+        log.info("iteration %d: E-step read back from %s", i, idir)
+    elif resuming:
+        raise RuntimeError(f"{idir}/estep.json is missing; cannot resume the M-step")
     else:
-        final = None
-    run.finish(summary, step=gstep + 1, state=final, meta={**meta, "phase": "finished"})
-    return summary
+        kept, emetrics = e_step(r.policy, state.params["policy"], tasks, rc, driver.pool,
+                                r.reward_fn, state.key("estep"),
+                                _iteration_seed(r.config.seed, it))
+        save_estep(idir, tasks, kept, emetrics)
+    log.info("iteration %d: E-step kept %d samples (%d positive of %d; train solve rate "
+             "%.3f)", i, len(kept), emetrics["estep/positive"], emetrics["estep/samples"],
+             emetrics["estep/solve_rate"])
+    t0 = time.time()
+    state, total, mmetrics = m_step(r, state, it, tasks, kept, rec, resuming)
+    t_mstep, t0 = time.time() - t0, time.time()
+    valid = r.validate(state.params["policy"])
+    t_valid, t0 = time.time() - t0, time.time()
+    heldout = driver.evaluate(r.policy, state.params["policy"], prefix="eval",
+                              write=idir if is_main_process() else False)
+    entry = {
+        "rest_em/kept": float(len(kept)),
+        "rest_em/train_solve_rate": emetrics["estep/solve_rate"],
+        "rest_em/mstep_steps": float(total),
+        "valid/pass@1": float(valid),
+        **{k: v for k, v in heldout.items() if "/errors/" not in k},
+        **{k: v for k, v in emetrics.items() if k not in ("estep/kept", "estep/solve_rate")},
+        "time/mstep_s": t_mstep,
+        "time/valid_s": t_valid,
+        "time/eval_s": time.time() - t0,
+        "time/iteration_s": time.time() - t_it,
+    }
+    return state, entry, mmetrics
 
 
-def _summary(base_summary: dict, history: list[dict], base_valid: float, best: int,
-             stopped: bool, iterations: int) -> dict:
-    out: dict = {}
-    for k, v in base_summary.items():
-        if k.startswith("eval/") and "/errors/" not in k:
-            out[f"{k}_base"] = v
-    out["rest_em/valid_pass@1_base"] = base_valid
-    for i, entry in enumerate(history, start=1):
-        out.update(_iter_metrics(i, entry))
-    out["rest_em/best_iter"] = best
-    out["rest_em/iterations_run"] = len(history)
-    out["rest_em/stopped_early"] = bool(stopped and len(history) < iterations)
-    # The result: the held-out metrics of the iterate chosen by validation.
-    chosen = history[best - 1] if best > 0 else {k: v for k, v in base_summary.items()}
-    for k, v in chosen.items():
-        if k.startswith("eval/") and "/errors/" not in k:
-            out[k] = v
-    return out
+def m_step(r: RestEM, state: TrainState, it: int, tasks, kept, rec: Record, resuming: bool):
+    """Fine-tunes on the kept samples in a fresh TrainState, from the base (ReST-EM) or the
+    last iterate (expert iteration); continues a killed M-step when `resuming`. Returns
+    (state, steps, the last step's metrics)."""
+    rc, driver, cfg = r.config.rest_em, r.driver, r.config
+    total = red.mstep_steps(len(kept), int(cfg.train.batch_size), steps=int(rc.mstep.steps),
+                            epochs=float(rc.mstep.epochs), min_steps=int(rc.mstep.min_steps),
+                            max_steps=int(rc.mstep.max_steps))
+    s0 = int(driver.meta["mstep_step"]) if resuming else 0
+    if not resuming:
+        start = red.mstep_init(bool(rc.restart_from_base), r.base_params,
+                               state.params["policy"] if it > 0 else None)
+        state, r.shardings = r.mstep.init_state(start, state.frozen["best"], total,
+                                                state.key("mstep"))
+    if total == 0:
+        return state, 0, {}
+    eos = r.policy.eos_id
+    prompt_ids = encode_batch(r.policy.tokenizer, [tasks[s.task_index].prompt for s in kept])
+    comp_ids = [list(s.token_ids) + ([] if s.token_ids and s.token_ids[-1] == eos else [eos])
+                for s in kept]
+    weights = red.sample_weights([s.reward for s in kept], rc.weighting)
+    step_fn = r.mstep.step_fn(total, r.shardings)
+    last: dict = {}
 
+    def step(state, s):
+        batch = mstep_batch(prompt_ids, comp_ids, weights, s, int(cfg.train.batch_size),
+                            _iteration_seed(cfg.seed, it), int(cfg.base.data.prompt_len),
+                            int(rc.max_new_tokens), r.policy.pad_id)
+        state, metrics = step_fn(state, driver.shard(batch))
+        last.update(metrics)
+        return state, {**metrics, "rest_em/iteration": it + 1}
 
-def plot_iterations(path: str, base_summary: dict, history: list[dict], base_valid: float):
-    """rest_em.png: pass rates per iteration (0 = base), kept samples, held-out pass@k per
-    iteration, and time per phase."""
-    from rlfb_jax.core.metrics import new_figure
-
-    its = list(range(len(history) + 1))
-    fig, axes = new_figure(1, 4, figsize=(18, 3.8))
-    a = axes[0]
-    a.plot(its, [base_summary.get("eval/pass@1", np.nan)] + [h["eval/pass@1"] for h in history],
-           marker="o", label="held-out greedy pass@1")
-    a.plot(its, [base_valid] + [h["valid/pass@1"] for h in history], marker="s",
-           label="validation greedy pass@1")
-    a.plot(its[1:], [h["rest_em/train_solve_rate"] for h in history], marker="^",
-           label="train solve rate (E-step)")
-    a.set_xlabel("iteration (0: base)")
-    a.set_ylim(0, 1)
-    a.set_xticks(its)
-    a.legend(fontsize=7)
-    a.grid(alpha=0.3)
-    b = axes[1]
-    b.bar(its[1:], [h["rest_em/kept"] for h in history], label="kept")
-    b.plot(its[1:], [h["estep/positive"] for h in history], "k.-", label="positive")
-    b.set_xlabel("iteration")
-    b.set_title("E-step samples", fontsize=9)
-    b.set_xticks(its[1:])
-    b.legend(fontsize=7)
-    c = axes[2]
-    rows = [("base", base_summary)] + [(f"iter {i}", h) for i, h in enumerate(history, 1)]
-    for name, m in rows:
-        ks = sorted(int(k.split("@")[1]) for k in m
-                    if k.startswith("eval/pass@") and k != "eval/pass@1")
-        if not ks:
-            continue
-        vals = [m.get("eval/sampled_pass@1", np.nan)] + [m[f"eval/pass@{k}"] for k in ks]
-        c.plot([1] + ks, vals, marker="o", label=name,
-               ls="--" if name == "base" else "-")
-    c.set_xscale("log", base=2)
-    c.set_xlabel("k")
-    c.set_ylabel("held-out pass@k (sampled)")
-    c.set_ylim(0, 1)
-    c.legend(fontsize=7)
-    c.grid(alpha=0.3)
-    d = axes[3]
-    phases = ["estep_s", "mstep_s", "valid_s", "eval_s"]
-    bottom = np.zeros(len(history))
-    for ph in phases:
-        vals = np.array([h.get(f"time/{ph}", 0.0) for h in history])
-        d.bar(its[1:], vals, bottom=bottom, label=ph[:-2])
-        bottom += vals
-    d.set_xlabel("iteration")
-    d.set_ylabel("seconds")
-    d.set_xticks(its[1:])
-    d.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
+    offset = rec.gstep - s0
+    state = driver.loop(state, step, start=s0, total=total, desc=f"m-step {it + 1}",
+                        offset=offset, meta=lambda s: rec.meta(it, "mstep", mstep_step=s,
+                                                              gstep=offset + s))
+    rec.gstep = offset + total
+    return state, total, {k: float(v) for k, v in jax.device_get(last).items()}

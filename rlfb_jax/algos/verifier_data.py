@@ -1,6 +1,6 @@
 """Data for the learned verifier (LEVER, Ni et al. 2023): sample, execute, label, render.
 
-    samples = collect(policy, params, tasks, sampling, n, rng, pool)   # [task] TaskSamples
+    samples = collect(policy, params, tasks, sampling, n, key, pool)   # [task] TaskSamples
     text = render_execution(program.exec_lines, program.status)       # "# exec: ok 10 | ..."
     batch = verifier_batch(tokenizer, tasks, programs, ...)            # sequence batch + labels
 
@@ -27,9 +27,10 @@ from typing import Any
 
 import numpy as np
 
-from rlfb_jax.algos import common
 from rlfb_jax.core.batching import make_sequence_batch
+from rlfb_jax.core.rollout import rollout
 from rlfb_jax.data.tasks import UNKNOWN_OUTPUT
+from rlfb_jax.data.tokenizer import encode_batch, eos_id, pad_id
 from rlfb_jax.eval.rerank import execution_key
 
 NO_EXAMPLES = "(no visible examples)"
@@ -127,59 +128,64 @@ def render_execution(exec_lines: Sequence[str], probe_status: str, max_chars: in
     return ("\n# exec: " + body)[:max_chars] + "\n"
 
 
-def _submit(pool, task, programs: list[Program], timeout_per_test: float | None):
-    """Futures for (hidden job, probe job or None, expected probe stdout) of each program."""
-    out = []
+def _probe(task, completion: str, timeout_per_test: float | None):
+    """The visible-example probe job of a program, or None when the prompt has no example
+    of the form ``assert CALL == EXPECTED``."""
+    try:
+        return task.probe_job(completion, timeout_per_test=timeout_per_test)
+    except ValueError:
+        return None
+
+
+def program_jobs(timeout_per_test: float | None = None):
+    """The rollout's jobs for one task: each distinct program of its samples against the
+    hidden tests, then on the visible examples (when there are any)."""
+
+    def jobs(task, texts: list[str]) -> list:
+        out = []
+        for p in dedupe(texts)[0]:
+            probe = _probe(task, p.completion, timeout_per_test)
+            out += [task.to_job(p.completion)] + ([probe] if probe is not None else [])
+        return out
+
+    return jobs
+
+
+def label(task, programs: list[Program], outcomes: list, timeout_per_test: float | None):
+    """Fills each program's label and execution result from the outcomes of its
+    `program_jobs`, in their order."""
+    it = iter(outcomes)
     for p in programs:
-        hidden = pool.submit([task.to_job(p.completion)])[0]
-        try:
-            job = task.probe_job(p.completion, timeout_per_test=timeout_per_test)
-        except ValueError:  # no visible example of the form `assert CALL == EXPECTED`
-            out.append((hidden, None, ""))
-            continue
-        out.append((hidden, pool.submit([job])[0], job.tests[0][1]))
-    return out
-
-
-def _finish(programs: list[Program], futures):
-    for p, (hidden, probe, expected) in zip(programs, futures):
-        h = hidden.result()
+        h = next(it)
         p.passed, p.status = bool(h.passed), h.status
+        probe = _probe(task, p.completion, timeout_per_test)
         if probe is None:
             p.probe_status, p.key = "no_examples", NO_EXAMPLES
             continue
-        o = probe.result()
+        o = next(it)
         p.probe_status = o.status
-        p.exec_lines = probe_lines(o, expected)
+        p.exec_lines = probe_lines(o, probe.tests[0][1])
         p.key = execution_key(o.status, o.stdout, o.error_type)
 
 
-def collect(policy, params, tasks: Sequence[Any], sampling, n: int, rng, pool,
+def collect(policy, params, tasks: Sequence[Any], sampling, n: int, key, pool,
             batch_size: int = 256, probe_timeout: float | None = None,
             desc: str = "sample") -> list[TaskSamples]:
-    """Samples n programs per task, dedupes them and executes each distinct one (hidden tests
-    + visible-example probe). Execution of a chunk overlaps the sampling of the next.
-    Returns one `TaskSamples` per task, in task order."""
-    import jax
-
-    from rlfb_jax.eval.policy_eval import generate
-
-    results: list[TaskSamples | None] = [None] * len(tasks)
-    pending = []
-    for idx, texts, rollout in generate(policy, params, tasks, sampling, n, rng, batch_size,
-                                        desc=desc):
-        logp, mask = jax.device_get((rollout.logprobs, rollout.mask))
-        seq_logp = (logp * mask).sum(axis=1)
-        lengths = mask.sum(axis=1)
-        for j, i in enumerate(idx):
-            programs, index = dedupe(texts[j])
-            rows = slice(j * n, (j + 1) * n)
-            results[i] = TaskSamples(int(i), [float(x) for x in seq_logp[rows]],
-                                     [int(x) for x in lengths[rows]], index, programs)
-            pending.append((programs, _submit(pool, tasks[i], programs, probe_timeout)))
-    for programs, futures in pending:
-        _finish(programs, futures)
-    return [r for r in results if r is not None]
+    """Samples n programs per task (`rlfb_jax.core.rollout.rollout`, execution overlapped
+    with sampling), dedupes them and executes each distinct one (hidden tests + visible-
+    example probe). Returns one `TaskSamples` per task, in task order."""
+    eps = rollout(policy, params, tasks, sampling, n, key, pool, chunk_rows=batch_size,
+                  jobs=program_jobs(probe_timeout), desc=desc)
+    seq_logp = (eps.logprobs * eps.mask).sum(axis=1)  # [B] log p_LM at T = 1
+    lengths = eps.mask.sum(axis=1)
+    out = []
+    for i, task in enumerate(tasks):
+        rows = slice(i * n, (i + 1) * n)
+        programs, index = dedupe(eps.texts[rows])
+        label(task, programs, eps.task_outcomes[i], probe_timeout)
+        out.append(TaskSamples(i, [float(x) for x in seq_logp[rows]],
+                               [int(x) for x in lengths[rows]], index, programs))
+    return out
 
 
 def save_samples(path: str, samples: Sequence[TaskSamples]):
@@ -219,18 +225,18 @@ def verifier_batch(tokenizer, prompts: Sequence[str], completions: Sequence[str]
     [B, L] bool, loss_mask [B, L] bool (the program's tokens), labels [B] float32 and
     weights [B] float32 (ones unless given).
     """
-    eos = common.eos_id(tokenizer)
-    p_ids = common.encode(tokenizer, prompts)
-    c_ids = [c[:completion_len] for c in common.encode(tokenizer, completions)]
+    eos = eos_id(tokenizer)
+    p_ids = encode_batch(tokenizer, prompts)
+    c_ids = [c[:completion_len] for c in encode_batch(tokenizer, completions)]
     c_ids = [c + [eos] if len(c) < completion_len else c for c in c_ids]
     if renderings is None:  # the no-execution verifier: no rendering, no room for one
         exec_len = 0
     if exec_len == 0:
         r_ids = [[] for _ in completions]
     else:
-        r_ids = [r[:exec_len] for r in common.encode(tokenizer, renderings)]
+        r_ids = [r[:exec_len] for r in encode_batch(tokenizer, renderings)]
     batch = make_sequence_batch(p_ids, [c + r for c, r in zip(c_ids, r_ids)], prompt_len,
-                                completion_len + exec_len, common.pad_id(tokenizer))
+                                completion_len + exec_len, pad_id(tokenizer))
     batch.pop("truncated")
     loss_mask = np.zeros_like(batch["loss_mask"])
     for b, c in enumerate(c_ids):

@@ -1,4 +1,4 @@
-"""The base experiment config every algorithm extends, and config checks.
+"""The experiment config every algorithm extends (`experiment_config`), and config checks.
 
 Experiments are Python modules with ``get_config()`` returning a *locked*
 ``ml_collections.ConfigDict``: assigning a key that does not exist (a typo in an experiment
@@ -24,7 +24,8 @@ def model_config(**overrides) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(d)
 
 
-def base_config() -> ml_collections.ConfigDict:
+def experiment_config() -> ml_collections.ConfigDict:
+    """The sections every experiment has: algo, seed, model, optimizer, mesh, train."""
     c = ml_collections.ConfigDict()
     c.algo = "sft"
     c.seed = 0

@@ -8,16 +8,24 @@ slot           what it is
 "policy"       the language model being trained (SFT, PG/PPO, ReST-EM)
 "value"        PPO critic (a model with a value head), when it is not shared
 "verifier"     the verifier (a model with a score head), LEVER
-frozen         "reference" (KL anchor), "base" (ReST-EM restarts), a frozen policy
+frozen         "reference" (KL anchor), "best" (ReST-EM's best iterate so far)
 =============  =====================================================================
 
 One optax optimizer covers all trainable slots, so a step is one pure function
 ``step(state, batch) -> (state, metrics)``. The state holds arrays only; graph
 definitions and optimizer objects live on the algorithm.
+
+``TrainState.aux`` holds the algorithm's other state that must survive a resume, as arrays
+(PPO: the KL controller's state), so it is checkpointed with everything else.
+
+Randomness comes from ``TrainState.rng`` (folded with the step by every update): an
+algorithm draws the key for each purpose with ``state.key("rollout")``, ``state.key("update")``
+and so on (`named_key`), never from offsets of the config seed.
 """
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -39,10 +47,21 @@ class TrainState:
     params: dict[str, Params]  # trainable slots
     opt_state: Any
     frozen: dict[str, Params]  # frozen slots (no gradients, no optimizer state)
+    aux: dict[str, Any] = struct.field(default_factory=dict)  # e.g. {"kl": KLControlState}
 
     @property
     def policy(self) -> Params:
         return self.params.get("policy", self.frozen.get("policy"))
+
+    def key(self, name: str) -> jax.Array:
+        """The PRNG key for purpose `name` at this state (`named_key` of ``rng``)."""
+        return named_key(jax.random.wrap_key_data(self.rng), name)
+
+
+def named_key(key: jax.Array, name: str) -> jax.Array:
+    """`key` folded with a stable 31-bit hash of `name`: independent streams per purpose
+    ("rollout", "update", "eval", ...) that stay the same across runs and processes."""
+    return jax.random.fold_in(key, zlib.crc32(name.encode()) & 0x7FFFFFFF)
 
 
 def _logical_tree(slots: Mapping[str, Params], logical: Mapping[str, Any]):
@@ -79,7 +98,9 @@ def state_shardings(
     opt_sh = jax.tree.map(
         lambda x, sh: sh if _fits(x, sh) else rep, abstract.opt_state, opt_sh
     )
-    return TrainState(step=rep, rng=rep, params=params_sh, opt_state=opt_sh, frozen=frozen_sh)
+    aux_sh = jax.tree.map(lambda _: rep, abstract.aux)
+    return TrainState(step=rep, rng=rep, params=params_sh, opt_state=opt_sh, frozen=frozen_sh,
+                      aux=aux_sh)
 
 
 def _fits(x, sh: NamedSharding) -> bool:
@@ -98,15 +119,21 @@ def _fits(x, sh: NamedSharding) -> bool:
     return True
 
 
-def _fresh(params, frozen, rng, tx) -> TrainState:
+def _fresh(params, frozen, rng, tx, aux=None) -> TrainState:
     return TrainState(step=jnp.zeros((), jnp.int32), rng=jax.random.key_data(rng),
-                      params=params, opt_state=tx.init(params), frozen=frozen)
+                      params=params, opt_state=tx.init(params), frozen=frozen,
+                      aux={} if aux is None else aux)
 
 
-def _placed(make, args, tx, mesh, logical, rules) -> tuple[TrainState, TrainState]:
-    """Runs `make(*args)` once under jit with the state's shardings as out_shardings."""
+def _placed(make, args, tx, mesh, logical, rules, arg_shardings=None
+            ) -> tuple[TrainState, TrainState]:
+    """Runs `make(*args)` once under jit with the state's shardings as out_shardings.
+    ``arg_shardings(shardings)`` first moves the arguments onto the mesh (arrays committed
+    to one device, e.g. restored from a checkpoint, cannot enter a jit over all of them)."""
     abstract = jax.eval_shape(make, *args)
     shardings = state_shardings(abstract, logical, tx, mesh, rules)
+    if arg_shardings is not None:
+        args = jax.device_put(args, arg_shardings(shardings))
     return jax.jit(make, out_shardings=shardings)(*args), shardings
 
 
@@ -138,9 +165,11 @@ def state_from_params(
     mesh: Mesh,
     logical: Mapping[str, Any],
     rules=shd.DEFAULT_RULES,
+    aux: dict[str, Any] | None = None,
 ) -> tuple[TrainState, TrainState]:
     """A fresh TrainState around existing parameters (a pretrained or base model), placed
-    into its shardings. The arrays are passed as arguments, never baked into the program.
-    Returns (state, shardings)."""
-    make = lambda params, frozen, rng: _fresh(params, frozen, rng, tx)
-    return _placed(make, (params, frozen, rng), tx, mesh, logical, rules)
+    into its shardings, with `aux` (replicated arrays) as its ``aux``. The arrays are
+    passed as arguments, never baked into the program. Returns (state, shardings)."""
+    make = lambda params, frozen, rng, aux: _fresh(params, frozen, rng, tx, aux)
+    return _placed(make, (params, frozen, rng, aux or {}), tx, mesh, logical, rules,
+                   lambda sh: (sh.params, sh.frozen, sh.rng, sh.aux))

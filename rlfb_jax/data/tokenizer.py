@@ -17,7 +17,10 @@ MBPP's reference code if a path is given); nothing of it is stored in the reposi
 
 Saved layout (`train_tokenizer`): ``tokenizer.json``, ``tokenizer_config.json`` and
 ``special_tokens_map.json``, so ``transformers.AutoTokenizer.from_pretrained(out_dir)``
-loads it; `load_tokenizer` does exactly that.
+loads it; `load_tokenizer` does exactly that, for ours and for a Hugging Face checkpoint's.
+
+Helpers every algorithm uses on a loaded tokenizer: `encode_batch`, `encode_pairs`,
+`decode_completions`, `token_offsets`, `pad_id`, `eos_id`.
 
 CLI: ``python -m rlfb_jax.data.tokenizer --out DIR [--vocab-size 2048] [--num-tasks 20000]
 [--tasks FILE.jsonl] [--mbpp PATH]``.
@@ -31,7 +34,7 @@ import os
 import sys
 import sysconfig
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -158,13 +161,65 @@ def train_tokenizer(
 
 
 def load_tokenizer(path: str) -> Any:
-    """The saved tokenizer as a ``transformers`` fast tokenizer (``AutoTokenizer``)."""
+    """The tokenizer saved in directory ``path`` (ours, or a Hugging Face checkpoint's) as a
+    ``transformers`` fast tokenizer (``AutoTokenizer``). The one loader every algorithm uses."""
     from transformers import AutoTokenizer
 
-    if not os.path.exists(os.path.join(path, "tokenizer.json")):
-        raise FileNotFoundError(f"no tokenizer.json in {path!r}; train one with "
-                                f"`python -m rlfb_jax.data.tokenizer --out {path}`")
+    files = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
+    if not any(os.path.exists(os.path.join(path, f)) for f in files):
+        raise FileNotFoundError(f"no tokenizer.json (nor other tokenizer files) in {path!r}; "
+                                f"train one with `python -m rlfb_jax.data.tokenizer --out {path}`")
     return AutoTokenizer.from_pretrained(path)
+
+
+def pad_id(tokenizer: Any) -> int:
+    """The padding token id (0 when the tokenizer defines none)."""
+    pid = tokenizer.pad_token_id
+    return 0 if pid is None else int(pid)
+
+
+def eos_id(tokenizer: Any) -> int:
+    """The end-of-sequence id; a tokenizer without one is an error (completions could never
+    stop)."""
+    if tokenizer.eos_token_id is None:
+        raise ValueError("the tokenizer has no eos token; completions could never stop")
+    return int(tokenizer.eos_token_id)
+
+
+def encode_batch(tokenizer: Any, texts: Sequence[str]) -> list[list[int]]:
+    """Token ids of each text, without special tokens (a ``transformers`` tokenizer)."""
+    if not texts:
+        return []
+    return [list(ids) for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
+
+
+def encode_pairs(tokenizer: Any, prompts: Sequence[str], completions: Sequence[str]
+                 ) -> tuple[list[list[int]], list[list[int]]]:
+    """(prompt ids, completion ids + eos) for training on completions."""
+    eos = eos_id(tokenizer)
+    return (encode_batch(tokenizer, prompts),
+            [c + [eos] for c in encode_batch(tokenizer, completions)])
+
+
+def decode_completions(tokenizer: Any, ids_batch, masks) -> list[str]:
+    """Completion texts from token rows [B, T] and their masks [B, T] (stop tokens removed)."""
+    eos = eos_id(tokenizer)
+    out = []
+    for ids, m in zip(ids_batch, masks):
+        ids = [int(t) for t, keep in zip(ids, m) if keep and int(t) != eos]
+        out.append(tokenizer.decode(ids, skip_special_tokens=True))
+    return out
+
+
+def token_offsets(tokenizer: Any, ids: Sequence[int]) -> list[tuple[int, int]]:
+    """Character span ``(start, end)`` of each token of a completion in its decoded text, by
+    incremental decoding (exact for byte-level BPE, whose tokens may split characters)."""
+    offsets, prev = [], 0
+    for i in range(len(ids)):
+        cur = len(tokenizer.decode(list(ids[: i + 1]), skip_special_tokens=True))
+        offsets.append((prev, cur))
+        prev = cur
+    return offsets
 
 
 def encode(tokenizer: Any, text: str) -> list[int]:

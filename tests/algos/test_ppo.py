@@ -1,14 +1,16 @@
-"""PG/PPO: token-reward placement by hand, and 2-iteration smoke runs of both algorithms
-sharing one tiny base model."""
+"""PG/PPO: token-reward placement and row selection by hand, the real iteration compiling
+each jitted function once, and 2-iteration smoke runs of both algorithms sharing one tiny
+base model."""
 
 import json
+import os
 
 import ml_collections
 import numpy as np
 import pytest
 from main_runner import run_main, summary
 
-from rlfb_jax.algos.ppo import _token_rewards, select_rows, sequence_advantages
+from rlfb_jax.algos.pg_batch import largest_rows, place_rewards, select_rows, sequence_advantages
 
 PPO = "experiments/synthetic_ppo.py:smoke"
 GENERIC = "tests/algos/ppo_generic_config.py"  # the algorithm's defaults, smoke size
@@ -20,13 +22,14 @@ def test_sequence_reward_goes_on_the_last_completion_token():
     mask = np.array([[0, 1, 1, 1, 0], [0, 0, 1, 0, 0], [0, 0, 0, 0, 0]], np.float32)
     extra = np.zeros_like(mask)
     extra[0, 1] = -0.3
-    out = _token_rewards(np.array([1.0, -0.6, 5.0], np.float32), extra, mask)
+    out = place_rewards(np.array([1.0, -0.6, 5.0], np.float32), extra, mask)
     np.testing.assert_allclose(out, [[0, -0.3, 0, 1.0, 0], [0, 0, -0.6, 0, 0], [0, 0, 0, 0, 0]])
 
 
 def _rl(advantage, adv_floor=None):
     return ml_collections.ConfigDict(dict(advantage=advantage, whiten=False,
-                                          adv_floor=adv_floor))
+                                          adv_floor=adv_floor,
+                                          advantage_kwargs=ml_collections.ConfigDict()))
 
 
 def test_sequence_advantages_and_the_informative_rows():
@@ -34,13 +37,89 @@ def test_sequence_advantages_and_the_informative_rows():
     r = np.array([0, 1, 0, 0, 0, 0, 0, 0], np.float32)
     adv = sequence_advantages(_rl("rloo"), r, 4, None)
     np.testing.assert_allclose(adv, [-1 / 3, 1, -1 / 3, -1 / 3, 0, 0, 0, 0], atol=1e-6)
-    assert list(select_rows(adv, 4)) == [0, 1, 2, 3]  # the all-fail group carries nothing
+    assert list(largest_rows(adv, 4)) == [0, 1, 2, 3]  # the all-fail group carries nothing
     floored = sequence_advantages(_rl("rloo", 0.0), r, 4, None)
     np.testing.assert_allclose(floored, [0, 1, 0, 0, 0, 0, 0, 0], atol=1e-6)
-    assert list(select_rows(floored, 2)) == [0, 1]  # the success, then the first tie
+    assert list(largest_rows(floored, 2)) == [0, 1]  # the success, then the first tie
     g = sequence_advantages(_rl("greedy_baseline"), r, 4, np.array([1, 1, 1, 1, 0, 0, 0, 0]))
     np.testing.assert_allclose(g, [-1, 0, -1, -1, 0, 0, 0, 0])
-    assert list(select_rows(g, 3)) == [0, 2, 3]
+    assert list(largest_rows(g, 3)) == [0, 2, 3]
+
+
+def test_select_rows_keeps_the_informative_rows_with_their_advantage():
+    rl = _rl("rloo", 0.0)
+    rl.update_rows = 2
+    mask = np.zeros((8, 5), np.float32)
+    mask[:, 1:4] = 1
+    batch = {"target_mask": mask, "seq_rewards": np.array([0, 1, 0, 0, 0, 0, 0, 0], np.float32),
+             "baseline": np.zeros(8, np.float32), "tokens": np.arange(8)[:, None] * np.ones(6)}
+    out, informative = select_rows(rl, batch, 4)
+    assert list(out["tokens"][:, 0]) == [0, 1]  # the success, then the first tie
+    assert informative == 1 / 8  # after the floor only the success carries a signal
+    want = np.zeros((2, 5), np.float32)
+    want[1, 3] = 1.0  # rloo 1, floored at 0: on the last completion token
+    np.testing.assert_allclose(out["token_rewards"], want, atol=1e-6)
+    rl.update_rows = 0
+    assert select_rows(rl, batch, 4) == (batch, 1.0)
+
+
+def test_the_real_iteration_compiles_each_jitted_function_once(tmp_path, base_dir):
+    """Three calls of `rlfb_jax.algos.ppo.iteration` itself on the parts `ppo.setup` builds:
+    the sampler, the scorer's two functions and the scanned update compile once each."""
+    from experiments import synthetic_ppo
+    from rlfb_jax.algos import ppo
+    from rlfb_jax.algos.driver import Driver
+    from rlfb_jax.core.step import compiled_count
+
+    if not os.path.exists(os.path.join(base_dir, "summary.json")):
+        run_main("experiments/synthetic_sft.py:smoke", base_dir)
+    config = synthetic_ppo.get_config("smoke")
+    config.base_workdir = base_dir
+    # 4 prompts x 2 samples = 8 rows, one per fake device; all of them kept
+    config.rl.iterations, config.rl.update_rows, config.rl.minibatches = 3, 8, 1
+    with Driver(config, str(tmp_path / "ppo"), pool=config.rl) as driver:
+        p, state = ppo.setup(driver)
+        for it in range(3):
+            state, metrics = ppo.iteration(p, state, it)
+            assert np.isfinite(metrics["train/loss"]) and metrics["kl/beta"] == np.float32(0.02)
+        counts = {"sampler": p.policy.sampler(p.prompt_len).compiled_count(),
+                  "score": compiled_count(p.scorer.score),
+                  "advantages": compiled_count(p.scorer.advantages),
+                  "update": compiled_count(p.update)}
+    assert counts == dict.fromkeys(counts, 1)
+    assert int(state.step) == 3 * int(config.rl.epochs)  # one minibatch per epoch
+
+
+def test_resuming_between_iterations_is_bit_identical(tmp_path, base_dir):
+    """The RNG and the adaptive KL controller live in the TrainState: two iterations in one
+    go equal one iteration, a checkpoint, a fresh process state and the second."""
+    import jax
+
+    from experiments import synthetic_ppo
+    from rlfb_jax.algos import ppo
+    from rlfb_jax.algos.driver import Driver
+
+    if not os.path.exists(os.path.join(base_dir, "summary.json")):
+        run_main("experiments/synthetic_sft.py:smoke", base_dir)
+    config = synthetic_ppo.get_config("smoke")
+    config.base_workdir = base_dir
+    config.rl.update_rows, config.rl.minibatches = 8, 1  # 8 rows, one per fake device
+    config.rl.kl.controller = "adaptive"
+
+    def iterations(workdir, its):
+        with Driver(config, str(workdir), pool=config.rl) as driver:
+            p, state = ppo.setup(driver)
+            for it in its:
+                state, _ = ppo.iteration(p, state, it)
+            driver.save(its[-1] + 1, state, {"iteration": its[-1] + 1})
+            return jax.device_get(state)
+
+    straight = iterations(tmp_path / "straight", [0, 1])
+    iterations(tmp_path / "resumed", [0])
+    resumed = iterations(tmp_path / "resumed", [1])
+    assert straight.aux["kl"].beta != np.float32(config.rl.kl.beta)  # the controller moved
+    for a, b in zip(jax.tree.leaves(straight), jax.tree.leaves(resumed)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
 def _run(workdir, *extra, config=PPO):
@@ -55,7 +134,7 @@ def base_dir(tmp_path_factory):
 
 @pytest.mark.parametrize("algo, extra", [
     ("ppo_generic", ["--config.rl.value_slot=policy", "--config.rl.advantage=gae",
-             "--config.rl.line_penalty=-0.3", "--config.rl.kl.controller=adaptive"]),
+             "--config.rl.kl.controller=adaptive"]),
     ("pg", ["--config.rl.kl.placement=loss", "--config.rl.minibatches=1"]),
     ("ppo", ["--config.rl.update_rows=4", "--config.rl.advantage=rloo"]),
     ("ablation", ["--config.rl.kl.placement=loss", "--config.rl.kl.beta=1.0"]),
@@ -83,7 +162,8 @@ def test_two_iteration_smoke(tmp_path, base_dir, algo, extra):
     if algo == "ablation":  # the compile-only reward replaced the pass/fail one
         assert "reward/compile" in it_rows[-1] and "reward/coderl" not in it_rows[-1]
     if "--config.rl.update_rows=4" in extra:
-        assert 0 <= it_rows[-1]["rl/informative_frac"] <= 1
+        # RLOO over pairs floored at 0: at most the better sample of each of the 4 pairs
+        assert it_rows[-1]["rl/informative_frac"] * 8 in (0, 1, 2, 3, 4)
 
 
 def test_update_rows_is_checked_before_any_work(tmp_path, base_dir):

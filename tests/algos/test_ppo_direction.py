@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rlfb_jax.algos.ppo import _token_rewards
+from rlfb_jax.algos.pg_batch import place_rewards
 from rlfb_jax.core import sharding as shd
 from rlfb_jax.core.batching import make_sequence_batch
 from rlfb_jax.core.optim import make_optimizer
@@ -48,7 +48,7 @@ def test_ppo_raises_the_probability_of_rewarded_tokens():
         batch.pop("truncated")
         tmask = batch["loss_mask"][:, 1:].astype(np.float32)
         logp, _, _ = sequence_logprobs(lm, state.params["policy"], batch)
-        adv, ret = compute_advantages("grpo", jnp.asarray(_token_rewards(rewards, 0 * tmask,
+        adv, ret = compute_advantages("grpo", jnp.asarray(place_rewards(rewards, 0 * tmask,
                                                                         tmask)),
                                       jnp.asarray(tmask), group_size=n)
         batch.update(old_logprobs=logp, advantages=adv, returns=ret)

@@ -136,15 +136,14 @@ def _tiny_lm():
 
 @pytest.mark.parametrize("restart_from_base", [True, False])
 def test_mstep_starts_from_base_or_from_the_last_iterate(restart_from_base):
-    from rlfb_jax.algos.common import rules
-    from rlfb_jax.core.sharding import make_mesh
+    from rlfb_jax.core.sharding import DEFAULT_RULES, make_mesh
 
     lm = _tiny_lm()
     base, last = lm.init(jax.random.key(0)), lm.init(jax.random.key(1))
     config = rest_em_config()
     config.rest_em.restart_from_base = restart_from_base
     mesh = make_mesh(config.mesh, devices=jax.devices()[:1])
-    mstep = MStep(config, lm, mesh, rules(config))
+    mstep = MStep(config, lm, mesh, DEFAULT_RULES)
     # before iteration 1 there is no last iterate: both modes start from the base
     assert red.mstep_init(restart_from_base, base, None) is base
     start = red.mstep_init(config.rest_em.restart_from_base, base, last)
@@ -208,7 +207,7 @@ def test_one_iteration_synthetic_smoke(tmp_path, base_dir):
     assert summary["rest_em/iter1/kept"] <= 8 * 4 and "rest_em/iter1/pass@2" in summary
     # a finished workdir does no work (in-process: no sampling, no compilation)
     from experiments.synthetic_rest_em import get_config
-    from rlfb_jax.algos.rest_em import run
+    from rlfb_jax.algos.driver import run
 
     mtime = os.path.getmtime(wd / "summary.json")
     assert run(get_config("smoke"), str(wd)) == summary

@@ -15,7 +15,7 @@ from main_runner import REPO, main_cmd, main_env
 from rlfb_jax.core import sharding as shd
 from rlfb_jax.core.checkpoint import Checkpointer, CheckpointShapeError, abstract_with_shardings
 from rlfb_jax.core.optim import make_optimizer
-from rlfb_jax.core.run import Run
+from rlfb_jax.core.rundir import RunDir
 from rlfb_jax.core.state import create_state
 from rlfb_jax.core.step import make_step
 from rlfb_jax.losses import get_loss
@@ -122,7 +122,7 @@ def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
         return loss * batch["scale"][0], m
 
     step = make_step(poisoned, tx, model=lm)
-    run = Run(config, str(tmp_path))
+    run = RunDir(config, str(tmp_path))
     state, _ = run.resume(state, sh)
     toks = np.arange(16, dtype=np.int32)[None].repeat(2, 0)
     batch = {"tokens": toks, "attention_mask": np.ones((2, 16), bool),

@@ -6,7 +6,7 @@ import numpy as np
 import optax
 import pytest
 
-from rlfb_jax.core.config import base_config
+from rlfb_jax.core.config import experiment_config
 from rlfb_jax.core.optim import make_optimizer, make_schedule
 
 
@@ -29,7 +29,7 @@ def _fit(cfg, steps=60):
 
 @pytest.mark.parametrize("name", ["adamw", "adafactor", "lion", "sgd", "adam"])
 def test_swapping_optimizers_is_a_name_change(name):
-    cfg = base_config().optimizer
+    cfg = experiment_config().optimizer
     cfg.name = name
     cfg.learning_rate = 0.1 if name != "lion" else 0.05
     cfg.weight_decay = 0.0
@@ -38,7 +38,7 @@ def test_swapping_optimizers_is_a_name_change(name):
 
 
 def test_unknown_optimizer_and_kwargs_are_named():
-    cfg = base_config().optimizer
+    cfg = experiment_config().optimizer
     cfg.name = "adamq"
     with pytest.raises(ValueError, match="adamq"):
         make_optimizer(cfg, 10)

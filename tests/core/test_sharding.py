@@ -89,7 +89,14 @@ def test_mesh_errors_name_the_problem():
         shd.make_mesh(dict(data=3), jax.devices()[:2])
 
 
+@needs8
 def test_indivisible_dims_are_replicated():
-    mesh = shd.make_mesh(dict(data=1, fsdp=len(jax.devices())))
-    spec = shd.logical_to_spec(("embed", "mlp"), (7, 16), mesh, shd.DEFAULT_RULES)
-    assert spec[0] is None or len(jax.devices()) == 1
+    def spec(shape, **axes):
+        mesh = shd.make_mesh(dict(data=1, **axes), jax.devices()[:8])
+        return tuple(shd.logical_to_spec(("embed", "mlp"), shape, mesh, shd.DEFAULT_RULES))
+
+    assert spec((8, 16), fsdp=8) == ("fsdp", None)  # embed -> fsdp; a size-1 axis is dropped
+    assert spec((7, 16), fsdp=8) == (None, None)  # 7 rows do not split 8 ways
+    assert spec((8, 16), fsdp=2, model=4) == ("fsdp", "model")
+    assert spec((7, 6), fsdp=2, model=4) == (None, None)
+    assert spec((7, 16), fsdp=2, model=4) == (None, "model")  # each dimension on its own

@@ -70,23 +70,23 @@ def test_compare_writes_table_plots_and_lost_tasks(tmp_path):
     assert "Tasks the base solved in some sample and this run in none: 1 of 2" in progs
     assert COPIED.rstrip() in progs
     # eval curves start from the base value at iteration 0
-    assert compare.Run(bad).curve("eval/pass@1") == ([0, 1, 2], [0.2, 0.15, 0.1])
+    assert compare.FinishedRun(bad).curve("eval/pass@1") == ([0, 1, 2], [0.2, 0.15, 0.1])
     # a key the run has no base value of starts from the base run's summary
     with open(os.path.join(base, "summary.json"), "w") as f:
         json.dump({"kl/seq_kl": 0.0}, f)
-    assert compare.Run(bad).curve("kl/seq_kl", compare.Run(base)) == ([0, 1, 2], [0.0, 3.0, 5.0])
+    assert compare.FinishedRun(bad).curve("kl/seq_kl", compare.FinishedRun(base)) == ([0, 1, 2], [0.0, 3.0, 5.0])
 
 
 def test_compare_names_the_problem(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        compare.Run(str(tmp_path / "missing"))
+        compare.FinishedRun(str(tmp_path / "missing"))
     os.makedirs(tmp_path / "unfinished")
     with pytest.raises(FileNotFoundError, match="finished run"):
-        compare.Run(str(tmp_path / "unfinished"))
+        compare.FinishedRun(str(tmp_path / "unfinished"))
     run = _run(tmp_path / "r", (0.1, 0.1), 0.1, [("a", RIGHT, "passed")])
     with pytest.raises(ValueError, match="1 labels for 2 runs"):
         compare.compare([run, run], str(tmp_path / "out"), ["x"])
     with open(os.path.join(run, "metrics.jsonl"), "a") as f:
         f.write("{not json\n")
     with pytest.raises(ValueError, match=r"metrics.jsonl:5: malformed JSON"):
-        compare.Run(run)
+        compare.FinishedRun(run)

@@ -1,5 +1,6 @@
 """Policy evaluation: the summary of outcomes, by hand."""
 
+import matplotlib.image
 import numpy as np
 
 from rlfb_jax.eval.policy_eval import plot_eval, summarize
@@ -28,4 +29,7 @@ def test_summarize_pass_at_k_and_error_fractions(tmp_path):
     np.testing.assert_allclose(total, 1.0)
     m["eval/pass@1"] = 0.3
     plot_eval(str(tmp_path / "eval.png"), m, "eval")
-    assert (tmp_path / "eval.png").stat().st_size > 1000
+    image = matplotlib.image.imread(str(tmp_path / "eval.png"))  # [H, W, RGBA] floats
+    assert image.shape[:2] == (280, 800)  # figsize x dpi
+    left, right = image[:, : 800 // 2, :3], image[:, 800 // 2 :, :3]
+    assert left.min() < 0.5 and right.min() < 0.5  # both panels drew dark lines or bars

@@ -165,11 +165,14 @@ def test_markdown_table_and_plot(tmp_path):
     import sys
 
     import matplotlib
+    import matplotlib.image
 
     backend = matplotlib.get_backend()
     rr.plot_accuracy(str(tmp_path / "r.png"), metrics, [1, 4])
-    assert (tmp_path / "r.png").stat().st_size > 1000
-    assert (tmp_path / "r.png").read_bytes()[:4] == b"\x89PNG"
+    image = matplotlib.image.imread(str(tmp_path / "r.png"))  # [H, W, RGBA] floats
+    assert image.shape[:2] == (360, 540)  # figsize (6, 4) x 90 dpi
+    colours = {tuple(px) for px in (image[..., :3] * 255).astype(int).reshape(-1, 3)[::7]}
+    assert image[..., :3].min() < 0.3 and len(colours) > len(rr.METHODS)  # lines were drawn
     # the plot neither switches the caller's backend nor leaves a pyplot figure open
     assert matplotlib.get_backend() == backend
     if "matplotlib.pyplot" in sys.modules:

@@ -1,10 +1,12 @@
 """The base model that RL, verifier and ReST-EM experiments start from.
 
-``config.base`` is the whole config of the SFT experiment that trains it (e.g.
+"Base" means one thing in rlfb_jax: the SFT model every method starts from. ``config.base``
+is the whole config of the SFT experiment that trains it (e.g.
 ``experiments/synthetic_sft.get_config()``) and ``config.base_workdir`` its run directory
-(default: WORKDIR/base). `ensure_base` trains it when that directory holds no finished run
-(so a fresh machine needs one command), then returns the model, its trained parameters, its
-tokenizer, the task splits it was trained and evaluated on, and its summary.
+(default: WORKDIR/base). `load_base_model` trains it when that directory holds no finished
+run (so a fresh machine needs one command), then returns the model, its trained
+parameters, its tokenizer, the task splits it was trained and evaluated on, and its
+summary. Algorithms reach it through `rlfb_jax.algos.driver.Driver.base_model`.
 """
 
 from __future__ import annotations
@@ -13,18 +15,21 @@ import dataclasses
 import json
 import logging
 import os
+from collections.abc import Callable
 from typing import Any
 
-from rlfb_jax.algos import common
-from rlfb_jax.algos.datasets import SFTData, load_sft_data
+import jax
+
+from rlfb_jax.algos.datasets import SFTData, data_config, load_sft_data
 from rlfb_jax.core.checkpoint import params_from_checkpoint
+from rlfb_jax.core.policy import Policy, build_policy
 
 log = logging.getLogger("rlfb_jax")
 
 
 @dataclasses.dataclass
-class Base:
-    policy: common.Policy  # lm (with any extra heads requested) + tokenizer
+class BaseModel:
+    policy: Policy  # lm (with any extra heads requested) + tokenizer
     params: Any  # trained parameters (pure dict)
     data: SFTData  # tasks: train_tasks, valid_tasks, eval_tasks (held-out test)
     summary: dict[str, Any]
@@ -37,7 +42,7 @@ def base_workdir(config, workdir: str) -> str:
 
 # Data settings that change what the base model was trained on: a finished base directory
 # whose config.json disagrees on one of them was trained for another task world. Absent keys
-# (older runs) count as the SFT default (`rlfb_jax.algos.sft.default_config`).
+# (older runs) count as the default (`rlfb_jax.algos.datasets.data_config`).
 PROMPT_DEFINING = ("source", "path", "seed", "max_depth", "example_outputs", "code_variants")
 
 
@@ -48,9 +53,7 @@ def check_base_data(base_cfg, bdir: str):
     path = os.path.join(bdir, "config.json")
     if not (os.path.exists(os.path.join(bdir, "summary.json")) and os.path.exists(path)):
         return
-    from rlfb_jax.algos.sft import default_config
-
-    defaults = default_config().data
+    defaults = data_config()
     with open(path) as f:
         saved = json.load(f).get("data", {})
     want = base_cfg.get("data", {})
@@ -63,24 +66,21 @@ def check_base_data(base_cfg, bdir: str):
                          "to train one")
 
 
-def ensure_base(config, workdir: str, heads: tuple[str, ...] = ()) -> Base:
-    """Trains the base if needed and loads it. `heads` adds zero-initialized scalar heads
-    (e.g. ("value",)) on top of the trained backbone. A finished base trained on other data
-    (`check_base_data`) is an error."""
-    from rlfb_jax.algos import sft
-
+def load_base_model(config, workdir: str, run: Callable[[Any, str], dict],
+                    heads: tuple[str, ...] = ()) -> BaseModel:
+    """Trains the base with ``run(config.base, base_workdir)`` (`rlfb_jax.algos.driver.run`,
+    which does no work for a finished base) and loads it. `heads` adds zero-initialized
+    scalar heads (e.g. ("value",)) on top of the trained backbone. A finished base trained
+    on other data (`check_base_data`) is an error."""
     bdir = base_workdir(config, workdir)
     base_cfg = config.base
     check_base_data(base_cfg, bdir)
-    summary = sft.run(base_cfg, bdir)  # does no work when the base is finished
+    summary = run(base_cfg, bdir)
     data = load_sft_data(base_cfg, bdir)
-    policy = common.build_policy(base_cfg, data.tokenizer)
+    policy = build_policy(base_cfg, data.tokenizer)
     if heads:
-        cfg = policy.lm.config.replace(heads=tuple(sorted(set(policy.lm.config.heads) | set(heads))))
-        policy = common.Policy(common.LanguageModel(cfg), None, policy.tokenizer)
-    import jax
-
+        policy = policy.with_heads(heads)
     like = policy.lm.init(jax.random.key(0)) if heads else policy.lm.abstract_params()
     params = params_from_checkpoint(bdir, like)
     log.info("base model from %s (pass@1 %.3f)", bdir, summary.get("eval/pass@1", float("nan")))
-    return Base(policy, params, data, summary, bdir)
+    return BaseModel(policy, params, data, summary, bdir)

@@ -1,11 +1,13 @@
-"""`Run`: the run directory and everything every algorithm does around its steps.
+"""`RunDir`: a run directory and what is written into it around the steps.
 
-    run = Run(config, workdir)
-    state, meta = run.resume(state, shardings)      # latest checkpoint, if any
-    for step in run.progress(start, total, "sft"):
+    rundir = RunDir(config, workdir)
+    state, meta = rundir.resume(state, shardings)      # latest checkpoint, if any
+    for step in rundir.progress(start, total, "sft"):
         state, metrics = step_fn(state, batch)
-        run.after_step(step + 1, state, metrics, meta)  # log, NaN check, checkpoint
-    run.finish(summary)                              # summary.json, plots, final checkpoint
+        rundir.after_step(step + 1, state, metrics, meta)  # log, NaN check, checkpoint
+    rundir.finish(summary)                              # summary.json, plots, final checkpoint
+
+The algorithms use it through `rlfb_jax.algos.driver.Driver`.
 
 Run directory: config.json, metrics.jsonl, tensorboard/, checkpoints/, *.png, summary.json.
 Only process 0 writes files (on multi-host runs every process checkpoints its shards
@@ -34,7 +36,10 @@ def is_main_process() -> bool:
     return jax.process_index() == 0
 
 
-class Run:
+class RunDir:
+    """One run directory: config.json, metrics, checkpoints, summary (see the module
+    docstring). ``subdir`` places it under `workdir` (LEVER's verifier runs)."""
+
     def __init__(self, config, workdir: str, *, subdir: str = ""):
         self.config = config
         self.workdir = os.path.abspath(os.path.join(workdir, subdir))
@@ -47,7 +52,7 @@ class Run:
             keep=int(train.get("keep_checkpoints", 2)),
         )
         self._writer: MetricsWriter | None = None
-        self._pending: dict[str, Any] | None = None
+        self._closed = False
         finished = os.path.exists(os.path.join(self.workdir, "summary.json"))
         if is_main_process() and not finished:  # a finished run keeps the config it ran with
             with open(os.path.join(self.workdir, "config.json"), "w") as f:
@@ -114,16 +119,17 @@ class Run:
         """Final checkpoint (if a state is given), summary.json and PNG plots."""
         if state is not None and step is not None:
             self.ckpt.save(step, state, meta or {}, force=True)
-        self.ckpt.close()
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
+        self.close()
         if is_main_process():
             write_summary(self.workdir, summary)
             plot_metrics(self.workdir)
         return summary
 
     def close(self):
+        """Waits for pending checkpoints and closes the metrics writer (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
         self.ckpt.close()
         if self._writer is not None:
             self._writer.close()

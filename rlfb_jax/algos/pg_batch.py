@@ -1,0 +1,199 @@
+"""The policy-gradient training batch: from a rollout's rows to advantages (PG and PPO).
+
+    batch = training_batch(eps, tasks, prompt_len, completion_len, pad_id, token_rewards,
+                           baseline)
+    batch, informative = select_rows(rl, batch, n)                  # rl.update_rows
+    logp, ref_logp, values = scorer.score(state.params, state.frozen, batch)
+    adv, returns, seq_kl = scorer.advantages(batch, logp, ref_logp, values, beta)
+    metrics = iteration_metrics(eps, update_metrics, times, seq_kl, beta, informative, wall)
+
+Host pieces are numpy; the scorer's two functions are jitted once per run. Token-level
+arrays are [B, L-1], aligned with ``tokens[:, 1:]`` (`rlfb_jax.losses.sequence`).
+
+Seams kept as they are for now (issue 21 changes them): the KL penalty joins the token
+rewards before the estimator (so GRPO normalizes outcome + KL together), token rewards
+(RLTF's line penalty) accumulate into returns-to-go like any reward, and
+``sandbox_error`` rows are scored as the reward function scores them.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from rlfb_jax.core.batching import make_sequence_batch
+from rlfb_jax.core.rollout import Episodes
+from rlfb_jax.data.tokenizer import token_offsets
+from rlfb_jax.executor import STATUSES
+from rlfb_jax.losses import compute_advantages, kl_penalty_rewards
+from rlfb_jax.losses.sequence import sequence_logprobs
+from rlfb_jax.rewards import get_token_reward, span_token_rewards
+
+
+def place_rewards(seq_rewards: np.ndarray, extra: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Token rewards [B, T] float32: each sequence reward [B] on its row's last masked token,
+    plus the per-token `extra` [B, T], zero off `mask` [B, T]."""
+    last = mask.shape[1] - 1 - np.argmax(mask[:, ::-1], axis=1)
+    out = np.array(extra, np.float32)
+    rows = np.arange(mask.shape[0])
+    has = mask.any(axis=1)
+    out[rows[has], last[has]] += seq_rewards[has]
+    return out * mask
+
+
+class TokenRewards:
+    """The registered token rewards of ``rl.token_rewards`` ({name: kwargs}) as [B, T]
+    per-token values: each term's character spans of a completion are mapped onto the
+    completion's tokens (`rlfb_jax.rewards.span_token_rewards`)."""
+
+    def __init__(self, spec: Mapping[str, Mapping[str, Any]], tokenizer):
+        self.terms = [(get_token_reward(name), dict(kwargs)) for name, kwargs in spec.items()]
+        self.tokenizer = tokenizer
+
+    def __call__(self, tasks, texts, outcomes, comp_ids, mask: np.ndarray) -> np.ndarray:
+        """tasks, texts, outcomes, comp_ids: [B] per row; mask [B, T] completion tokens."""
+        out = np.zeros(mask.shape, np.float32)
+        for fn, kwargs in self.terms:
+            for b, (task, text, outcome) in enumerate(zip(tasks, texts, outcomes)):
+                spans = fn(task, text, outcome, **kwargs)
+                if spans:
+                    offs = token_offsets(self.tokenizer, comp_ids[b])
+                    row = span_token_rewards(spans, offs, len(offs))
+                    pos = np.flatnonzero(mask[b])[: len(row)]
+                    out[b, pos] += row[: len(pos)]
+        return out
+
+
+def training_batch(eps: Episodes, tasks: Sequence[Any], prompt_len: int,
+                   completion_len: int, pad_id: int, token_rewards: TokenRewards,
+                   baseline: np.ndarray) -> dict[str, np.ndarray]:
+    """The rollout's rows as one fixed-shape batch (nothing recompiles between iterations).
+
+    tokens / attention_mask / loss_mask [B, P+N]; target_mask [B, P+N-1] float32 (the
+    completion tokens); token_rewards [B, P+N-1] (sequence reward on the last completion
+    token + token rewards); seq_rewards [B] and baseline [B] float32.
+    """
+    n = len(eps.texts) // len(tasks)
+    comp_ids = eps.completion_ids()
+    batch = make_sequence_batch([p for p in eps.prompts for _ in range(n)], comp_ids,
+                                prompt_len, completion_len, pad_id)
+    batch.pop("truncated")
+    tmask = batch["loss_mask"][:, 1:]
+    rows_tasks = [t for t in tasks for _ in range(n)]
+    extra = token_rewards(rows_tasks, eps.texts, eps.outcomes, comp_ids, tmask)
+    batch["target_mask"] = tmask.astype(np.float32)
+    batch["seq_rewards"] = np.asarray(eps.rewards, np.float32)
+    batch["token_rewards"] = place_rewards(batch["seq_rewards"], extra, tmask)
+    batch["baseline"] = np.asarray(baseline, np.float32)
+    return batch
+
+
+def sequence_advantages(rl, seq_rewards, n: int, baseline) -> np.ndarray:
+    """Outcome advantages [B] of whole sequences (the registered estimator applied to one
+    reward per row), with ``rl.adv_floor``; used to pick and weight the update rows."""
+    r = np.asarray(seq_rewards, np.float32)[:, None]
+    adv, _ = compute_advantages(rl.advantage, r, np.ones_like(r, bool), group_size=n,
+                                gamma=1.0, whiten=rl.whiten, baseline=baseline,
+                                **rl.advantage_kwargs.to_dict())
+    adv = np.asarray(adv, np.float32)[:, 0]
+    if rl.adv_floor is not None:
+        adv = np.maximum(adv, float(rl.adv_floor))
+    return adv
+
+
+def largest_rows(adv: np.ndarray, k: int) -> np.ndarray:
+    """The k rows with the largest |advantage| (ties: lower index first), in index order."""
+    order = np.argsort(-np.abs(adv), kind="stable")
+    return np.sort(order[:k])
+
+
+def select_rows(rl, batch: dict[str, np.ndarray], n: int) -> tuple[dict[str, np.ndarray], float]:
+    """With ``rl.update_rows`` > 0: the rows with the largest |sequence advantage|, whose
+    token rewards become that advantage on the last completion token (the scorer then
+    only adds the KL penalty's returns-to-go); the fraction of rows with a nonzero outcome
+    advantage. Without: the batch as it is and 1.0."""
+    if not rl.update_rows:
+        return batch, 1.0
+    seq_adv = sequence_advantages(rl, batch["seq_rewards"], n, batch["baseline"])
+    sel = largest_rows(seq_adv, int(rl.update_rows))
+    out = {k: v[sel] for k, v in batch.items()}
+    out["token_rewards"] = place_rewards(seq_adv[sel], np.zeros_like(out["target_mask"]),
+                                         out["target_mask"] > 0)
+    return out, float(np.mean(np.abs(seq_adv) > 1e-8))
+
+
+class Scorer:
+    """The two jitted device steps before the update, built once per run.
+
+    ``score(params, frozen, batch) -> (logp, ref_logp, values)``, each [B, L-1]: the
+    sampled tokens' log-probs under the policy and the frozen reference, and the critic's
+    values (zeros without one).
+    ``advantages(batch, logp, ref_logp, values, beta) -> (advantages, returns, seq_kl)``:
+    the per-token KL penalty beta * k(logp, ref_logp) joins the token rewards when
+    ``rl.kl.placement == "reward"``, then the registered estimator runs over them; seq_kl
+    is the mean per-sequence KL (what the adaptive controller tracks).
+
+    With ``rl.update_rows`` the rows already carry their outcome advantage (`select_rows`),
+    so the estimator is plain returns-to-go ("reinforce", gamma 1, no whitening).
+    """
+
+    def __init__(self, lm, rl, group_size: int):
+        critic = rl.value_slot == "policy"
+        kl_in_reward = rl.kl.placement == "reward"
+        estimator = rl.kl.estimator
+        if rl.update_rows:
+            name, kwargs = "reinforce", dict(gamma=1.0, whiten=False)
+        else:
+            name = rl.advantage
+            kwargs = dict(gamma=rl.gamma, whiten=rl.whiten, group_size=group_size,
+                          **rl.advantage_kwargs.to_dict())
+
+        @jax.jit
+        def score(params, frozen, batch):
+            logp, _, hidden = sequence_logprobs(lm, params["policy"], batch)
+            ref_logp, _, _ = sequence_logprobs(lm, frozen["reference"], batch)
+            values = (lm.bind(params["policy"]).value(hidden)[:, :-1] if critic
+                      else jnp.zeros_like(logp))
+            return logp, ref_logp, values
+
+        @jax.jit
+        def advantages(batch, logp, ref_logp, values, beta):
+            mask = batch["target_mask"]
+            kl_tok = kl_penalty_rewards(logp, ref_logp, mask, 1.0, estimator)  # -KL per token
+            rewards = batch["token_rewards"] + (beta * kl_tok if kl_in_reward else 0.0)
+            adv, ret = compute_advantages(name, rewards, mask, values=values,
+                                          baseline=batch["baseline"], **kwargs)
+            return adv, ret, jnp.mean(-jnp.sum(kl_tok, axis=1))
+
+        self.score = score
+        self.advantages = advantages
+
+
+def iteration_metrics(eps: Episodes, update: dict, times: dict, kl: float, beta: float,
+                      informative: float, wall: float) -> dict[str, float]:
+    """The iteration's flat metrics: update, rewards, outcomes, KL, speed and time split."""
+    rows = len(eps.texts)
+    statuses = collections.Counter(o.status for o in eps.outcomes)
+    n_tok = int(eps.mask.sum())
+    sample, upd = times["time/sample_s"], times["time/update_s"]
+    return {
+        **{k: float(v) for k, v in update.items()},
+        **eps.reward_metrics,
+        "rl/pass_rate": statuses["passed"] / rows,
+        "rl/compile_rate": 1 - statuses["syntax_error"] / rows,
+        **{f"exec/{s}_frac": statuses[s] / rows for s in STATUSES if s != "passed"},
+        "kl/seq_kl": kl,
+        "kl/beta": beta,
+        "rl/completion_len": n_tok / rows,
+        "rl/informative_frac": informative,  # rows with a nonzero outcome advantage
+        "perf/tokens_per_s": n_tok / max(sample, 1e-9),
+        "perf/programs_per_s": rows / max(wall, 1e-9),
+        **times,
+        "time/iteration_s": wall,
+        "time/hiding_ratio": wall / max(sample + upd, 1e-9),
+    }

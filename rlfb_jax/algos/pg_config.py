@@ -1,0 +1,101 @@
+"""The configuration of PG and PPO (`rlfb_jax.algos.ppo`): defaults, checks, and the
+registered parts it names (KL controller, loss hyperparameters)."""
+
+from __future__ import annotations
+
+import ml_collections
+
+from rlfb_jax.algos.sft import default_config as sft_config
+from rlfb_jax.core.config import experiment_config
+from rlfb_jax.losses import KLController, make_kl_controller
+
+
+def default_config(algo: str = "ppo") -> ml_collections.ConfigDict:
+    c = experiment_config()
+    c.algo = algo
+    c.base = sft_config()
+    c.base_workdir = ""
+    loss_kwargs = dict(aggregation="token_mean", vf_coef=0.5, ent_coef=0.0)
+    if algo == "ppo":
+        loss_kwargs["clip_eps"] = 0.2
+    c.rl = ml_collections.ConfigDict(dict(
+        iterations=40,
+        prompts_per_iter=32,
+        n_samples=8,
+        chunk_prompts=8,  # prompts per sampling chunk (execution of one overlaps the next)
+        temperature=1.0,
+        top_k=0,
+        top_p=1.0,
+        max_new_tokens=48,
+        loss=algo,  # a registered loss ...
+        loss_kwargs=ml_collections.ConfigDict(loss_kwargs),  # ... and its hyperparameters
+        advantage="rloo" if algo == "pg" else "grpo",  # a registered advantage estimator
+        advantage_kwargs=ml_collections.ConfigDict(),  # e.g. {"lam": 0.95} for "gae"
+        gamma=1.0,
+        whiten=False,
+        epochs=1 if algo == "pg" else 2,
+        minibatches=1 if algo == "pg" else 4,
+        value_slot="",  # "" (no critic) or "policy" (value head on the policy backbone)
+        rewards=ml_collections.ConfigDict({"coderl": 1.0}),
+        # registered token rewards, e.g. {"rltf_error_line": {"penalty": -0.3}} (RLTF)
+        token_rewards=ml_collections.ConfigDict(),
+        workers=2,
+        timeout=2.0,
+        task_depths=(),  # train on synthetic tasks of these difficulties only (() = all)
+        # > 0: update on this many rows per iteration, those with the largest |sequence
+        # advantage| (all-equal groups of RLOO/GRPO carry no outcome signal; DAPO's dynamic
+        # sampling drops them too). Only they are scored and trained on: the update costs
+        # update_rows / (prompts_per_iter * n_samples) of a full one. Not with GAE.
+        update_rows=0,
+        # advantages below this are raised to it (e.g. 0.0: learn from successes only, as in
+        # filtered behaviour cloning / RAFT); None: off
+        adv_floor=None,
+        kl=ml_collections.ConfigDict(dict(
+            controller="fixed", beta=0.02, target=2.0, horizon=2000.0, estimator="k1",
+            placement="reward",  # "reward" (per-token penalty, PPOCoder) or "loss"
+        )),
+    ))
+    c.eval = c.base.eval.copy_and_resolve_references()
+    c.eval.every = 10
+    c.optimizer.learning_rate = 5e-5
+    c.optimizer.schedule = "constant"
+    c.optimizer.warmup_steps = 0
+    c.train.log_every = 1
+    c.train.checkpoint_every = 5
+    return c
+
+
+def check_config(rl) -> None:
+    """Fails before any work on settings that cannot go together."""
+    if rl.value_slot not in ("", "policy"):
+        raise ValueError(f"config.rl.value_slot must be '' or 'policy', got {rl.value_slot!r}")
+    if rl.advantage == "gae" and not rl.value_slot:
+        raise ValueError("config.rl.advantage='gae' needs a critic: set "
+                         "config.rl.value_slot=policy")
+    rows = int(rl.n_samples) * int(rl.prompts_per_iter)
+    if int(rl.update_rows or rows) > rows or int(rl.update_rows or rows) % int(rl.minibatches):
+        raise ValueError(f"config.rl.update_rows={rl.update_rows}: must be at most "
+                         f"prompts_per_iter * n_samples = {rows} and divisible by "
+                         f"minibatches={rl.minibatches}")
+    if rl.update_rows and (rl.advantage == "gae" or rl.token_rewards):
+        raise ValueError("config.rl.update_rows needs a sequence-level advantage (not gae) "
+                         "and no token_rewards")
+    if rl.adv_floor is not None and not rl.update_rows:
+        raise ValueError("config.rl.adv_floor needs config.rl.update_rows > 0")
+
+
+def kl_controller(kl) -> KLController:
+    """The registered KL controller of ``rl.kl`` (its beta, and target/horizon if adaptive)."""
+    if kl.controller == "fixed":
+        return make_kl_controller("fixed", beta=kl.beta)
+    return make_kl_controller(kl.controller, init_beta=kl.beta, target=kl.target,
+                              horizon=kl.horizon)
+
+
+def loss_kwargs(rl) -> dict:
+    """The loss's hyperparameters: ``rl.loss_kwargs``, the critic's slot and, with the KL in
+    the loss, its beta and estimator."""
+    out = dict(rl.loss_kwargs.to_dict(), value_slot=rl.value_slot or None)
+    if rl.kl.placement == "loss":
+        out.update(kl_in_loss_beta=float(rl.kl.beta), kl_estimator=rl.kl.estimator)
+    return out
