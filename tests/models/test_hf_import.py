@@ -269,8 +269,8 @@ def test_tokenizer_is_loaded(checkpoints, tmp_path):
 def test_build_policy_takes_logits_chunk_from_the_config(checkpoints, tmp_path):
     # config.model.logits_chunk is a training setting: it applies to an HF checkpoint too,
     # and the chunked head gives the log-probs of the whole-sequence one.
-    from rlfb_jax.core.policy import build_policy
     from rlfb_jax.core.config import model_config
+    from rlfb_jax.core.policy import build_policy
     from rlfb_jax.losses.sequence import sequence_logprobs
 
     _, path = checkpoints["llama"]
