@@ -12,7 +12,8 @@ and optimizer moments sharded). Each subprocess trains the synthetic base model
 (experiments/synthetic_sft.py's ``config.model``, random init from the same seed) for
 ``--steps`` SFT steps (`make_step`, the "sft" loss) on the same global batches, then does
 ``--steps`` PPO update calls (`make_epoch_update`, the "ppo" loss, synthetic_ppo.py's
-epochs x minibatches) on one fixed PPO batch. The parent checks that every device count
+epochs and minibatch size of 32 rows: 2 minibatches of the default 64 rows) on one fixed
+PPO batch. The parent checks that every device count
 gives the losses and final parameters of the 1-device run (prints the max abs differences
 and asserts ``--tol``) and records tokens/s (the first step of each phase, which compiles,
 is not timed). Baseline: the 1-device run. Prints ``ratio_8_vs_1=X`` = tokens/s on 8
@@ -134,7 +135,14 @@ def child(args) -> dict:
 
     # -- PPO updates from the SFT parameters, on one fixed PPO-shaped batch
     rows = args.ppo_rows
-    epochs, minibatches = int(rl.epochs), int(rl.minibatches)
+    # the experiment's minibatch size (32 rows); the :smoke config's own split in --quick
+    mb_rows = (int(rl.update_rows) or int(rl.prompts_per_iter) * int(rl.n_samples)) // int(
+        rl.minibatches)
+    epochs = int(rl.epochs)
+    minibatches = int(rl.minibatches) if args.quick else max(rows // mb_rows, 1)
+    if rows % minibatches:
+        sys.exit(f"--ppo-rows {rows} does not split into {minibatches} minibatches of "
+                 f"{mb_rows} rows")
     tx, schedule = make_optimizer(config.optimizer, steps * epochs * minibatches)
     logical["reference"] = logical["policy"]
     state, sh = state_from_params({"policy": params}, {"reference": params}, tx,

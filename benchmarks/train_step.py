@@ -1,6 +1,6 @@
 """PPO update throughput: our jitted epoch update against the same step in PyTorch.
 
-    python benchmarks/train_step.py [--rows 256] [--minibatch-rows 32] [--repeats 5]
+    python benchmarks/train_step.py [--rows 256] [--minibatch-rows 32] [--repeats 3]
     python benchmarks/train_step.py --quick      # seconds: the :smoke model and batch
 
 Ours: `rlfb_jax.core.step.make_epoch_update` with the registered "ppo" loss and the
@@ -171,7 +171,7 @@ def main(argv=None):
     ap.add_argument("--minibatch-rows", type=int, default=0,
                     help="sequences per optimizer step (default: the experiment's, "
                          "update_rows / minibatches)")
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--quick", action="store_true",
                     help="smoke check in seconds (synthetic_ppo.py:smoke sizes, 1 repeat)")
     args = ap.parse_args(argv)
