@@ -135,6 +135,8 @@ class ExecutorPool:
       namespaces: use Linux namespaces, the allow-listed file-system view and the seccomp
         filter where the host allows (False: only the layers that need none, e.g. to test
         the degraded mode).
+      seccomp: install the system-call filter (see `seccomp`); without it each job gets a
+        new IPC namespace instead, and keyrings and user namespaces stay reachable.
       recycle_after: replace a worker after this many jobs.
       tmpfs_mb: size of each worker's private /tmp (where job directories live).
       preload: extra modules the zygote imports so programs find them warm.
@@ -156,6 +158,7 @@ class ExecutorPool:
         max_open_files: int = 64,
         drop_privileges: bool = True,
         namespaces: bool = True,
+        seccomp: bool = True,
         recycle_after: int = 2000,
         tmpfs_mb: int = 512,
         preload: Sequence[str] = (),
@@ -187,6 +190,7 @@ class ExecutorPool:
             },
             "drop_privileges": bool(drop_privileges),
             "namespaces": bool(namespaces),
+            "seccomp": bool(seccomp) and bool(namespaces),
             "tmpfs_mb": int(tmpfs_mb),
             "preload": list(preload),
             "hide_paths": [os.path.realpath(p) for p in hide_paths],

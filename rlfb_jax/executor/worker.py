@@ -134,7 +134,7 @@ def main(config_json: str) -> None:
         "hide_paths": config["hide_paths"],
         "view_root": view_root,
         "project_root": PROJECT_ROOT,
-        "seccomp": config["namespaces"],
+        "seccomp": config["seccomp"],
         "ipc_per_job": os.geteuid() == 0 and config["namespaces"],
     }
     zygote, zproc, hello = _start_zygote(zconfig)

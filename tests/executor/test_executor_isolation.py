@@ -319,3 +319,20 @@ def test_bad_stdio_input_leaks_no_descriptors():
         assert p.run([HONEST])[0].passed
     assert after == before
     assert {o.status for o in outcomes} == {"sandbox_error"}  # the test's input, not the program
+
+
+def test_without_seccomp_each_job_gets_a_new_ipc_namespace():
+    """The fallback where the filter is unavailable: IPC objects can be made, but the next
+    job on the same worker does not see them."""
+    with ExecutorPool(num_workers=1, seccomp=False, timeout_per_test=5.0) as p:
+        require_layer(p, "ipc_uts_namespace")
+        assert not p.layers["seccomp"] and p.layers["ipc_per_job"]
+        made, found, listed = p.run(
+            [
+                Job(program=SHM, tests=["r = make()\nassert min(r) >= 0, r"]),
+                Job(program=SHM, tests=["r = lookup()\nassert r < 0, r"]),
+                Job(program=SHM, tests=["r = seen()\nassert r == 0, r"]),
+            ]
+        )
+    assert made.passed, made.error_message  # no filter: the segments were made
+    assert found.passed and listed.passed, (found.error_message, listed.error_message)
