@@ -167,9 +167,10 @@ class FrameBuffer:
 # ---------------------------------------------------------------------- strict values
 
 _KEYS, _VALUES, _ITEMS = type({}.keys()), type({}.values()), type({}.items())
-# numpy arrays cross when their items are plain: bool, ints, floats, complex, fixed-width str.
-_ARRAY_KINDS = "biufcU"
-_ARRAY_DTYPE = re.compile(r"[<>|=]?[biufcU][0-9]{1,3}")
+# numpy arrays and scalars cross when their items are plain: bool, ints, floats, complex,
+# fixed-width str and bytes.
+_ARRAY_KINDS = "biufcUS"
+_ARRAY_DTYPE = re.compile(r"[<>|=]?[biufcUS][0-9]{1,3}")
 Fallback = Callable[[Any, Callable[[Any], Any]], Any]
 
 
@@ -253,6 +254,9 @@ def encode_value(value: Any, depth: int = 0, fallback: Fallback | None = None) -
     if t is _std_type("numpy", "ndarray") and value.dtype.kind in _ARRAY_KINDS:
         data = binascii.b2a_base64(value.tobytes(), newline=False).decode()
         return {"nd": [value.dtype.str, list(value.shape), data]}
+    generic = _std_type("numpy", "generic")
+    if generic is not None and isinstance(value, generic) and value.dtype.kind in _ARRAY_KINDS:
+        return enc(value.item())  # a numpy scalar (an array's item, say) as its plain value
     if isinstance(value, Handle):
         return {"h": [value.id, value.type_name]}
     if _NAMEDTUPLES.get((t.__name__, getattr(t, "_fields", None))) is t:  # one we decoded

@@ -1,7 +1,7 @@
 """On the program's side of the boundary: make returned values plain before they cross.
 
-Models write ordinary Python that returns numpy scalars, enum members, named tuples, str or
-int subclasses and the like; compared with plain values they behave like those values, and
+Models write ordinary Python that returns enum members, named tuples, str or int subclasses
+and the like (numpy scalars and arrays the codec carries itself); compared with plain values they behave like those values, and
 the official harnesses (which compare inside the program's process) accept them. The strict
 codec only carries exact builtin types, so this module converts such values to their plain
 equivalents here, in the job process, where nothing is trusted anyway: a program can
@@ -20,11 +20,8 @@ anything.
 from __future__ import annotations
 
 import collections
-import sys
 from collections.abc import Callable
 from typing import Any
-
-from . import codec
 
 # Plain base types, most specific first; a subclass converts to the first one it derives from.
 _BASES: tuple[tuple[type, Callable[[Any], Any]], ...] = (
@@ -57,23 +54,6 @@ def _own_equality(cls: type, base: type) -> bool:
     return True
 
 
-def _numpy_scalar(value: Any) -> Any:
-    np = sys.modules.get("numpy")
-    if np is None or not isinstance(value, np.generic):
-        raise codec.Unencodable("not a numpy scalar")
-    for kind, convert in (
-        (np.bool_, bool),
-        (np.integer, int),
-        (np.floating, float),
-        (np.complexfloating, complex),
-        (np.str_, str),
-        (np.bytes_, bytes),
-    ):
-        if isinstance(value, kind):
-            return convert(value)
-    raise codec.Unencodable("not a plain numpy scalar")
-
-
 class Converter:
     """The fallback `codec.encode_value` calls on the program's side. Values it can't make
     plain are kept in ``objects`` and cross as handles."""
@@ -88,12 +68,6 @@ class Converter:
 
     def __call__(self, value: Any, encode: Callable[[Any], Any]) -> Any:
         cls = type(value)
-        try:
-            return encode(_numpy_scalar(value))
-        except codec.Unencodable:
-            pass
-        except Exception:  # noqa: BLE001 - a broken conversion keeps the object instead
-            return self.keep(value)
         fields = getattr(cls, "_fields", None)
         if (
             issubclass(cls, tuple)

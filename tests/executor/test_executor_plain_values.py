@@ -44,6 +44,11 @@ PROBES = {
         "    return float(a.sum())\n",
         "assert total(f(4)) == 4.0",
     ),
+    "numpy_items_back_to_the_program": (
+        "import numpy as np\ndef f():\n    return np.array([1, 2])\n"
+        "def total(xs):\n    return sum(xs)\n",
+        "assert total([x for x in f()]) == 3 and total(list(f() * 2)) == 6",
+    ),
     "fraction": (
         "from fractions import Fraction\ndef f():\n    return Fraction(1, 2)\n",
         "assert f() == 0.5",
