@@ -194,7 +194,11 @@ def enter_worker_namespaces(tmp_root: str, tmpfs_mb: int, layers: Layers) -> boo
     try:
         os.makedirs(tmp_root, exist_ok=True)
         mount(
-            "rlfb-sandbox", tmp_root, "tmpfs", MS_NOSUID | MS_NODEV, f"size={tmpfs_mb}m,mode=0755"
+            "rlfb-sandbox",
+            tmp_root,
+            "tmpfs",
+            MS_NOSUID | MS_NODEV,
+            f"size={tmpfs_mb}m,nr_inodes={TMPFS_INODES},mode=0755",
         )
         private_tmp = True
     except OSError as e:
@@ -364,6 +368,11 @@ def descendants(root: int) -> list[int]:
 def become_subreaper() -> None:
     prctl(PR_SET_CHILD_SUBREAPER, 1)
 
+
+# Files and directories a worker's tmpfs can hold (job directories and what jobs write):
+# enough for any honest program, and few enough that removing a job's leftovers takes well
+# under a second, however the job arranged them.
+TMPFS_INODES = 65536
 
 # Job uids are UID_BASE + the worker's PID: no account uses them, and no two live workers on
 # this host share one, so per-uid accounting (RLIMIT_NPROC, keyrings, signals) is per worker,

@@ -336,3 +336,23 @@ def test_without_seccomp_each_job_gets_a_new_ipc_namespace():
         )
     assert made.passed, made.error_message  # no filter: the segments were made
     assert found.passed and listed.passed, (found.error_message, listed.error_message)
+
+
+def test_a_flood_of_files_is_capped_and_cleaned_up_quickly(solo):
+    require_layer(solo, "readonly_fs")  # the worker's own tmpfs, with its inode cap
+    flood = (
+        "import os\n"
+        "def f():\n"
+        "    n = 0\n"
+        "    try:\n"
+        "        while n < 500_000:\n"
+        "            os.close(os.open(str(n), os.O_CREAT | os.O_WRONLY))\n"
+        "            n += 1\n"
+        "    except OSError as e:\n"
+        "        return n, e.errno\n"
+        "    return n, 0\n"
+    )
+    start = time.monotonic()
+    (o, after) = solo.run([Job(program=flood, tests=["r = f()\nassert r[0] < 70_000, r"]), HONEST])
+    assert o.passed, (o.status, o.error_message)  # stopped by the cap (ENOSPC), not by time
+    assert after.passed and time.monotonic() - start < 15
