@@ -17,6 +17,7 @@ commented out; this script checks that the installed copy really executes progra
 broken sample must fail) and stops with an explanation otherwise rather than patch it.
 
     python benchmarks/executor.py [--variants 4] [--workers N]
+    python benchmarks/executor.py --quick      # seconds: 20 tasks x 2 variants, one round
     python benchmarks/executor.py --mbpp ../shared/data/mbpp.jsonl   # verdict agreement only
 
 With ``--mbpp``, it instead checks verdict agreement on MBPP: every reference solution, a
@@ -232,6 +233,8 @@ def main() -> None:
         help="alternate the harnesses over this many slices of the samples",
     )
     parser.add_argument("--mbpp", default=None, help="MBPP jsonl: check verdict agreement")
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke check: 20 tasks, 2 variants (canonical and pass), 1 round")
     parser.add_argument(
         "--official-timeout",
         type=float,
@@ -243,6 +246,9 @@ def main() -> None:
         mbpp_agreement(args.mbpp, args.workers, args.official_timeout)
         return
     problems = read_problems()
+    if args.quick:
+        problems = dict(list(problems.items())[:20])
+        args.variants, args.rounds = min(args.variants, 2), 1
     items = samples(problems, args.variants)
     probe = official(problems, [(t, "    pass\n") for t in list(problems)[:2]], args.timeout)
     if any(probe):
@@ -270,6 +276,8 @@ def main() -> None:
         f"ratio: {rate_ours / rate_official:.1f}x in programs/s, "
         f"{eff_ours / eff_official:.1f}x in programs per CPU-second"
     )
+    print(f"ratio_programs_per_s={rate_ours / rate_official:.2f}")
+    print(f"ratio_programs_per_cpu_s={eff_ours / eff_official:.2f}")
     print(f"passed: official {sum(theirs)}, ours {sum(mine)}; verdicts differing: {len(differ)}")
     for i in differ[:10]:
         print(

@@ -63,6 +63,12 @@ def test_rl_iteration_quick():
     assert {"hiding_ratio", "ratio_vs_serial"} <= set(ratios(out))
 
 
+def test_executor_quick_agrees_with_the_official_harness():
+    out = run_quick("executor.py")
+    assert {"ratio_programs_per_s", "ratio_programs_per_cpu_s"} <= set(ratios(out))
+    assert "verdicts differing: 0" in out and "passed: official 20, ours 20" in out, out
+
+
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_help_offers_a_quick_mode(script):
     out = subprocess.run([sys.executable, os.path.join("benchmarks", script), "--help"],
