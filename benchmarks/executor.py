@@ -233,8 +233,11 @@ def main() -> None:
         help="alternate the harnesses over this many slices of the samples",
     )
     parser.add_argument("--mbpp", default=None, help="MBPP jsonl: check verdict agreement")
-    parser.add_argument("--quick", action="store_true",
-                        help="smoke check: 20 tasks, 2 variants (canonical and pass), 1 round")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke check: 20 tasks, 2 variants (canonical and pass), 1 round",
+    )
     parser.add_argument(
         "--official-timeout",
         type=float,
