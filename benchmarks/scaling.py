@@ -81,6 +81,7 @@ def child(args) -> dict:
     from train_step import make_batch  # benchmarks/train_step.py
 
     from experiments import synthetic_ppo
+    from rlfb_jax.algos.pg_config import loss_kwargs
     from rlfb_jax.core import sharding as shd
     from rlfb_jax.core.batching import epoch_order, make_sequence_batch
     from rlfb_jax.core.config import model_from_config
@@ -154,8 +155,7 @@ def child(args) -> dict:
     dev = shd.shard_batch(host, mesh, rules)
     update = make_epoch_update(get_loss("ppo"), tx, epochs=epochs, minibatches=minibatches,
                                schedule=schedule, state_shardings=sh, mesh=mesh, rules=rules,
-                               model=lm, aggregation=rl.aggregation, value_slot=None,
-                               vf_coef=rl.vf_coef, ent_coef=rl.ent_coef, clip_eps=rl.clip_eps)
+                               model=lm, **loss_kwargs(rl))
     ppo_metrics = []
     state, m = update(state, dev, jax.random.key(0))  # compiles
     ppo_metrics.append(m)

@@ -137,7 +137,7 @@ class TorchPPO:
         logp = logp_all.gather(-1, mb["tokens"][:, 1:, None])[..., 0]
         mask = mb["mask"]
         ratio = torch.exp(logp - mb["old"])
-        eps = float(self.rl.clip_eps)
+        eps = float(self.rl.loss_kwargs.clip_eps)
         obj = torch.minimum(ratio * mb["adv"], torch.clamp(ratio, 1 - eps, 1 + eps) * mb["adv"])
         count = mask.sum().clamp(min=1.0)
         loss = -(obj * mask).sum() / count
@@ -179,6 +179,7 @@ def main(argv=None):
     import torch
 
     from experiments import synthetic_ppo
+    from rlfb_jax.algos.pg_config import loss_kwargs
     from rlfb_jax.core import sharding as shd
     from rlfb_jax.core.optim import make_optimizer
     from rlfb_jax.core.state import state_from_params
@@ -190,8 +191,8 @@ def main(argv=None):
     config = synthetic_ppo.get_config("smoke" if args.quick else "")
     repeats = 1 if args.quick else args.repeats
     rl, mcfg = config.rl, config.base.model
-    if (rl.loss != "ppo" or rl.aggregation != "token_mean" or rl.value_slot or rl.ent_coef
-            or rl.kl.placement != "reward"):
+    if (rl.loss != "ppo" or rl.loss_kwargs.aggregation != "token_mean" or rl.value_slot
+            or rl.loss_kwargs.ent_coef or rl.kl.placement != "reward"):
         sys.exit("the torch baseline implements the token-mean PPO loss without critic, "
                  "entropy bonus or KL in the loss; the config asks for more")
     torch.set_num_threads(os.cpu_count() or 1)
@@ -220,8 +221,7 @@ def main(argv=None):
     logical = {"policy": lm.logical_axes(), "reference": lm.logical_axes()}
     state, shardings = state_from_params({"policy": params}, {"reference": params}, tx,
                                          jax.random.key(config.seed), mesh, logical, rules)
-    hparams = dict(aggregation=rl.aggregation, value_slot=None, vf_coef=rl.vf_coef,
-                   ent_coef=rl.ent_coef, clip_eps=rl.clip_eps)
+    hparams = loss_kwargs(rl)
     update = make_epoch_update(get_loss("ppo"), tx, epochs=epochs, minibatches=minibatches,
                                schedule=schedule, state_shardings=shardings, mesh=mesh,
                                rules=rules, model=lm, **hparams)

@@ -58,6 +58,14 @@ def test_scaling_quick_agrees_across_device_counts():
     assert "ratio_8_vs_1" in ratios(out)
 
 
+def test_scaling_gpu_mode_dry_runs_on_cpu():
+    """--gpu --quick: the GPU measurement's code path with a toy model, so the script a lent
+    accelerator runs is known to work before the lease starts."""
+    out = run_quick("scaling.py", "--gpu")
+    assert re.search(r"PPO update: .* tokens/s", out) and "update_mfu=" in out, out
+    assert re.search(r"sampling_tokens_per_s@\d+=\d+", out), out
+
+
 def test_rl_iteration_quick():
     out = run_quick("rl_iteration.py")
     assert {"hiding_ratio", "ratio_vs_serial"} <= set(ratios(out))

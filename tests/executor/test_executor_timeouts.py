@@ -36,8 +36,9 @@ def test_a_call_slower_than_the_per_test_limit_times_out_at_that_limit(pool, kin
 def test_the_same_call_passes_when_its_limit_allows(pool, kind):
     job = SLOW_JOBS[kind]
     fast = job.program.replace(f"time.sleep({SLEEP})", "time.sleep(0.01)")
-    (o,) = pool.run([Job(**{**job.__dict__, "program": fast, "timeout": JOB,
-                            "timeout_per_test": PER_TEST})])
+    (o,) = pool.run(
+        [Job(**{**job.__dict__, "program": fast, "timeout": JOB, "timeout_per_test": PER_TEST})]
+    )
     assert o.passed, (o.status, o.error_type, o.error_message)
 
 
