@@ -10,10 +10,11 @@
 Host pieces are numpy; the scorer's two functions are jitted once per run. Token-level
 arrays are [B, L-1], aligned with ``tokens[:, 1:]`` (`rlfb_jax.losses.sequence`).
 
-Seams kept as they are for now (issue 21 changes them): the KL penalty joins the token
-rewards before the estimator (so GRPO normalizes outcome + KL together), token rewards
-(RLTF's line penalty) accumulate into returns-to-go like any reward, and
-``sandbox_error`` rows are scored as the reward function scores them.
+The KL penalty (``rl.kl.placement == "reward"``) is added after the estimator: the
+registered estimator sees the outcome rewards only (so GRPO normalizes outcomes, never
+KL noise, Shao et al. 2024), and the per-token -beta * KL joins as its returns-to-go
+(Ziegler et al. 2019, eq. 2). Estimators with a learned critic ("gae", "value_baseline")
+see outcome + KL as their reward, since the critic models the whole return.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from rlfb_jax.core.rollout import Episodes
 from rlfb_jax.data.tokenizer import token_offsets
 from rlfb_jax.executor import STATUSES
 from rlfb_jax.losses import compute_advantages, kl_penalty_rewards
+from rlfb_jax.losses.advantages import discounted_returns
 from rlfb_jax.losses.sequence import sequence_logprobs
 from rlfb_jax.rewards import get_token_reward, span_token_rewards
 
@@ -127,31 +129,44 @@ def select_rows(rl, batch: dict[str, np.ndarray], n: int) -> tuple[dict[str, np.
     return out, float(np.mean(np.abs(seq_adv) > 1e-8))
 
 
+# estimators whose critic models the whole return: the KL penalty is part of their reward
+CRITIC_ESTIMATORS = ("gae", "value_baseline")
+
+
 class Scorer:
     """The two jitted device steps before the update, built once per run.
 
     ``score(params, frozen, batch) -> (logp, ref_logp, values)``, each [B, L-1]: the
     sampled tokens' log-probs under the policy and the frozen reference, and the critic's
     values (zeros without one).
-    ``advantages(batch, logp, ref_logp, values, beta) -> (advantages, returns, seq_kl)``:
-    the per-token KL penalty beta * k(logp, ref_logp) joins the token rewards when
-    ``rl.kl.placement == "reward"``, then the registered estimator runs over them; seq_kl
-    is the mean per-sequence KL (what the adaptive controller tracks).
+    ``advantages(batch, logp, ref_logp, values, beta) -> (advantages, returns, seq_kl)``,
+    [B, L-1], [B, L-1] and []: the registered estimator over the outcome rewards
+    ``batch["token_rewards"]``, plus, when ``rl.kl.placement == "reward"``, the
+    returns-to-go of the per-token penalty -beta * k(logp, ref_logp) (gamma ``rl.gamma``):
 
-    With ``rl.update_rows`` the rows already carry their outcome advantage (`select_rows`),
-    so the estimator is plain returns-to-go ("reinforce", gamma 1, no whitening).
+        A_t = A^outcome_t + sum_{s >= t} gamma^(s-t) (-beta k_s)
+
+    (for "gae" / "value_baseline" the penalty joins the estimator's reward instead).
+    ``returns`` get the same KL term. seq_kl is the mean per-sequence KL (what the adaptive
+    controller tracks). ``rl.whiten`` whitens the outcome part only.
+
+    With ``rl.update_rows`` the rows already carry their outcome advantage on the last token
+    (`select_rows`), so the estimator is plain returns-to-go ("reinforce", gamma 1, no
+    whitening): both paths give the same advantages on the same rows.
     """
 
     def __init__(self, lm, rl, group_size: int):
         critic = rl.value_slot == "policy"
         kl_in_reward = rl.kl.placement == "reward"
         estimator = rl.kl.estimator
+        kl_gamma = float(rl.gamma)
         if rl.update_rows:
             name, kwargs = "reinforce", dict(gamma=1.0, whiten=False)
         else:
             name = rl.advantage
             kwargs = dict(gamma=rl.gamma, whiten=rl.whiten, group_size=group_size,
                           **rl.advantage_kwargs.to_dict())
+        kl_in_estimator = name in CRITIC_ESTIMATORS
 
         @jax.jit
         def score(params, frozen, batch):
@@ -165,9 +180,13 @@ class Scorer:
         def advantages(batch, logp, ref_logp, values, beta):
             mask = batch["target_mask"]
             kl_tok = kl_penalty_rewards(logp, ref_logp, mask, 1.0, estimator)  # -KL per token
-            rewards = batch["token_rewards"] + (beta * kl_tok if kl_in_reward else 0.0)
+            penalty = beta * kl_tok if kl_in_reward else jnp.zeros_like(kl_tok)
+            rewards = batch["token_rewards"] + (penalty if kl_in_estimator else 0.0)
             adv, ret = compute_advantages(name, rewards, mask, values=values,
                                           baseline=batch["baseline"], **kwargs)
+            if not kl_in_estimator:
+                kl_to_go = discounted_returns(penalty, mask, kl_gamma)
+                adv, ret = adv + kl_to_go, ret + kl_to_go
             return adv, ret, jnp.mean(-jnp.sum(kl_tok, axis=1))
 
         self.score = score

@@ -1,0 +1,86 @@
+"""The reward-to-advantage wiring of PG/PPO (issue 21) against numpy references: the KL
+penalty after GRPO's normalization, the same advantages with and without ``update_rows``,
+RLTF's line penalty as a per-token weight, and the config checks. No model: the scorer's
+``advantages`` step runs on hand-made log-probs."""
+
+import numpy as np
+import pytest
+
+from rlfb_jax.algos.pg_batch import Scorer, place_rewards, select_rows
+from rlfb_jax.algos.pg_config import check_config, default_config
+
+B, G, T = 8, 4, 6  # 2 prompts x 4 samples, 6 token positions
+
+
+def _rl(**changes):
+    rl = default_config("ppo").rl
+    for key, value in changes.items():
+        node = rl
+        *path, last = key.split(".")
+        for p in path:
+            node = node[p]
+        node[last] = value
+    return rl
+
+
+def _batch(seq_rewards, lengths, seed=0):
+    rng = np.random.default_rng(seed)
+    mask = np.zeros((len(lengths), T), np.float32)
+    for i, n in enumerate(lengths):
+        mask[i, 1 : 1 + n] = 1  # position 0 is the prompt
+    r = np.asarray(seq_rewards, np.float32)
+    logp = (rng.normal(-1.0, 0.5, mask.shape) * mask).astype(np.float32)
+    ref = (logp + rng.normal(0.0, 0.3, mask.shape) * mask).astype(np.float32)
+    batch = {"target_mask": mask, "seq_rewards": r, "baseline": np.zeros(len(r), np.float32),
+             "token_rewards": place_rewards(r, np.zeros_like(mask), mask),
+             "tokens": np.arange(len(r))[:, None] * np.ones((1, T + 1), np.int32)}
+    return batch, logp, ref
+
+
+def _kl_to_go(logp, ref, mask, beta):
+    """sum_{s >= t} -beta * (logp_s - ref_s) over each row's masked tokens (gamma 1)."""
+    pen = -beta * (logp - ref) * mask
+    return np.cumsum(pen[:, ::-1], axis=1)[:, ::-1] * mask
+
+
+def _advantages(rl, batch, logp, ref, beta):
+    adv, ret, _ = Scorer(None, rl, G).advantages(batch, logp, ref, np.zeros_like(logp),
+                                                 np.float32(beta))
+    return np.asarray(adv), np.asarray(ret)
+
+
+def test_grpo_normalizes_the_outcome_and_the_kl_penalty_is_added_after():
+    """Group 0 has one success, group 1 all failures: group 1's advantages are the KL
+    penalty's returns-to-go only (beta-sized), not unit-std KL noise."""
+    r = [1, 0, 0, 0, 0, 0, 0, 0]
+    batch, logp, ref = _batch(r, [5, 3, 4, 5, 2, 5, 4, 3])
+    mask = batch["target_mask"]
+    groups = np.asarray(r, np.float64).reshape(2, G)
+    mean = groups.mean(axis=1, keepdims=True)
+    std = groups.std(axis=1, ddof=1, keepdims=True)
+    outcome = ((groups - mean) / (std + 1e-6)).reshape(-1)  # GRPO, Shao et al. 2024 (outcome)
+    for beta in (0.02, 0.0002):
+        adv, _ = _advantages(_rl(), batch, logp, ref, beta)
+        want = outcome[:, None] * mask + _kl_to_go(logp, ref, mask, beta)
+        np.testing.assert_allclose(adv, want, rtol=1e-5, atol=1e-6)
+        # the all-fail group: tiny advantages that scale with beta
+        assert np.abs(adv[G:]).max() < 20 * beta
+
+
+def test_default_path_and_update_rows_compute_the_same_advantages():
+    rl_all = _rl(**{"kl.beta": 0.05})
+    rl_rows = _rl(**{"kl.beta": 0.05, "update_rows": B, "minibatches": 1})
+    for estimator in ("grpo", "rloo"):
+        rl_all.advantage = rl_rows.advantage = estimator
+        batch, logp, ref = _batch([1, 0, 0.5, 0, -1, -1, -1, -1], [5, 3, 4, 5, 2, 5, 4, 3], 1)
+        adv_all, _ = _advantages(rl_all, batch, logp, ref, 0.05)
+        rows, _ = select_rows(rl_rows, batch, G)
+        np.testing.assert_array_equal(rows["tokens"], batch["tokens"])  # every row, in order
+        adv_rows, _ = _advantages(rl_rows, rows, logp, ref, 0.05)
+        np.testing.assert_allclose(adv_all, adv_rows, rtol=1e-5, atol=1e-6)
+
+
+def test_kl_in_the_loss_leaves_the_outcome_advantage_alone():
+    batch, logp, ref = _batch([1, 0, 0, 0, 0, 0, 0, 0], [5, 3, 4, 5, 2, 5, 4, 3])
+    adv, _ = _advantages(_rl(**{"kl.placement": "loss"}), batch, logp, ref, 0.5)
+    np.testing.assert_allclose(adv[G:], 0.0, atol=1e-7)
