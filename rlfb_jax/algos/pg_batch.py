@@ -15,6 +15,10 @@ registered estimator sees the outcome rewards only (so GRPO normalizes outcomes,
 KL noise, Shao et al. 2024), and the per-token -beta * KL joins as its returns-to-go
 (Ziegler et al. 2019, eq. 2). Estimators with a learned critic ("gae", "value_baseline")
 see outcome + KL as their reward, since the critic models the whole return.
+
+Registered token rewards (RLTF's error-line penalty) are per-token weights, not rewards:
+they are added to the advantage of their own token and never accumulate into
+returns-to-go (RLTF, Liu et al. 2023, sec. 3.3: an error-line token's weight is R - 0.3).
 """
 
 from __future__ import annotations
@@ -77,8 +81,9 @@ def training_batch(eps: Episodes, tasks: Sequence[Any], prompt_len: int,
     """The rollout's rows as one fixed-shape batch (nothing recompiles between iterations).
 
     tokens / attention_mask / loss_mask [B, P+N]; target_mask [B, P+N-1] float32 (the
-    completion tokens); token_rewards [B, P+N-1] (sequence reward on the last completion
-    token + token rewards); seq_rewards [B] and baseline [B] float32.
+    completion tokens); token_rewards [B, P+N-1] (the sequence reward on the last
+    completion token); token_bonus [B, P+N-1] (the registered token rewards, added to the
+    advantage of their own token by `Scorer`); seq_rewards [B] and baseline [B] float32.
     """
     n = len(eps.texts) // len(tasks)
     comp_ids = eps.completion_ids()
@@ -90,7 +95,8 @@ def training_batch(eps: Episodes, tasks: Sequence[Any], prompt_len: int,
     extra = token_rewards(rows_tasks, eps.texts, eps.outcomes, comp_ids, tmask)
     batch["target_mask"] = tmask.astype(np.float32)
     batch["seq_rewards"] = np.asarray(eps.rewards, np.float32)
-    batch["token_rewards"] = place_rewards(batch["seq_rewards"], extra, tmask)
+    batch["token_rewards"] = place_rewards(batch["seq_rewards"], np.zeros_like(extra), tmask)
+    batch["token_bonus"] = np.asarray(extra, np.float32) * tmask
     batch["baseline"] = np.asarray(baseline, np.float32)
     return batch
 
@@ -146,8 +152,9 @@ class Scorer:
 
         A_t = A^outcome_t + sum_{s >= t} gamma^(s-t) (-beta k_s)
 
-    (for "gae" / "value_baseline" the penalty joins the estimator's reward instead).
-    ``returns`` get the same KL term. seq_kl is the mean per-sequence KL (what the adaptive
+    (for "gae" / "value_baseline" the penalty joins the estimator's reward instead), plus
+    the token bonus ``batch["token_bonus"]`` [B, L-1] on its own token (no returns-to-go;
+    not in ``returns``). ``returns`` get the same KL term. seq_kl is the mean per-sequence KL (what the adaptive
     controller tracks). ``rl.whiten`` whitens the outcome part only.
 
     With ``rl.update_rows`` the rows already carry their outcome advantage on the last token
@@ -187,6 +194,8 @@ class Scorer:
             if not kl_in_estimator:
                 kl_to_go = discounted_returns(penalty, mask, kl_gamma)
                 adv, ret = adv + kl_to_go, ret + kl_to_go
+            if "token_bonus" in batch:
+                adv = adv + batch["token_bonus"] * mask
             return adv, ret, jnp.mean(-jnp.sum(kl_tok, axis=1))
 
         self.score = score

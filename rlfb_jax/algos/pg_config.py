@@ -77,9 +77,8 @@ def check_config(rl) -> None:
         raise ValueError(f"config.rl.update_rows={rl.update_rows}: must be at most "
                          f"prompts_per_iter * n_samples = {rows} and divisible by "
                          f"minibatches={rl.minibatches}")
-    if rl.update_rows and (rl.advantage == "gae" or rl.token_rewards):
-        raise ValueError("config.rl.update_rows needs a sequence-level advantage (not gae) "
-                         "and no token_rewards")
+    if rl.update_rows and rl.advantage == "gae":
+        raise ValueError("config.rl.update_rows needs a sequence-level advantage (not gae)")
     if rl.adv_floor is not None and not rl.update_rows:
         raise ValueError("config.rl.adv_floor needs config.rl.update_rows > 0")
 

@@ -6,7 +6,9 @@ RLTF's line penalty as a per-token weight, and the config checks. No model: the 
 import numpy as np
 import pytest
 
-from rlfb_jax.algos.pg_batch import Scorer, place_rewards, select_rows
+from rlfb_jax.algos.pg_batch import Scorer, place_rewards, select_rows, training_batch
+from rlfb_jax.core.rollout import Episodes
+from rlfb_jax.executor import Outcome
 from rlfb_jax.algos.pg_config import check_config, default_config
 
 B, G, T = 8, 4, 6  # 2 prompts x 4 samples, 6 token positions
@@ -33,6 +35,7 @@ def _batch(seq_rewards, lengths, seed=0):
     ref = (logp + rng.normal(0.0, 0.3, mask.shape) * mask).astype(np.float32)
     batch = {"target_mask": mask, "seq_rewards": r, "baseline": np.zeros(len(r), np.float32),
              "token_rewards": place_rewards(r, np.zeros_like(mask), mask),
+             "token_bonus": np.zeros_like(mask),
              "tokens": np.arange(len(r))[:, None] * np.ones((1, T + 1), np.int32)}
     return batch, logp, ref
 
@@ -84,3 +87,30 @@ def test_kl_in_the_loss_leaves_the_outcome_advantage_alone():
     batch, logp, ref = _batch([1, 0, 0, 0, 0, 0, 0, 0], [5, 3, 4, 5, 2, 5, 4, 3])
     adv, _ = _advantages(_rl(**{"kl.placement": "loss"}), batch, logp, ref, 0.5)
     np.testing.assert_allclose(adv[G:], 0.0, atol=1e-7)
+
+
+def test_rltf_line_penalty_is_a_per_token_weight_not_a_return():
+    """RLTF (Liu et al. 2023, sec. 3.3): a 30-token program with a runtime error (R = -0.6)
+    on the line of completion tokens 10..21. Each token's weight is R, and R - 0.3 on the
+    error line; nothing accumulates into the tokens before it (accumulating would give
+    -0.6 - 0.3 * 12 = -4.2 there)."""
+    n_tok, line = 30, slice(10, 22)
+    eps = Episodes(prompts=[[5, 6]], tokens=np.arange(1, n_tok + 1, dtype=np.int32)[None],
+                   mask=np.ones((1, n_tok), bool), logprobs=np.zeros((1, n_tok), np.float32),
+                   texts=["x"], task_outcomes=[[Outcome("runtime_error", error_line=2)]],
+                   rewards=np.array([-0.6], np.float32))
+
+    def line_penalty(tasks, texts, outcomes, comp_ids, mask):  # a registered term's output
+        out = np.zeros(mask.shape, np.float32)
+        out[0, np.flatnonzero(mask[0])[line]] = -0.3
+        return out
+
+    batch = training_batch(eps, [None], 2, n_tok, 0, line_penalty, np.zeros(1, np.float32))
+    zeros = np.zeros(batch["target_mask"].shape, np.float32)
+    adv, _, _ = Scorer(None, _rl(advantage="reinforce"), 1).advantages(
+        batch, zeros, zeros, zeros, np.float32(0.02))
+    weights = np.full(n_tok, -0.6)
+    weights[line] += -0.3  # R - 0.3 on the error line
+    want = np.zeros(zeros.shape)
+    want[0, 1:] = weights  # completion token i is target position 1 + i (2 prompt tokens)
+    np.testing.assert_allclose(adv, want, rtol=1e-6, atol=1e-6)
