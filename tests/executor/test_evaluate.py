@@ -191,16 +191,19 @@ def test_bad_inputs_and_settings_fail_before_running(tmp_path, capsys, rows, arg
     assert not (tmp_path / "s.jsonl_results.jsonl").exists()
 
 
-def test_an_unwritable_results_path_fails_before_any_job_runs(tmp_path, capsys):
+def test_an_unwritable_results_path_fails_before_any_job_runs(tmp_path, capsys, monkeypatch):
     samples = write_jsonl(
         tmp_path / "s.jsonl",
         [{"task_id": "HumanEval/0", "completion": "    while True:\n        pass\n"}],
     )
     (tmp_path / "s.jsonl_results.jsonl").mkdir()  # even root cannot open a directory
-    start = time.monotonic()
+
+    def no_pool(*args, **kwargs):
+        raise AssertionError("a pool was started although the results cannot be written")
+
+    monkeypatch.setattr(evaluate, "ExecutorPool", no_pool)
     code, err = run_cli([samples, "--k", "1"], capsys)
     assert code == 2 and "s.jsonl_results.jsonl: cannot write the results" in err
-    assert time.monotonic() - start < 10  # the looping sample (15 s limit) never ran
 
 
 def test_results_survive_a_write_that_fails_after_the_run(tmp_path, he_problems, monkeypatch):

@@ -257,10 +257,11 @@ def test_colliding_hashes_do_not_stall_the_decoder(pool):
         "    os.write(4, len(d).to_bytes(4, 'big') + d)\n"
         "    time.sleep(30)\n"
     )
-    start = time.monotonic()
     (o,) = pool.run([Job(program=program, tests=["assert len(f()) > 0"], timeout_per_test=3.0)])
-    assert time.monotonic() - start < 2.5
+    # refused by the decoder's check, not cut off by the per-test limit (that would be a
+    # timeout: the program sleeps 30 s after sending)
     assert o.status == "runtime_error", (o.status, o.error_message)
+    assert "share a hash value" in o.error_message, o.error_message
 
 
 def worker_peak_kb() -> int:
@@ -352,7 +353,6 @@ def test_a_flood_of_files_is_capped_and_cleaned_up_quickly(solo):
         "        return n, e.errno\n"
         "    return n, 0\n"
     )
-    start = time.monotonic()
     (o, after) = solo.run([Job(program=flood, tests=["r = f()\nassert r[0] < 70_000, r"]), HONEST])
     assert o.passed, (o.status, o.error_message)  # stopped by the cap (ENOSPC), not by time
-    assert after.passed and time.monotonic() - start < 15
+    assert after.passed, (after.status, after.error_message)
