@@ -202,6 +202,19 @@ class Scorer:
         self.advantages = advantages
 
 
+def update_batch(rl, batch, logp, ref_logp, advantages, returns, values, beta):
+    """The update's batch: the scored batch's tokens and masks [B, L], old / reference
+    log-probs, advantages, returns and old values [B, L-1]; with ``rl.kl.placement ==
+    "loss"`` also ``kl_beta`` [B], the controller's current beta as data (an adaptive beta
+    reaches the jitted loss without recompiling it)."""
+    out = {k: batch[k] for k in ("tokens", "attention_mask", "loss_mask")}
+    out.update(old_logprobs=logp, ref_logprobs=ref_logp, advantages=advantages,
+               returns=returns, old_values=values)
+    if rl.kl.placement == "loss":
+        out["kl_beta"] = jnp.full(logp.shape[:1], beta, jnp.float32)
+    return out
+
+
 def iteration_metrics(eps: Episodes, update: dict, times: dict, kl: float, beta: float,
                       informative: float, wall: float) -> dict[str, float]:
     """The iteration's flat metrics: update, rewards, outcomes, KL, speed and time split."""

@@ -7,7 +7,9 @@ import ml_collections
 
 from rlfb_jax.algos.sft import default_config as sft_config
 from rlfb_jax.core.config import experiment_config
-from rlfb_jax.losses import KLController, make_kl_controller
+from rlfb_jax.losses import KL_CONTROLLERS, KL_ESTIMATORS, KLController, make_kl_controller
+
+KL_PLACEMENTS = ("reward", "loss")
 
 
 def default_config(algo: str = "ppo") -> ml_collections.ConfigDict:
@@ -81,6 +83,12 @@ def check_config(rl) -> None:
         raise ValueError("config.rl.update_rows needs a sequence-level advantage (not gae)")
     if rl.adv_floor is not None and not rl.update_rows:
         raise ValueError("config.rl.adv_floor needs config.rl.update_rows > 0")
+    for key, value, known in (("placement", rl.kl.placement, KL_PLACEMENTS),
+                              ("controller", rl.kl.controller, KL_CONTROLLERS.names()),
+                              ("estimator", rl.kl.estimator, KL_ESTIMATORS.names())):
+        if value not in known:
+            raise ValueError(f"config.rl.kl.{key}={value!r}: expected one of "
+                             f"{', '.join(known)}")
 
 
 def kl_controller(kl) -> KLController:
@@ -93,8 +101,8 @@ def kl_controller(kl) -> KLController:
 
 def loss_kwargs(rl) -> dict:
     """The loss's hyperparameters: ``rl.loss_kwargs``, the critic's slot and, with the KL in
-    the loss, its beta and estimator."""
+    the loss, its estimator (its beta is data: ``batch["kl_beta"]``, see `update_batch`)."""
     out = dict(rl.loss_kwargs.to_dict(), value_slot=rl.value_slot or None)
     if rl.kl.placement == "loss":
-        out.update(kl_in_loss_beta=float(rl.kl.beta), kl_estimator=rl.kl.estimator)
+        out.update(kl_estimator=rl.kl.estimator)
     return out

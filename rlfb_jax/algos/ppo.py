@@ -32,6 +32,7 @@ from rlfb_jax.algos.pg_batch import (
     iteration_metrics,
     select_rows,
     training_batch,
+    update_batch,
 )
 from rlfb_jax.algos.pg_config import check_config, default_config, kl_controller, loss_kwargs
 from rlfb_jax.core.batching import epoch_order
@@ -140,14 +141,14 @@ def iteration(p: PPO, state: TrainState, it: int) -> tuple[TrainState, dict]:
     # -- score and advantages (device)
     dev = p.driver.shard(batch)
     logp, ref_logp, values = p.scorer.score(state.params, state.frozen, dev)
-    adv, ret, seq_kl = p.scorer.advantages(dev, logp, ref_logp, values, state.aux["kl"].beta)
-    # -- update: epochs x minibatches in one jitted scan; then the KL controller
-    train = {k: dev[k] for k in ("tokens", "attention_mask", "loss_mask")}
-    train.update(old_logprobs=logp, ref_logprobs=ref_logp, advantages=adv, returns=ret,
-                 old_values=values)
+    beta = state.aux["kl"].beta
+    adv, ret, seq_kl = p.scorer.advantages(dev, logp, ref_logp, values, beta)
+    # -- update: epochs x minibatches in one jitted scan; then the KL controller, whose n
+    # is the number of sequences the KL was measured on
+    train = update_batch(rl, dev, logp, ref_logp, adv, ret, values, beta)
     state, umetrics = p.update(state, p.driver.shard(train), state.key("update"))
     kl = float(seq_kl)
-    kl_state = p.kl_controller.update(state.aux["kl"], kl, len(eps.texts))
+    kl_state = p.kl_controller.update(state.aux["kl"], kl, logp.shape[0])
     state = state.replace(aux={"kl": jax.device_put(kl_state, p.driver.replicated)})
     times["time/update_s"] = time.time() - t0
     return state, iteration_metrics(eps, jax.device_get(umetrics), times, kl, float(kl_state.beta),

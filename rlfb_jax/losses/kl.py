@@ -10,7 +10,8 @@ over those samples estimates KL(pi || p_ref):
 
 An estimator is ``fn(logprobs, ref_logprobs) -> [...]`` (elementwise, float32). The KL term
 goes either into the reward (`kl_penalty_rewards`, as in Ziegler et al. 2019 and PPOCoder)
-or into the loss (the ``kl_in_loss_beta`` hparam of the "pg" / "ppo" losses, as in GRPO).
+or into the loss (``batch["kl_beta"]`` or the ``kl_in_loss_beta`` hparam of the "pg" / "ppo"
+losses, as in GRPO).
 
 Controllers pick the coefficient beta, optax style: a `KLController` is a pair of pure
 functions ``init() -> KLControlState`` and ``update(state, kl, n_steps) -> KLControlState``;
@@ -129,11 +130,17 @@ def adaptive_kl_update(
     state: KLControlState, kl, n_steps, *, target: float, horizon: float, clip: float = 0.2
 ) -> KLControlState:
     """Ziegler et al. 2019, section 2.2: e = clip(KL / target - 1, -clip, clip) and
-    beta <- beta * (1 + e * n_steps / horizon): a proportional controller that moves
-    log(beta) by at most ``clip * n_steps / horizon`` per update."""
+    beta <- beta * (1 + e * min(n_steps / horizon, 1)).
+
+    ``n_steps`` counts what the paper's K_beta = n / horizon counts: the sampled sequences
+    (episodes) the KL was measured on in this update (the reference implementation passes
+    its rollout batch size). The gain is capped at 1, so one update moves beta by at most
+    a factor 1 +- clip and beta stays positive however large the batch (uncapped, n = 16,384
+    rows at horizon 2,000 and KL 0 would give 0.02 * (1 - 0.2 * 8.2) = -0.0128).
+    """
     error = jnp.clip(jnp.asarray(kl, jnp.float32) / target - 1.0, -clip, clip)
-    factor = 1.0 + error * jnp.asarray(n_steps, jnp.float32) / horizon
-    return KLControlState(state.beta * factor)
+    gain = jnp.minimum(jnp.asarray(n_steps, jnp.float32) / horizon, 1.0)
+    return KLControlState(state.beta * (1.0 + error * gain))
 
 
 @register_kl_controller("adaptive")
@@ -143,6 +150,8 @@ def adaptive_kl_controller(
     """Adaptive beta steering the observed KL towards ``target`` (see `adaptive_kl_update`)."""
     if target <= 0 or horizon <= 0:
         raise ValueError(f"adaptive KL needs target > 0 and horizon > 0, got {target}, {horizon}")
+    if not 0 < clip < 1:
+        raise ValueError(f"adaptive KL needs 0 < clip < 1 (beta stays positive), got {clip}")
 
     def init() -> KLControlState:
         return KLControlState(jnp.asarray(init_beta, jnp.float32))

@@ -8,7 +8,9 @@ aligned with ``tokens[:, 1:]``):
 * ``old_logprobs``: log-probs of the tokens under the policy that sampled them ("ppo");
 * ``ref_logprobs``: under the frozen reference (for ``kl_in_loss_beta`` and ``kl/*`` metrics);
 * ``returns``: value targets (when a value function is trained, ``value_slot`` not None);
-* ``old_values``: the values at sampling time (for the clipped value loss, ``value_clip``).
+* ``old_values``: the values at sampling time (for the clipped value loss, ``value_clip``);
+* ``kl_beta`` [B] float32 (optional): the KL coefficient as data, one copy per row (an
+  adaptive controller's beta changes every iteration without recompiling the loss).
 
 Shared hparams:
 
@@ -21,7 +23,8 @@ Shared hparams:
   PPO value clipping range (None: plain squared error);
 * ``ent_coef``: entropy bonus weight (loss -= ent_coef * entropy);
 * ``kl_in_loss_beta`` / ``kl_estimator``: beta * KL(pi || ref) added to the loss with an
-  estimator of `rlfb_jax.losses.kl` (needs ``ref_logprobs``).
+  estimator of `rlfb_jax.losses.kl` (needs ``ref_logprobs``); a static float. With
+  ``batch["kl_beta"]`` the coefficient is that data instead (give one or the other).
 
 Metrics: ``loss/total``, ``loss/pg``, ``loss/entropy``, ``loss/value``, ``loss/kl``,
 ``policy/entropy``, ``kl/mean`` (k1 token mean vs the reference), ``kl/seq_mean`` (mean
@@ -40,7 +43,8 @@ from rlfb_jax.losses.registry import register_loss
 from rlfb_jax.losses.sequence import masked_mean, sequence_logprobs, target_mask
 
 AGGREGATIONS = ("token_mean", "seq_mean", "seq_sum_norm")
-_ROLLOUT_KEYS = ("advantages", "old_logprobs", "ref_logprobs", "returns", "old_values")
+_ROLLOUT_KEYS = ("advantages", "old_logprobs", "ref_logprobs", "returns", "old_values",
+                 "kl_beta")
 
 
 def aggregate(x: jax.Array, mask: jax.Array, mode: str = "token_mean",
@@ -165,10 +169,17 @@ def _loss(params, batch, model, surrogate, *, aggregation, norm_len, value_slot,
         metrics["kl/mean"] = masked_mean(kl_tok, mask)
         metrics["kl/sum"] = jnp.sum(kl_tok * mask)
         metrics["kl/seq_mean"] = jnp.sum(kl_tok * mask) / mask.shape[0]
-    if kl_in_loss_beta:
+    if "kl_beta" in batch and kl_in_loss_beta:
+        raise ValueError("the KL coefficient comes either from batch['kl_beta'] or from "
+                         f"kl_in_loss_beta={kl_in_loss_beta}, not both")
+    if kl_in_loss_beta or "kl_beta" in batch:
         if "ref_logprobs" not in batch:
-            raise ValueError("kl_in_loss_beta > 0 needs batch['ref_logprobs']")
-        kl_loss = kl_in_loss_beta * agg(get_kl_estimator(kl_estimator)(logp, batch["ref_logprobs"]))
+            raise ValueError("a KL term in the loss needs batch['ref_logprobs']")
+        k = get_kl_estimator(kl_estimator)(logp, batch["ref_logprobs"])
+        if "kl_beta" in batch:  # [B]: the same value on every row, split with the rows
+            kl_loss = agg(batch["kl_beta"][:, None] * k)
+        else:
+            kl_loss = kl_in_loss_beta * agg(k)
         total = total + kl_loss
         metrics["loss/kl"] = kl_loss
 

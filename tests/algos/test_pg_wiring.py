@@ -3,13 +3,14 @@ penalty after GRPO's normalization, the same advantages with and without ``updat
 RLTF's line penalty as a per-token weight, and the config checks. No model: the scorer's
 ``advantages`` step runs on hand-made log-probs."""
 
+import jax
 import numpy as np
 import pytest
 
 from rlfb_jax.algos.pg_batch import Scorer, place_rewards, select_rows, training_batch
 from rlfb_jax.core.rollout import Episodes
 from rlfb_jax.executor import Outcome
-from rlfb_jax.algos.pg_config import check_config, default_config
+from rlfb_jax.algos.pg_config import check_config, default_config, loss_kwargs
 
 B, G, T = 8, 4, 6  # 2 prompts x 4 samples, 6 token positions
 
@@ -114,3 +115,66 @@ def test_rltf_line_penalty_is_a_per_token_weight_not_a_return():
     want = np.zeros(zeros.shape)
     want[0, 1:] = weights  # completion token i is target position 1 + i (2 prompt tokens)
     np.testing.assert_allclose(adv, want, rtol=1e-6, atol=1e-6)
+
+
+def _tiny_update(rl):
+    """The scanned update of ``rl.loss`` on a 1-layer model, not donating its state."""
+    from rlfb_jax.core import sharding as shd
+    from rlfb_jax.core.optim import make_optimizer
+    from rlfb_jax.core.state import state_from_params
+    from rlfb_jax.core.step import make_epoch_update
+    from rlfb_jax.losses import get_loss
+    from rlfb_jax.models import LanguageModel, ModelConfig
+
+    lm = LanguageModel(ModelConfig(vocab_size=16, d_model=32, n_layers=1, n_heads=2, d_ff=64))
+    params = lm.init(jax.random.key(0))
+    mesh = shd.make_mesh(dict(data=1), jax.devices()[:1])
+    tx, _ = make_optimizer(dict(name="adam", learning_rate=1e-3, schedule="constant"), 10)
+    state, sh = state_from_params({"policy": params}, {}, tx, jax.random.key(1), mesh,
+                                  {"policy": lm.logical_axes()})
+    update = make_epoch_update(get_loss(rl.loss), tx, epochs=1, minibatches=1,
+                               state_shardings=sh, mesh=mesh, donate=False, model=lm,
+                               **loss_kwargs(rl))
+    return update, state
+
+
+def test_kl_in_the_loss_uses_the_controllers_beta_without_recompiling():
+    """placement="loss": the beta of the batch (the adaptive controller's current value)
+    is the coefficient of the loss's KL term, and a new beta does not recompile."""
+    from rlfb_jax.core.step import compiled_count
+
+    rl = _rl(**{"kl.placement": "loss", "kl.controller": "adaptive", "kl.estimator": "k3"})
+    update, state = _tiny_update(rl)
+    rng = np.random.default_rng(0)
+    tokens = rng.integers(1, 16, (4, 9)).astype(np.int32)
+    loss_mask = np.zeros((4, 9), bool)
+    loss_mask[:, 4:] = True
+    zeros = np.zeros((4, 8), np.float32)
+    batch = {"tokens": tokens, "attention_mask": np.ones((4, 9), bool), "loss_mask": loss_mask,
+             "old_logprobs": zeros - 2.0, "ref_logprobs": zeros - 2.5,
+             "advantages": zeros, "returns": zeros, "old_values": zeros}
+    kl = {}
+    for beta in (0.1, 0.3):
+        _, metrics = update(state, {**batch, "kl_beta": np.full(4, beta, np.float32)},
+                            jax.random.key(2))
+        kl[beta] = float(metrics["loss/kl"])
+    assert kl[0.1] > 0
+    np.testing.assert_allclose(kl[0.3], 3 * kl[0.1], rtol=1e-5)
+    assert compiled_count(update) == 1
+
+
+def test_update_batch_carries_beta_only_with_the_kl_in_the_loss():
+    from rlfb_jax.algos.pg_batch import update_batch
+
+    batch = {k: np.zeros((4, 9)) for k in ("tokens", "attention_mask", "loss_mask")}
+    z = np.zeros((4, 8), np.float32)
+    out = update_batch(_rl(**{"kl.placement": "loss"}), batch, z, z, z, z, z, np.float32(0.25))
+    np.testing.assert_array_equal(out["kl_beta"], np.full(4, 0.25, np.float32))
+    assert "kl_beta" not in update_batch(_rl(), batch, z, z, z, z, z, np.float32(0.25))
+
+
+@pytest.mark.parametrize("key, value", [("kl.placement", "rewards"), ("kl.estimator", "k4"),
+                                        ("kl.controller", "adaptiv")])
+def test_a_kl_typo_fails_before_any_work_naming_the_key(key, value):
+    with pytest.raises(ValueError, match=f"config.rl.{key}='{value}'"):
+        check_config(_rl(**{key: value}))

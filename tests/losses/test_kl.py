@@ -77,6 +77,21 @@ def test_adaptive_controller_update():
         make_kl_controller("adaptive", init_beta=0.1, target=0.0, horizon=10)
 
 
+def test_adaptive_beta_stays_positive_when_the_batch_outgrows_the_horizon():
+    """16,384 sequences at horizon 2,000 and KL 0: uncapped, 1 + e n / horizon = -0.64
+    (beta 0.02 -> -0.0128, a KL bonus). The gain n / horizon is capped at 1: one update
+    moves beta by at most the factor 1 - 0.2."""
+    ctl = make_kl_controller("adaptive", init_beta=0.02, target=2.0, horizon=2000)
+    state = ctl.init()
+    np.testing.assert_allclose(ctl.update(state, 0.0, 16_384).beta, 0.02 * 0.8, rtol=1e-6)
+    np.testing.assert_allclose(ctl.update(state, 100.0, 16_384).beta, 0.02 * 1.2, rtol=1e-6)
+    for _ in range(200):
+        state = ctl.update(state, 0.0, 16_384)
+    assert 0.0 < float(state.beta) <= 0.02 * 0.8**200 * 1.001
+    with pytest.raises(ValueError, match="0 < clip < 1"):
+        make_kl_controller("adaptive", init_beta=0.1, target=1.0, horizon=10, clip=1.0)
+
+
 def test_adaptive_controller_converges_towards_target():
     # A toy world where the observed KL is inversely proportional to beta.
     ctl = make_kl_controller("adaptive", init_beta=0.01, target=1.0, horizon=100)
