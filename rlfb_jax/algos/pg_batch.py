@@ -143,8 +143,10 @@ class Scorer:
     """The two jitted device steps before the update, built once per run.
 
     ``score(params, frozen, batch) -> (logp, ref_logp, values)``, each [B, L-1]: the
-    sampled tokens' log-probs under the policy and the frozen reference, and the critic's
-    values (zeros without one).
+    sampled tokens' log-probs under the policy and the frozen reference, both at the
+    sampling temperature ``rl.temperature`` (softmax(logits / T), what the sampler drew
+    from before top-k / top-p; see `rlfb_jax.losses.pg`), and the critic's values (zeros
+    without one).
     ``advantages(batch, logp, ref_logp, values, beta) -> (advantages, returns, seq_kl)``,
     [B, L-1], [B, L-1] and []: the registered estimator over the outcome rewards
     ``batch["token_rewards"]``, plus, when ``rl.kl.placement == "reward"``, the
@@ -167,6 +169,7 @@ class Scorer:
         kl_in_reward = rl.kl.placement == "reward"
         estimator = rl.kl.estimator
         kl_gamma = float(rl.gamma)
+        temperature = float(rl.temperature)
         if rl.update_rows:
             name, kwargs = "reinforce", dict(gamma=1.0, whiten=False)
         else:
@@ -177,8 +180,10 @@ class Scorer:
 
         @jax.jit
         def score(params, frozen, batch):
-            logp, _, hidden = sequence_logprobs(lm, params["policy"], batch)
-            ref_logp, _, _ = sequence_logprobs(lm, frozen["reference"], batch)
+            logp, _, hidden = sequence_logprobs(lm, params["policy"], batch,
+                                                temperature=temperature)
+            ref_logp, _, _ = sequence_logprobs(lm, frozen["reference"], batch,
+                                               temperature=temperature)
             values = (lm.bind(params["policy"]).value(hidden)[:, :-1] if critic
                       else jnp.zeros_like(logp))
             return logp, ref_logp, values

@@ -69,6 +69,9 @@ def default_config(algo: str = "ppo") -> ml_collections.ConfigDict:
 
 def check_config(rl) -> None:
     """Fails before any work on settings that cannot go together."""
+    if not rl.temperature > 0:
+        raise ValueError(f"config.rl.temperature={rl.temperature}: RL samples (and their "
+                         "scoring) need a temperature > 0")
     if rl.value_slot not in ("", "policy"):
         raise ValueError(f"config.rl.value_slot must be '' or 'policy', got {rl.value_slot!r}")
     if rl.advantage == "gae" and not rl.value_slot:
@@ -100,9 +103,11 @@ def kl_controller(kl) -> KLController:
 
 
 def loss_kwargs(rl) -> dict:
-    """The loss's hyperparameters: ``rl.loss_kwargs``, the critic's slot and, with the KL in
+    """The loss's hyperparameters: ``rl.loss_kwargs``, the critic's slot, the sampling
+    temperature (log-probs are scored under the sampling distribution) and, with the KL in
     the loss, its estimator (its beta is data: ``batch["kl_beta"]``, see `update_batch`)."""
-    out = dict(rl.loss_kwargs.to_dict(), value_slot=rl.value_slot or None)
+    out = dict(rl.loss_kwargs.to_dict(), value_slot=rl.value_slot or None,
+               temperature=float(rl.temperature))
     if rl.kl.placement == "loss":
         out.update(kl_estimator=rl.kl.estimator)
     return out

@@ -43,8 +43,9 @@ class Episodes:
     prompts [len(tasks)] the prompt token ids as sampled from (cut to ``prompt_len``);
     tokens [B, T] int32 completion tokens (T = sampling.max_new_tokens, pad after the end);
     mask [B, T] bool (sampled tokens, the stop token included); logprobs [B, T] float32
-    (log p of each token under the policy at T = 1, 0 off the mask); texts [B] decoded
-    completions; task_outcomes [len(tasks)][jobs per task] executor `Outcome`s; rewards [B]
+    (log p of each token under the policy at T = 1, 0 off the mask: LEVER's p_LM; PG/PPO
+    re-score the tokens at the sampling temperature, see `rlfb_jax.models.sampler`);
+    texts [B] decoded completions; task_outcomes [len(tasks)][jobs per task] executor `Outcome`s; rewards [B]
     float32 (None without a reward function) and its metrics; times: seconds per phase.
     """
 

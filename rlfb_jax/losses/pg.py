@@ -22,6 +22,14 @@ Shared hparams:
   ``value_model``, default ``model``); ``vf_coef`` weighs the value loss, ``value_clip`` the
   PPO value clipping range (None: plain squared error);
 * ``ent_coef``: entropy bonus weight (loss -= ent_coef * entropy);
+* ``temperature``: the sampling temperature T. Log-probs, ratios, entropy and the KL term
+  are those of softmax(logits / T), the distribution the rollout drew from (so at the
+  sampling parameters the PPO ratio is 1). Top-k / top-p truncation is left out: with it
+  the sampler's probability of a token is q = p_T / M (M: the p_T-mass of the kept
+  tokens), so the ratio is p_T,new / p_T,old rather than q_new / q_old = that times
+  M_old / M_new, and k1 averages log p_T - log p_ref,T over samples of q (the truncation
+  counts as part of the sampler, as in the usual RL stacks). ``old_logprobs`` and
+  ``ref_logprobs`` must be scored at the same T (`rlfb_jax.algos.pg_batch.Scorer` does);
 * ``kl_in_loss_beta`` / ``kl_estimator``: beta * KL(pi || ref) added to the loss with an
   estimator of `rlfb_jax.losses.kl` (needs ``ref_logprobs``); a static float. With
   ``batch["kl_beta"]`` the coefficient is that data instead (give one or the other).
@@ -134,13 +142,14 @@ def _values(params, batch, hidden, model, value_slot, value_model):
 
 
 def _loss(params, batch, model, surrogate, *, aggregation, norm_len, value_slot, value_model,
-          vf_coef, value_clip, ent_coef, kl_in_loss_beta, kl_estimator):
+          vf_coef, value_clip, ent_coef, kl_in_loss_beta, kl_estimator, temperature):
     """The shared body: per-token policy surrogate + value + entropy + KL terms."""
     # Rollout quantities are constants of the update, even if the caller computed them inside
     # the differentiated function.
     batch = {k: jax.lax.stop_gradient(v) if k in _ROLLOUT_KEYS else v for k, v in batch.items()}
     mask = target_mask(batch)
-    logp, ent, hidden = sequence_logprobs(model, params["policy"], batch, with_entropy=True)
+    logp, ent, hidden = sequence_logprobs(model, params["policy"], batch, with_entropy=True,
+                                          temperature=temperature)
     pg_tok, metrics = surrogate(logp, batch, mask)
 
     def agg(x):
@@ -201,7 +210,8 @@ def _loss(params, batch, model, surrogate, *, aggregation, norm_len, value_slot,
 
 
 def _common(aggregation="token_mean", norm_len=None, value_slot=None, value_model=None,
-            vf_coef=0.5, value_clip=0.2, ent_coef=0.0, kl_in_loss_beta=0.0, kl_estimator="k3"):
+            vf_coef=0.5, value_clip=0.2, ent_coef=0.0, kl_in_loss_beta=0.0, kl_estimator="k3",
+            temperature=1.0):
     if aggregation not in AGGREGATIONS:
         raise ValueError(f"unknown aggregation {aggregation!r}; "
                          f"expected one of {', '.join(AGGREGATIONS)}")
@@ -209,7 +219,8 @@ def _common(aggregation="token_mean", norm_len=None, value_slot=None, value_mode
         raise ValueError(f"value_slot must be None, 'policy' or 'value', got {value_slot!r}")
     return dict(aggregation=aggregation, norm_len=norm_len, value_slot=value_slot,
                 value_model=value_model, vf_coef=vf_coef, value_clip=value_clip,
-                ent_coef=ent_coef, kl_in_loss_beta=kl_in_loss_beta, kl_estimator=kl_estimator)
+                ent_coef=ent_coef, kl_in_loss_beta=kl_in_loss_beta, kl_estimator=kl_estimator,
+                temperature=float(temperature))
 
 
 @register_loss("pg")

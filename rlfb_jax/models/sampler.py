@@ -4,9 +4,15 @@ Layout (shared with the losses, so a rollout is a training batch as it stands):
 prompts are left-padded to P slots, completions right-padded to N slots; the sequence is
 ``concat(prompt, completion)`` [B, P+N] with ``attention_mask`` False on padding.
 
-Returned logprobs are those of the model's own distribution (temperature 1, no top-k/top-p
-truncation) at the sampled tokens, i.e. exactly what teacher forcing the same tokens gives,
-so PPO ratios and KL terms compare like with like. The stop token that ends a completion is
+Two log-probs of each sampled token come back, both exactly what teacher forcing the same
+tokens gives: ``logprobs`` under the model's own distribution (temperature 1; LEVER's
+p_LM), and ``sample_logprobs`` under softmax(logits / T), the distribution the token was
+drawn from before top-k / top-p truncation (what PG/PPO score with:
+``rlfb_jax.losses.sequence.sequence_logprobs(..., temperature=T)``). With top-k / top-p the
+sampler's own probability of a token is q(x) = p_T(x) / M, M the p_T-mass of the kept
+tokens at that step; ``sample_logprobs`` leave out the -log M (the choice of the usual RL
+stacks: truncation belongs to the sampler, the policy is p_T; see `rlfb_jax.losses.pg`).
+Greedy decoding (T = 0) has ``sample_logprobs == logprobs``. The stop token that ends a completion is
 part of the completion (mask True): the model must learn to emit it.
 
 Compilations: one per (batch, prompt bucket, max_new_tokens, SamplingParams). `Sampler`
@@ -56,6 +62,8 @@ class Rollout(NamedTuple):
     tokens: jax.Array  # [B, N] int32 completion, pad after the end
     logprobs: jax.Array  # [B, N] float32 log p(token) under the model (T=1), 0 on padding
     mask: jax.Array  # [B, N] bool, True on generated tokens (including the stop token)
+    # [B, N] float32 log softmax(logits / T)(token), before top-k/top-p; 0 on padding
+    sample_logprobs: jax.Array
 
     @property
     def lengths(self) -> jax.Array:
@@ -134,16 +142,22 @@ def sample(
         return (i < n) & ~jnp.all(done)
 
     def body(carry):
-        i, last_logits, cache, done, toks, logps, mask = carry
+        i, last_logits, cache, done, toks, logps, mask, slogps = carry
         tok = _pick(jax.random.fold_in(rng, i), last_logits, sampling)
         tok = jnp.where(done, sampling.pad_id, tok)
         logp = jnp.where(done, 0.0, token_logprobs(last_logits, tok))
+        if sampling.temperature > 0:
+            slogp = jnp.where(done, 0.0,
+                              token_logprobs(last_logits / sampling.temperature, tok))
+        else:
+            slogp = logp
         toks = toks.at[:, i].set(tok)
         logps = logps.at[:, i].set(logp)
+        slogps = slogps.at[:, i].set(slogp)
         mask = mask.at[:, i].set(~done)
         done = done | jnp.isin(tok, stops)
         step = model.forward(tok[:, None], attention_mask=mask[:, i, None], cache=cache)
-        return i + 1, step.logits[:, 0], step.cache, done, toks, logps, mask
+        return i + 1, step.logits[:, 0], step.cache, done, toks, logps, mask, slogps
 
     init = (
         jnp.zeros((), jnp.int32),
@@ -153,9 +167,10 @@ def sample(
         jnp.full((b, n), sampling.pad_id, jnp.int32),
         jnp.zeros((b, n), jnp.float32),
         jnp.zeros((b, n), jnp.bool_),
+        jnp.zeros((b, n), jnp.float32),
     )
-    _, _, _, _, toks, logps, mask = jax.lax.while_loop(cond, body, init)
-    return Rollout(prompt_tokens, prompt_mask.astype(jnp.bool_), toks, logps, mask)
+    _, _, _, _, toks, logps, mask, slogps = jax.lax.while_loop(cond, body, init)
+    return Rollout(prompt_tokens, prompt_mask.astype(jnp.bool_), toks, logps, mask, slogps)
 
 
 def left_pad(
