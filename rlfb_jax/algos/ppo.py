@@ -147,9 +147,10 @@ def iteration(p: PPO, state: TrainState, it: int) -> tuple[TrainState, dict]:
     # is the number of sequences the KL was measured on
     train = update_batch(rl, dev, logp, ref_logp, adv, ret, values, beta)
     state, umetrics = p.update(state, p.driver.shard(train), state.key("update"))
+    umetrics = jax.device_get(umetrics)  # waits for the update: dispatch is asynchronous
     kl = float(seq_kl)
     kl_state = p.kl_controller.update(state.aux["kl"], kl, logp.shape[0])
     state = state.replace(aux={"kl": jax.device_put(kl_state, p.driver.replicated)})
     times["time/update_s"] = time.time() - t0
-    return state, iteration_metrics(eps, jax.device_get(umetrics), times, kl, float(kl_state.beta),
-                          informative, time.time() - t_start)
+    return state, iteration_metrics(eps, umetrics, times, kl, float(kl_state.beta),
+                                    informative, time.time() - t_start)
