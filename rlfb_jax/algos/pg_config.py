@@ -74,16 +74,20 @@ def check_config(rl) -> None:
                          "scoring) need a temperature > 0")
     if rl.value_slot not in ("", "policy"):
         raise ValueError(f"config.rl.value_slot must be '' or 'policy', got {rl.value_slot!r}")
-    if rl.advantage == "gae" and not rl.value_slot:
-        raise ValueError("config.rl.advantage='gae' needs a critic: set "
+    if rl.advantage in ("gae", "value_baseline") and not rl.value_slot:
+        raise ValueError(f"config.rl.advantage={rl.advantage!r} needs a critic: set "
                          "config.rl.value_slot=policy")
     rows = int(rl.n_samples) * int(rl.prompts_per_iter)
     if int(rl.update_rows or rows) > rows or int(rl.update_rows or rows) % int(rl.minibatches):
         raise ValueError(f"config.rl.update_rows={rl.update_rows}: must be at most "
                          f"prompts_per_iter * n_samples = {rows} and divisible by "
                          f"minibatches={rl.minibatches}")
-    if rl.update_rows and rl.advantage == "gae":
-        raise ValueError("config.rl.update_rows needs a sequence-level advantage (not gae)")
+    if rl.update_rows and (rl.advantage in ("gae", "value_baseline") or rl.value_slot):
+        # the rows are picked by an outcome advantage computed before any value is known,
+        # and their returns would be those advantages: a critic would learn advantages
+        raise ValueError(f"config.rl.update_rows={rl.update_rows} takes a critic-free "
+                         f"sequence-level advantage, got advantage={rl.advantage!r}, "
+                         f"value_slot={rl.value_slot!r}: set update_rows=0 to train a critic")
     if rl.adv_floor is not None and not rl.update_rows:
         raise ValueError("config.rl.adv_floor needs config.rl.update_rows > 0")
     for key, value, known in (("placement", rl.kl.placement, KL_PLACEMENTS),

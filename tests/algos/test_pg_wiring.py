@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from rlfb_jax.algos.pg_batch import Scorer, place_rewards, select_rows, training_batch
+from rlfb_jax.algos.pg_config import check_config, default_config, loss_kwargs
 from rlfb_jax.core.rollout import Episodes
 from rlfb_jax.executor import Outcome
-from rlfb_jax.algos.pg_config import check_config, default_config, loss_kwargs
 
 B, G, T = 8, 4, 6  # 2 prompts x 4 samples, 6 token positions
 
@@ -178,3 +178,23 @@ def test_update_batch_carries_beta_only_with_the_kl_in_the_loss():
 def test_a_kl_typo_fails_before_any_work_naming_the_key(key, value):
     with pytest.raises(ValueError, match=f"config.rl.{key}='{value}'"):
         check_config(_rl(**{key: value}))
+
+
+@pytest.mark.parametrize("changes", [
+    dict(update_rows=8, minibatches=1, advantage="value_baseline", value_slot="policy"),
+    dict(update_rows=8, minibatches=1, advantage="grpo", value_slot="policy"),
+])
+def test_update_rows_refuses_a_critic(changes):
+    """update_rows picks rows by an outcome advantage computed on the host before any value
+    exists (value_baseline crashed there), and sets the returns to those advantages: a
+    value head would be trained toward advantages."""
+    with pytest.raises(ValueError, match="config.rl.update_rows=8 takes a critic-free"):
+        check_config(_rl(**changes))
+
+
+def test_value_baseline_needs_a_critic():
+    """Without a value head the scorer's values are zeros: value_baseline would silently be
+    plain REINFORCE."""
+    with pytest.raises(ValueError, match="'value_baseline' needs a critic"):
+        check_config(_rl(advantage="value_baseline"))
+    check_config(_rl(advantage="value_baseline", value_slot="policy"))  # fine without rows
