@@ -9,10 +9,16 @@ Config (``config.optimizer``)::
     decay_steps: 0           # 0: the run's total steps (filled in by the trainer)
     end_lr_factor: 0.1       # final lr = learning_rate * end_lr_factor
     clip_norm: 1.0           # global-norm clipping; 0 disables
-    grad_accum: 1            # optax.MultiSteps over this many steps
+    grad_accum: 1            # optax.MultiSteps: one optimizer update every this many steps
     weight_decay: 0.0        # common knobs, passed only where the optimizer takes them
     b1, b2, eps: None        # None: the optimizer's default
     kwargs: {}               # passed verbatim; an unknown argument is an error
+
+With ``grad_accum = k`` the optimizer updates once every k train steps, so the schedule
+runs over ``ceil(total_steps / k)`` updates (``warmup_steps`` and ``decay_steps`` count
+updates too), and the returned schedule maps a train step to the learning rate of the update
+that step's gradients go into (``schedule_of_updates(step // k)``): what ``train/lr`` logs is
+the rate actually applied.
 
 Swapping adamw -> adafactor -> lion is a command-line override of ``name`` only: the common
 knobs are matched to each optimizer's own argument names (``weight_decay`` becomes
@@ -73,7 +79,10 @@ def make_optimizer(
         accepted = set()
     if "learning_rate" not in accepted:
         raise ValueError(f"config.optimizer.name: optax.{name} takes no learning_rate")
-    schedule = make_schedule(cfg, total_steps)
+    accum = int(cfg.get("grad_accum", 1) or 1)
+    if accum < 1:
+        raise ValueError(f"config.optimizer.grad_accum must be >= 1, got {accum}")
+    schedule = make_schedule(cfg, -(-total_steps // accum))  # over optimizer updates
     args: dict[str, Any] = {"learning_rate": schedule}
     skipped = []
     for key, names in _ALIASES.items():
@@ -100,7 +109,11 @@ def make_optimizer(
     clip = float(cfg.get("clip_norm", 0.0) or 0.0)
     if clip > 0:
         tx = optax.chain(optax.clip_by_global_norm(clip), tx)
-    accum = int(cfg.get("grad_accum", 1) or 1)
     if accum > 1:
         tx = optax.MultiSteps(tx, every_k_schedule=accum)
+        updates_schedule = schedule
+
+        def schedule(step):  # train step -> the rate its accumulated update is applied with
+            return updates_schedule(step // accum)
+
     return tx, schedule

@@ -71,3 +71,27 @@ def test_clipping_and_gradient_accumulation():
     np.testing.assert_allclose(u1["w"], 0.0)  # accumulating
     u2, st = tx.update(g, st, p)
     np.testing.assert_allclose(u2["w"], [-0.6, -0.8, 0.0], atol=1e-6)  # clipped to norm 1
+
+
+def test_gradient_accumulation_runs_the_whole_schedule_and_logs_the_applied_rate():
+    """16 train steps with grad_accum=4 are 4 optimizer updates: warmup (1 update) and the
+    cosine decay span those 4, and the schedule returned for logging gives, at every train
+    step, the rate the update of its window is applied with (sgd with gradient 1 moves the
+    parameter by exactly that rate)."""
+    cfg = dict(name="sgd", learning_rate=1.0, schedule="cosine", warmup_steps=1,
+               end_lr_factor=0.0, grad_accum=4)
+    tx, schedule = make_optimizer(cfg, 16)
+    p = {"w": jnp.zeros(())}
+    st = tx.init(p)
+    applied, logged = [], []
+    for step in range(16):
+        logged.append(float(schedule(step)))
+        u, st = tx.update({"w": jnp.ones(())}, st, p)
+        if (step + 1) % 4 == 0:
+            applied.append(-float(u["w"]))
+        else:
+            assert float(u["w"]) == 0.0
+    inner = optax.warmup_cosine_decay_schedule(0.0, 1.0, 1, 4, 0.0)
+    np.testing.assert_allclose(applied, [float(inner(i)) for i in range(4)], atol=1e-6)
+    np.testing.assert_allclose(applied, [0.0, 1.0, 0.75, 0.25], atol=1e-6)  # by hand
+    np.testing.assert_allclose(logged, np.repeat(applied, 4), atol=1e-6)
