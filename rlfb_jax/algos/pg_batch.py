@@ -16,6 +16,12 @@ KL noise, Shao et al. 2024), and the per-token -beta * KL joins as its returns-t
 (Ziegler et al. 2019, eq. 2). Estimators with a learned critic ("gae", "value_baseline")
 see outcome + KL as their reward, since the critic models the whole return.
 
+Rows whose execution ended in ``sandbox_error`` (an infrastructure failure: no verdict on
+the program) are masked out: empty ``loss_mask`` / ``target_mask``, so no gradient, no
+place in their group's baseline or normalization, and not counted as failures in the
+pass and compile rates (``exec/sandbox_error_frac`` logs how many there were). The same
+holds for the rows of a prompt whose greedy baseline (CodeRL) was a sandbox error.
+
 Registered token rewards (RLTF's error-line penalty) are per-token weights, not rewards:
 they are added to the advantage of their own token and never accumulate into
 returns-to-go (RLTF, Liu et al. 2023, sec. 3.3: an error-line token's weight is R - 0.3).
@@ -38,7 +44,7 @@ from rlfb_jax.executor import STATUSES
 from rlfb_jax.losses import compute_advantages, kl_penalty_rewards
 from rlfb_jax.losses.advantages import discounted_returns
 from rlfb_jax.losses.sequence import sequence_logprobs
-from rlfb_jax.rewards import get_token_reward, span_token_rewards
+from rlfb_jax.rewards import get_token_reward, sandbox_errors, span_token_rewards
 
 
 def place_rewards(seq_rewards: np.ndarray, extra: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -84,12 +90,17 @@ def training_batch(eps: Episodes, tasks: Sequence[Any], prompt_len: int,
     completion tokens); token_rewards [B, P+N-1] (the sequence reward on the last
     completion token); token_bonus [B, P+N-1] (the registered token rewards, added to the
     advantage of their own token by `Scorer`); seq_rewards [B] and baseline [B] float32.
+    Sandbox-error rows, and rows whose ``baseline`` is NaN (their greedy sample was a
+    sandbox error), have empty masks (see the module docstring).
     """
     n = len(eps.texts) // len(tasks)
     comp_ids = eps.completion_ids()
     batch = make_sequence_batch([p for p in eps.prompts for _ in range(n)], comp_ids,
                                 prompt_len, completion_len, pad_id)
     batch.pop("truncated")
+    baseline = np.asarray(baseline, np.float32)
+    masked = sandbox_errors(eps.outcomes) | ~np.isfinite(baseline)
+    batch["loss_mask"][masked] = False
     tmask = batch["loss_mask"][:, 1:]
     rows_tasks = [t for t in tasks for _ in range(n)]
     extra = token_rewards(rows_tasks, eps.texts, eps.outcomes, comp_ids, tmask)
@@ -97,15 +108,18 @@ def training_batch(eps: Episodes, tasks: Sequence[Any], prompt_len: int,
     batch["seq_rewards"] = np.asarray(eps.rewards, np.float32)
     batch["token_rewards"] = place_rewards(batch["seq_rewards"], np.zeros_like(extra), tmask)
     batch["token_bonus"] = np.asarray(extra, np.float32) * tmask
-    batch["baseline"] = np.asarray(baseline, np.float32)
+    batch["baseline"] = np.where(masked, 0.0, baseline).astype(np.float32)
     return batch
 
 
-def sequence_advantages(rl, seq_rewards, n: int, baseline) -> np.ndarray:
+def sequence_advantages(rl, seq_rewards, n: int, baseline, valid=None) -> np.ndarray:
     """Outcome advantages [B] of whole sequences (the registered estimator applied to one
-    reward per row), with ``rl.adv_floor``; used to pick and weight the update rows."""
+    reward per row), with ``rl.adv_floor``; used to pick and weight the update rows.
+    ``valid`` [B] bool (default all): rows masked out get 0 and leave their group's
+    statistics."""
     r = np.asarray(seq_rewards, np.float32)[:, None]
-    adv, _ = compute_advantages(rl.advantage, r, np.ones_like(r, bool), group_size=n,
+    mask = np.ones_like(r, bool) if valid is None else np.asarray(valid, bool)[:, None]
+    adv, _ = compute_advantages(rl.advantage, r, mask, group_size=n,
                                 gamma=1.0, whiten=rl.whiten, baseline=baseline,
                                 **rl.advantage_kwargs.to_dict())
     adv = np.asarray(adv, np.float32)[:, 0]
@@ -127,7 +141,8 @@ def select_rows(rl, batch: dict[str, np.ndarray], n: int) -> tuple[dict[str, np.
     advantage. Without: the batch as it is and 1.0."""
     if not rl.update_rows:
         return batch, 1.0
-    seq_adv = sequence_advantages(rl, batch["seq_rewards"], n, batch["baseline"])
+    seq_adv = sequence_advantages(rl, batch["seq_rewards"], n, batch["baseline"],
+                                  batch["target_mask"].any(axis=1))
     sel = largest_rows(seq_adv, int(rl.update_rows))
     out = {k: v[sel] for k, v in batch.items()}
     out["token_rewards"] = place_rewards(seq_adv[sel], np.zeros_like(out["target_mask"]),
@@ -156,8 +171,8 @@ class Scorer:
 
     (for "gae" / "value_baseline" the penalty joins the estimator's reward instead), plus
     the token bonus ``batch["token_bonus"]`` [B, L-1] on its own token (no returns-to-go;
-    not in ``returns``). ``returns`` get the same KL term. seq_kl is the mean per-sequence KL (what the adaptive
-    controller tracks). ``rl.whiten`` whitens the outcome part only.
+    not in ``returns``). ``returns`` get the same KL term. seq_kl is the mean per-sequence
+    KL (what the adaptive controller tracks). ``rl.whiten`` whitens the outcome part only.
 
     With ``rl.update_rows`` the rows already carry their outcome advantage on the last token
     (`select_rows`), so the estimator is plain returns-to-go ("reinforce", gamma 1, no
@@ -223,15 +238,16 @@ def update_batch(rl, batch, logp, ref_logp, advantages, returns, values, beta):
 def iteration_metrics(eps: Episodes, update: dict, times: dict, kl: float, beta: float,
                       informative: float, wall: float) -> dict[str, float]:
     """The iteration's flat metrics: update, rewards, outcomes, KL, speed and time split."""
-    rows = len(eps.texts)
     statuses = collections.Counter(o.status for o in eps.outcomes)
+    rows = len(eps.texts)
+    judged = max(rows - statuses["sandbox_error"], 1)  # rows with a verdict on the program
     n_tok = int(eps.mask.sum())
     sample, upd = times["time/sample_s"], times["time/update_s"]
     return {
         **{k: float(v) for k, v in update.items()},
         **eps.reward_metrics,
-        "rl/pass_rate": statuses["passed"] / rows,
-        "rl/compile_rate": 1 - statuses["syntax_error"] / rows,
+        "rl/pass_rate": statuses["passed"] / judged,
+        "rl/compile_rate": 1 - statuses["syntax_error"] / judged,
         **{f"exec/{s}_frac": statuses[s] / rows for s in STATUSES if s != "passed"},
         "kl/seq_kl": kl,
         "kl/beta": beta,

@@ -42,7 +42,7 @@ from rlfb_jax.core.rollout import rollout
 from rlfb_jax.core.state import TrainState
 from rlfb_jax.core.step import make_epoch_update
 from rlfb_jax.losses import KLController, get_loss
-from rlfb_jax.rewards import make_reward
+from rlfb_jax.rewards import make_reward, sandbox_errors
 
 # default_config: the experiments start from it
 __all__ = ["default_config", "iteration", "setup", "train"]
@@ -132,7 +132,9 @@ def iteration(p: PPO, state: TrainState, it: int) -> tuple[TrainState, dict]:
         greedy = rollout(p.policy, state.params["policy"], tasks, p.greedy, 1,
                          state.key("greedy"), p.driver.pool, p.reward_fn,
                          chunk_rows=int(rl.chunk_prompts), prompt_len=p.prompt_len)
-        baseline = np.repeat(greedy.rewards, n)
+        # a greedy sample without a verdict is no baseline: its prompt's rows are masked out
+        baseline = np.repeat(np.where(sandbox_errors(greedy.outcomes), np.nan,
+                                      greedy.rewards), n)
     times = {**eps.times, "time/greedy_baseline_s": time.time() - t0}
     t0 = time.time()
     batch = training_batch(eps, tasks, p.prompt_len, int(rl.max_new_tokens), p.policy.pad_id,

@@ -45,8 +45,9 @@ class Episodes:
     mask [B, T] bool (sampled tokens, the stop token included); logprobs [B, T] float32
     (log p of each token under the policy at T = 1, 0 off the mask: LEVER's p_LM; PG/PPO
     re-score the tokens at the sampling temperature, see `rlfb_jax.models.sampler`);
-    texts [B] decoded completions; task_outcomes [len(tasks)][jobs per task] executor `Outcome`s; rewards [B]
-    float32 (None without a reward function) and its metrics; times: seconds per phase.
+    texts [B] decoded completions; task_outcomes [len(tasks)][jobs per task] executor
+    `Outcome`s; rewards [B] float32 (None without a reward function) and its metrics;
+    times: seconds per phase.
     """
 
     prompts: list[list[int]]

@@ -17,8 +17,11 @@ Every estimator is a pure jnp function
 * ``whiten`` (every estimator): normalize the advantages to mean 0, std 1 over the masked
   tokens of the batch.
 
-Both outputs are [B, T] float32 and zero off the mask. ``returns`` are the regression targets
-of a value function (discounted returns-to-go, or GAE's lambda-returns for "gae").
+Both outputs are [B, T] float32 and zero off the mask. ``returns`` are the regression
+targets of a value function (discounted returns-to-go, or GAE's lambda-returns for "gae").
+A row with an empty mask (a sample masked out of the loss, e.g. a ``sandbox_error``) gets
+zero advantage and does not count in the batch or group statistics of "batch_mean",
+"rloo" and "grpo".
 
 Registered: "reinforce", "value_baseline", "batch_mean", "rloo", "greedy_baseline", "grpo",
 "gae". Add one with `register_advantage`.
@@ -128,6 +131,11 @@ def _finish(adv, returns, mask, whiten_adv: bool):
     return adv, returns * mask
 
 
+def _valid_rows(mask) -> jax.Array:
+    """[B] float32: 1 for rows with at least one masked token."""
+    return (jnp.sum(_f32(mask), axis=1) > 0).astype(jnp.float32)
+
+
 def _groups(x: jax.Array, group_size: int) -> jax.Array:
     """[B] -> [B / group_size, group_size], checking the grouping statically."""
     b = x.shape[0]
@@ -179,7 +187,7 @@ def batch_mean(rewards, mask, *, values=None, group_size=1, baseline=None, gamma
     del values, group_size, baseline
     returns = discounted_returns(rewards, mask, gamma)
     seq = sequence_returns(returns, mask)
-    valid = (jnp.sum(_f32(mask), axis=1) > 0).astype(jnp.float32)
+    valid = _valid_rows(mask)
     b = jnp.sum(seq * valid) / jnp.maximum(jnp.sum(valid), 1.0)
     return _finish(returns - b, returns, mask, whiten)
 
@@ -194,7 +202,11 @@ def rloo(rewards, mask, *, values=None, group_size=1, baseline=None, gamma=1.0, 
         raise ValueError("rloo needs group_size >= 2 (samples per prompt)")
     returns = discounted_returns(rewards, mask, gamma)
     seq = _groups(sequence_returns(returns, mask), group_size)
-    loo = (jnp.sum(seq, axis=1, keepdims=True) - seq) / (group_size - 1)
+    valid = _groups(_valid_rows(mask), group_size)
+    n = jnp.sum(valid, axis=1, keepdims=True)
+    others = jnp.sum(seq * valid, axis=1, keepdims=True) - seq * valid
+    # a sample alone in its group (the others masked out) has no baseline: advantage 0
+    loo = jnp.where(n > 1, others / jnp.maximum(n - 1, 1.0), seq)
     return _finish(returns - loo.reshape(-1)[:, None], returns, mask, whiten)
 
 
@@ -226,9 +238,12 @@ def grpo(rewards, mask, *, values=None, group_size=1, baseline=None, gamma=1.0, 
         raise ValueError(f"grpo needs group_size > ddof={ddof}, got group_size={group_size}")
     returns = discounted_returns(rewards, mask, gamma)
     seq = _groups(sequence_returns(returns, mask), group_size)
-    adv = seq - jnp.mean(seq, axis=1, keepdims=True)
-    if scale == "std":
-        adv = adv / (jnp.std(seq, axis=1, keepdims=True, ddof=ddof) + eps)
+    valid = _groups(_valid_rows(mask), group_size)
+    n = jnp.sum(valid, axis=1, keepdims=True)
+    adv = seq - jnp.sum(seq * valid, axis=1, keepdims=True) / jnp.maximum(n, 1.0)
+    if scale == "std":  # over the group's valid rows, ddof as in np.std
+        var = jnp.sum(valid * jnp.square(adv), axis=1, keepdims=True) / jnp.maximum(n - ddof, 1.0)
+        adv = adv / (jnp.sqrt(var) + eps)
     adv = jnp.broadcast_to(adv.reshape(-1)[:, None], returns.shape)
     return _finish(adv, returns, mask, whiten)
 

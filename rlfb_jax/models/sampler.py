@@ -12,8 +12,8 @@ drawn from before top-k / top-p truncation (what PG/PPO score with:
 sampler's own probability of a token is q(x) = p_T(x) / M, M the p_T-mass of the kept
 tokens at that step; ``sample_logprobs`` leave out the -log M (the choice of the usual RL
 stacks: truncation belongs to the sampler, the policy is p_T; see `rlfb_jax.losses.pg`).
-Greedy decoding (T = 0) has ``sample_logprobs == logprobs``. The stop token that ends a completion is
-part of the completion (mask True): the model must learn to emit it.
+Greedy decoding (T = 0) has ``sample_logprobs == logprobs``. The stop token that ends a
+completion is part of the completion (mask True): the model must learn to emit it.
 
 Compilations: one per (batch, prompt bucket, max_new_tokens, SamplingParams). `Sampler`
 pads the batch and the prompt length to buckets so that steady-state calls never recompile.

@@ -198,3 +198,87 @@ def test_value_baseline_needs_a_critic():
     with pytest.raises(ValueError, match="'value_baseline' needs a critic"):
         check_config(_rl(advantage="value_baseline"))
     check_config(_rl(advantage="value_baseline", value_slot="policy"))  # fine without rows
+
+
+def _episodes(statuses, rewards, n_tok=5):
+    """Episodes of 2 prompts x 4 samples with the given outcome statuses and rewards."""
+    rng = np.random.default_rng(4)
+    b = len(statuses)
+    outcomes = [Outcome(s) for s in statuses]
+    return Episodes(prompts=[[5, 6], [7]], tokens=rng.integers(1, 16, (b, n_tok)).astype(np.int32),
+                    mask=np.ones((b, n_tok), bool), logprobs=np.zeros((b, n_tok), np.float32),
+                    texts=["x"] * b, task_outcomes=[outcomes[:G], outcomes[G:]],
+                    rewards=np.asarray(rewards, np.float32))
+
+
+def _no_terms(tasks, texts, outcomes, comp_ids, mask):
+    return np.zeros(mask.shape, np.float32)
+
+
+def test_sandbox_errors_are_masked_out_of_the_loss_and_the_group_statistics():
+    statuses = ["passed", "sandbox_error", "wrong_answer", "syntax_error",
+                "passed", "passed", "runtime_error", "sandbox_error"]
+    rewards = [1.0, 0.0, -0.3, -1.0, 1.0, 1.0, -0.6, 0.0]
+    eps = _episodes(statuses, rewards)
+    batch = training_batch(eps, [None, None], 2, 5, 0, _no_terms, np.zeros(B, np.float32))
+    bad = np.array([s == "sandbox_error" for s in statuses])
+    assert not batch["loss_mask"][bad].any() and not batch["target_mask"][bad].any()
+    assert batch["target_mask"][~bad].sum(axis=1).tolist() == [5] * 6
+    zeros = np.zeros(batch["target_mask"].shape, np.float32)
+    adv, _, _ = Scorer(None, _rl(), G).advantages(batch, zeros, zeros, zeros, np.float32(0.0))
+    adv = np.asarray(adv)
+    assert np.all(adv[bad] == 0.0)
+    # GRPO over the judged rows only: {1, -.3, -1} and {1, 1, -.6}
+    for rows, r in (([0, 2, 3], [1.0, -0.3, -1.0]), ([4, 5, 6], [1.0, 1.0, -0.6])):
+        r = np.asarray(r)
+        want = (r - r.mean()) / (r.std(ddof=1) + 1e-6)
+        np.testing.assert_allclose(adv[rows][:, -1], want, rtol=1e-5)
+    # CodeRL's greedy baseline: a prompt whose greedy sample had no verdict (NaN) has no
+    # baseline, so its rows are masked out too
+    greedy = np.array([1.0] * G + [np.nan] * G, np.float32)
+    masked = training_batch(eps, [None, None], 2, 5, 0, _no_terms, greedy)
+    assert masked["target_mask"][G:].sum() == 0 and np.all(np.isfinite(masked["baseline"]))
+    assert masked["target_mask"][:G].sum(axis=1).tolist() == [5, 0, 5, 5]
+    # update_rows: a masked row carries no outcome advantage either
+    rl = _rl(update_rows=B, minibatches=1)
+    rows, _ = select_rows(rl, batch, G)
+    assert np.all(rows["token_rewards"][bad] == 0.0)
+
+
+def test_sandbox_rows_get_zero_weight_in_the_loss():
+    """Whatever tokens a masked-out row holds, the loss and its gradient do not change."""
+    from rlfb_jax.losses import get_loss
+    from rlfb_jax.models import LanguageModel, ModelConfig
+
+    statuses = ["passed", "sandbox_error", "wrong_answer", "syntax_error"] * 2
+    eps = _episodes(statuses, [1.0, 0.0, -0.3, -1.0] * 2)
+    batch = training_batch(eps, [None, None], 2, 5, 0, _no_terms, np.zeros(B, np.float32))
+    lm = LanguageModel(ModelConfig(vocab_size=16, d_model=32, n_layers=1, n_heads=2, d_ff=64))
+    params = {"policy": lm.init(jax.random.key(0))}
+    adv = np.where(batch["target_mask"] > 0, 1.0, 0.0).astype(np.float32)
+    adv[1] = 5.0  # even a (wrongly) nonzero advantage on the masked row does nothing
+
+    def loss_and_grad(tokens):
+        b = {"tokens": tokens, "attention_mask": batch["attention_mask"],
+             "loss_mask": batch["loss_mask"], "advantages": adv}
+        fn = lambda p: get_loss("pg")(p, b, model=lm)[0]  # noqa: E731
+        return jax.value_and_grad(fn)(params)
+
+    other = batch["tokens"].copy()
+    other[1, 2:] = (other[1, 2:] + 3) % 16  # row 1's completion changed
+    (l1, g1), (l2, g2) = loss_and_grad(batch["tokens"]), loss_and_grad(other)
+    np.testing.assert_allclose(l1, l2, rtol=1e-6)
+    for a, b in zip(jax.tree.leaves(g1), jax.tree.leaves(g2)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+
+
+def test_sandbox_errors_are_logged_and_not_counted_as_failures():
+    from rlfb_jax.algos.pg_batch import iteration_metrics
+
+    statuses = ["passed", "sandbox_error", "wrong_answer", "syntax_error",
+                "passed", "passed", "runtime_error", "sandbox_error"]
+    eps = _episodes(statuses, [0.0] * B)
+    m = iteration_metrics(eps, {}, {"time/sample_s": 1.0, "time/update_s": 1.0}, 0.0, 0.0,
+                          1.0, 2.0)
+    assert m["exec/sandbox_error_frac"] == 2 / 8
+    assert m["rl/pass_rate"] == 3 / 6 and m["rl/compile_rate"] == 1 - 1 / 6

@@ -93,6 +93,27 @@ def test_grpo_group_normalized():
     close(adv[:, 1], [0.5, -0.5, 0.0, 0.0, 0.0, 0.0])
 
 
+def test_masked_out_rows_leave_the_group_statistics():
+    """Row 1 is masked out (a sandbox error scored 0): it gets no advantage, and the other
+    rows get what they would get in a group without it (not a group where it is a 0)."""
+    rewards, mask = _outcome_rewards([1.0, 0.0, -0.6, 0.4, 2.0, 2.0])
+    mask[1] = 0
+    rloo, _ = compute_advantages("rloo", rewards, mask, group_size=3)
+    # group 0 without row 1: {1.0, -0.6}: baselines -0.6 and 1.0
+    close(rloo[:3, 1], [1.6, 0.0, -1.6])
+    close(rloo[3:, 1], [-1.6, 0.8, 0.8])  # group 1: baselines (2 + 2) / 2, (.4 + 2) / 2
+    grpo, _ = compute_advantages("grpo", rewards, mask, group_size=3)
+    # group 0 without row 1: mean 0.2, unbiased std sqrt(2 * 0.64 / 1) = 0.8 * sqrt(2)
+    close(grpo[:3, 1], [1 / np.sqrt(2), 0.0, -1 / np.sqrt(2)])
+    mean = np.mean([0.4, 2.0, 2.0])
+    std = np.std([0.4, 2.0, 2.0], ddof=1)
+    close(grpo[3:, 1], (np.array([0.4, 2.0, 2.0]) - mean) / std)
+    # a sample whose group-mates are all masked out has no baseline: advantage 0
+    mask[2] = 0
+    close(compute_advantages("rloo", rewards, mask, group_size=3)[0][:3, 1], [0, 0, 0])
+    close(compute_advantages("grpo", rewards, mask, group_size=3)[0][:3, 1], [0, 0, 0])
+
+
 def test_gae_by_hand_with_padding():
     values = np.array([[5.0, 0.5, 0.6, 0.7], [0.4, 0.3, 9.0, 9.0]], np.float32)
     mask = np.array([[0, 1, 1, 1], [1, 1, 0, 0]], np.float32)
