@@ -2,9 +2,12 @@
 
 Metrics are flat dicts with slash names (``train/loss``, ``eval/pass@1``). Each `write`
 appends one JSON object ``{"step": N, ...}`` to ``metrics.jsonl`` and the same scalars to
-TensorBoard (tensorboardX, no TensorFlow needed). When a run resumes from a checkpoint at
-step S, records after S (logged before the interruption, then lost) are dropped so the file
-never holds a step twice.
+TensorBoard (tensorboardX, no TensorFlow needed). metrics.jsonl is flushed at every write and
+is the record; TensorBoard's events are written by a background thread, so a killed run may
+lose its last ones there. When a run resumes from a checkpoint at step S, records after S
+(logged before the interruption, then lost) are dropped so the file never holds a step twice,
+and the TensorBoard events are rebuilt from the records kept: one event file with the whole
+history, the killed segment included.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 from collections import defaultdict
 from collections.abc import Mapping
 from typing import Any
@@ -52,17 +56,24 @@ class MetricsWriter:
         if tensorboard:
             from tensorboardX import SummaryWriter
 
-            self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"), flush_secs=10)
+            tb_dir = os.path.join(workdir, "tensorboard")
+            shutil.rmtree(tb_dir, ignore_errors=True)  # rebuilt from the records below
+            self._tb = SummaryWriter(tb_dir, flush_secs=10)
+            for row in read_jsonl(self.path) if os.path.exists(self.path) else []:
+                self._add_scalars(row)
 
     def write(self, step: int, metrics: Mapping[str, Any]):
         row = {"step": int(step)}
         row.update({k: _scalar(v) for k, v in metrics.items()})
         self._file.write(json.dumps(row) + "\n")
         self._file.flush()
+        self._add_scalars(row)
+
+    def _add_scalars(self, row: Mapping[str, Any]):
         if self._tb is not None:
             for k, v in row.items():
                 if k != "step" and isinstance(v, int | float) and not isinstance(v, bool):
-                    self._tb.add_scalar(k, v, int(step))
+                    self._tb.add_scalar(k, v, int(row["step"]))
 
     def close(self):
         self._file.close()

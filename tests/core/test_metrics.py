@@ -1,0 +1,59 @@
+"""Run-directory metrics: after a kill and a resume TensorBoard shows the whole history once."""
+
+from __future__ import annotations
+
+import os
+import struct
+import subprocess
+import sys
+
+from tensorboardX.proto import event_pb2
+
+from rlfb_jax.core.metrics import MetricsWriter, read_jsonl
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def tensorboard_history(logdir: str) -> dict[str, dict[int, float]]:
+    """Every event file's scalars, by tag and step, in write order (TFRecord framing: length,
+    its crc, the Event payload, its crc)."""
+    shown: dict[str, dict[int, float]] = {}
+    for name in sorted(os.listdir(logdir)):
+        with open(os.path.join(logdir, name), "rb") as f:
+            data = f.read()
+        pos = 0
+        while pos + 12 <= len(data):
+            (length,) = struct.unpack("<Q", data[pos:pos + 8])
+            event = event_pb2.Event.FromString(data[pos + 12:pos + 12 + length])
+            pos += 12 + length + 4
+            for v in event.summary.value:
+                shown.setdefault(v.tag, {})[event.step] = v.simple_value
+    return shown
+
+
+KILLED = """
+import os, sys
+sys.path.insert(0, {repo!r})
+from rlfb_jax.core.metrics import MetricsWriter
+w = MetricsWriter({workdir!r})
+for step in range(1, 6):
+    w.write(step, {{"train/loss": float(step)}})
+os.kill(os.getpid(), 9)  # no close, no flush at exit
+"""
+
+
+def test_a_killed_run_keeps_its_events_and_a_resume_shows_one_history(tmp_path):
+    wd = str(tmp_path / "run")
+    out = subprocess.run([sys.executable, "-c", KILLED.format(repo=REPO, workdir=wd)])
+    assert out.returncode == -9
+    tb = os.path.join(wd, "tensorboard")
+    # resumed from the checkpoint at step 3: steps 4-5 of the killed segment are redone
+    w = MetricsWriter(wd, resume_step=3)
+    for step in range(4, 8):
+        w.write(step, {"train/loss": 10.0 * step})
+    w.close()
+    expected = {1: 1.0, 2: 2.0, 3: 3.0, 4: 40.0, 5: 50.0, 6: 60.0, 7: 70.0}
+    assert len(os.listdir(tb)) == 1  # one history, not a killed segment's file beside it
+    assert tensorboard_history(tb) == {"train/loss": expected}
+    assert [(r["step"], r["train/loss"]) for r in read_jsonl(os.path.join(wd, "metrics.jsonl"))
+            ] == sorted(expected.items())
