@@ -100,8 +100,12 @@ def new_figure(*args, figsize: tuple[float, float], **kwargs):
     return fig, fig.subplots(*args, **kwargs)
 
 
-def plot_metrics(workdir: str, max_panels: int = 12) -> list[str]:
-    """One PNG per metric prefix (train.png, eval.png, ...) with a panel per metric."""
+def plot_metrics(workdir: str, per_page: int = 12) -> list[str]:
+    """Grids of every logged metric, one panel each, by prefix: ``metrics_train.png``,
+    ``metrics_eval.png``, ... (``metrics_eval_2.png`` and on when a prefix has more than
+    `per_page` metrics: none is dropped). The ``metrics_`` names keep the grids apart from the
+    figures an algorithm draws itself (``eval.png``, ``rest_em.png``), which they never
+    replace. A metric logged once is shown as its value, not as a lone dot."""
     path = os.path.join(workdir, "metrics.jsonl")
     if not os.path.exists(path):
         return []
@@ -117,20 +121,35 @@ def plot_metrics(workdir: str, max_panels: int = 12) -> list[str]:
             series[prefix][k].append((row["step"], v))
     written = []
     for prefix, metrics in sorted(series.items()):
-        names = sorted(metrics)[:max_panels]
-        cols = min(3, len(names))
-        rows = math.ceil(len(names) / cols)
-        fig, axes = new_figure(rows, cols, figsize=(4.5 * cols, 3 * rows), squeeze=False)
-        for ax, name in zip(axes.flat, names):
-            xs, ys = zip(*metrics[name])
-            ax.plot(xs, ys, marker="." if len(xs) < 30 else None)
-            ax.set_title(name, fontsize=9)
-            ax.set_xlabel("step", fontsize=8)
-            ax.grid(alpha=0.3)
-        for ax in list(axes.flat)[len(names):]:
-            ax.axis("off")
-        fig.tight_layout()
-        out = os.path.join(workdir, f"{prefix.replace('@', '_')}.png")
-        fig.savefig(out, dpi=80)
-        written.append(out)
+        names = sorted(metrics)
+        pages = [names[i:i + per_page] for i in range(0, len(names), per_page)]
+        for page, page_names in enumerate(pages, 1):
+            suffix = f"_{page}" if page > 1 else ""
+            out = os.path.join(workdir, f"metrics_{prefix.replace('@', '_')}{suffix}.png")
+            _grid(out, {n: metrics[n] for n in page_names})
+            written.append(out)
     return written
+
+
+def _grid(out: str, metrics: Mapping[str, list[tuple[int, float]]]) -> None:
+    cols = min(3, len(metrics))
+    rows = math.ceil(len(metrics) / cols)
+    fig, axes = new_figure(rows, cols, figsize=(4.5 * cols, 3 * rows), squeeze=False)
+    for ax, (name, points) in zip(axes.flat, metrics.items()):
+        ax.set_title(name, fontsize=9)
+        if len(points) == 1:
+            step, value = points[0]
+            ax.text(0.5, 0.5, f"{value:.4g}", ha="center", va="center", fontsize=16,
+                    transform=ax.transAxes)
+            ax.text(0.5, 0.2, f"at step {step}", ha="center", fontsize=8,
+                    transform=ax.transAxes)
+            ax.set_axis_off()
+            continue
+        xs, ys = zip(*points)
+        ax.plot(xs, ys, marker="." if len(xs) < 30 else None)
+        ax.set_xlabel("step", fontsize=8)
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(metrics):]:
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(out, dpi=80)

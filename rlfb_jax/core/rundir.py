@@ -9,7 +9,8 @@
 
 The algorithms use it through `rlfb_jax.algos.driver.Driver`.
 
-Run directory: config.json, metrics.jsonl, tensorboard/, checkpoints/, *.png, summary.json.
+Run directory: config.json, metrics.jsonl, tensorboard/, checkpoints/, summary.json, the
+metric grids metrics_*.png and the algorithm's own figures (eval.png, ...).
 Only process 0 writes files (on multi-host runs every process checkpoints its shards
 through orbax).
 """

@@ -31,7 +31,8 @@ def test_smoke_run_directory_and_resume(tmp_path):
     summary = json.loads((wd / "summary.json").read_text())
     for key in ("eval/pass@1", "eval/compile_rate", "train/loss", "eval/pass@4"):
         assert key in summary
-    for name in ("config.json", "metrics.jsonl", "summary.json", "train.png", "eval.png"):
+    for name in ("config.json", "metrics.jsonl", "summary.json", "metrics_train.png",
+                 "eval.png"):
         assert (wd / name).exists(), name
     assert any(f.startswith("events.out.tfevents") for f in os.listdir(wd / "tensorboard"))
     assert "40" in os.listdir(wd / "checkpoints")

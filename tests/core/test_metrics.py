@@ -1,4 +1,5 @@
-"""Run-directory metrics: after a kill and a resume TensorBoard shows the whole history once."""
+"""Run-directory metrics: after a kill and a resume TensorBoard shows the whole history once;
+the metric grids never replace an algorithm's own figures and drop no metric."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import sys
 
 from tensorboardX.proto import event_pb2
 
-from rlfb_jax.core.metrics import MetricsWriter, read_jsonl
+from rlfb_jax.core.metrics import MetricsWriter, plot_metrics, read_jsonl
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -57,3 +58,21 @@ def test_a_killed_run_keeps_its_events_and_a_resume_shows_one_history(tmp_path):
     assert tensorboard_history(tb) == {"train/loss": expected}
     assert [(r["step"], r["train/loss"]) for r in read_jsonl(os.path.join(wd, "metrics.jsonl"))
             ] == sorted(expected.items())
+
+
+def test_metric_grids_keep_the_algorithms_figures_and_every_metric(tmp_path):
+    wd = str(tmp_path)
+    w = MetricsWriter(wd, tensorboard=False)
+    for step in (10, 20):
+        w.write(step, {f"eval/m{i:02d}": float(i + step) for i in range(15)})
+    w.write(20, {"train/loss": 1.5})  # logged once
+    w.close()
+    curated = os.path.join(wd, "eval.png")
+    with open(curated, "wb") as f:
+        f.write(b"the algorithm's own figure")
+    written = sorted(os.path.basename(p) for p in plot_metrics(wd))
+    # 15 eval metrics on two pages of 12 and 3 panels; the curated figure is untouched
+    assert written == ["metrics_eval.png", "metrics_eval_2.png", "metrics_train.png"]
+    assert open(curated, "rb").read() == b"the algorithm's own figure"
+    for name in written:
+        assert open(os.path.join(wd, name), "rb").read(8) == b"\x89PNG\r\n\x1a\n"
