@@ -5,6 +5,10 @@
 # Under SLURM, jax.distributed.initialize() reads the job's environment: set only
 # RLFB_MULTIHOST=1 and start one task per host.
 set -euo pipefail
+if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then
+  sed -n '2,/^set -euo pipefail/{/^#/s/^# \{0,1\}//p}' "$0"
+  exit 0
+fi
 config=${1:?usage: launch/gpu_host.sh CONFIG WORKDIR [overrides...]}
 workdir=${2:?usage: launch/gpu_host.sh CONFIG WORKDIR [overrides...]}
 shift 2
