@@ -2,8 +2,11 @@
 
 Any config key can be overridden on the command line (``--config.optimizer.name=lion``,
 ``--config.train.steps=50``); an unknown key or a value of the wrong type fails before any
-compute, naming the key. Re-running with the same ``--workdir`` resumes from the latest
-checkpoint; a finished run (summary.json present) does no work.
+compute, naming the key. Before anything is written, the config is checked as far as it can
+be without data: every ``optimizer`` section builds, every ``model`` section is a valid
+model, every ``mesh`` fits the devices, and the workdir is not a file. A bad input ends with
+a few lines naming it on stderr and exit status 2. Re-running with the same ``--workdir``
+resumes from the latest checkpoint; a finished run (summary.json present) does no work.
 
 Multi-host (TPU pods, GPU clusters): pass ``--multihost`` (or set RLFB_MULTIHOST=1) on every
 host; `jax.distributed.initialize()` then finds the coordinator from the environment, or
@@ -15,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import sys
 
 from absl import app, flags
@@ -57,19 +61,110 @@ def configure_logging(level=logging.INFO):
     logger.propagate = False
 
 
+class ConfigError(Exception):
+    """A bad command line or config, reported in a few lines (exit status 2)."""
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+    """absl's flag parsing, with a bad override or config file reported in a line or two
+    (exit status 2) instead of a traceback."""
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as e:
+        message = _clean(e)
+    except OSError as e:  # the config module could not be loaded
+        message = _config_file_error(e)
+    except (AttributeError, KeyError, TypeError, ValueError) as e:  # a key that is not there
+        message = _clean(e)
+        overrides = [a.split("=")[0] for a in argv if a.startswith("--config.")]
+        named = re.match(r"'([^']+)'", message)
+        bad = [a for a in overrides if named and a.split(".")[-1] == named.group(1)]
+        message = f"bad --config override {(bad or overrides or [''])[0]}: {message}"
+    print(f"rlfb_jax.main: error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def load_config():
+    """The experiment config with its overrides applied, or ConfigError naming the problem."""
+    try:
+        config = _CONFIG.value
+        if config is None:
+            raise ConfigError("--config and --workdir are required")
+        config.keys()  # a module that failed to load raises here
+    except OSError as e:
+        raise ConfigError(_config_file_error(e)) from None
+    return config
+
+
+def _config_file_error(e: OSError) -> str:
+    message = _clean(e)
+    missing = re.search(r"No such file or directory: '([^']+)'", message)
+    if missing:
+        return f"--config {missing.group(1)}: no such file"
+    return f"cannot load --config: {message}"
+
+
+def _clean(e: BaseException) -> str:
+    """An exception's message on one line, without the quoting ml_collections adds."""
+    while e.args and isinstance(e.args[0], BaseException):
+        e = e.args[0]
+    text = str(e.args[0]) if len(e.args) == 1 else str(e)
+    if len(text) > 1 and text[0] == text[-1] and text[0] in "'\"":
+        text = text[1:-1]
+    lines = [ln.strip() for ln in text.replace("\\'", "'").splitlines()]
+    keep = [ln for ln in lines if ln and "earlier failure" not in ln and "config_config" not in ln]
+    return " ".join(keep)
+
+
+def preflight(config, workdir: str) -> None:
+    """Checks what can be checked before any data, compute or file: ConfigError if not."""
+    if os.path.exists(workdir) and not os.path.isdir(workdir):
+        raise ConfigError(f"--workdir {workdir} is a file, not a directory")
+    from rlfb_jax.core import sharding
+    from rlfb_jax.core.config import model_from_config
+    from rlfb_jax.core.optim import make_optimizer
+
+    def walk(node, path):
+        for key in sorted(node.keys()):
+            value, where = node[key], f"{path}.{key}"
+            if not hasattr(value, "keys"):
+                continue
+            try:
+                if key == "optimizer":
+                    make_optimizer(value, 1)
+                elif key == "model" and "d_model" in value:
+                    model_from_config(value)
+                elif key == "mesh":
+                    sharding.make_mesh(value)
+            except (TypeError, ValueError) as e:
+                message = _clean(e)
+                if not message.startswith("config."):
+                    message = f"{where}: {message}"
+                raise ConfigError(message) from None
+            walk(value, where)
+
+    walk(config, "config")
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    if _CONFIG.value is None or _WORKDIR.value is None:
-        raise app.UsageError("--config and --workdir are required")
     if _MULTIHOST.value or os.environ.get("RLFB_MULTIHOST") == "1":
         initialize_distributed(_COORD.value, _NPROC.value, _PID.value)
     configure_logging()
+    try:
+        config = load_config()
+        if _WORKDIR.value is None:
+            raise ConfigError("--config and --workdir are required")
+        preflight(config, _WORKDIR.value)
+    except ConfigError as e:
+        print(f"rlfb_jax.main: error: {e}", file=sys.stderr)
+        sys.exit(2)
     from rlfb_jax.algos.driver import run  # after initialize_distributed: no backend before it
 
-    summary = run(_CONFIG.value, _WORKDIR.value)
+    summary = run(config, _WORKDIR.value)
     print(json.dumps(summary, indent=2, sort_keys=True), file=sys.stdout)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)

@@ -13,16 +13,31 @@ def _run(workdir, *extra, check=True):
     return run_main(SMOKE, workdir, *extra, check=check, timeout=300)
 
 
-@pytest.mark.parametrize("override, message", [
-    ("--config.optimizer.nmae=lion", "nmae"),
-    ("--config.train.stepz=3", "stepz"),
-    ("--config.train.steps=many", "steps"),
+@pytest.mark.parametrize("config, override, message", [
+    (SMOKE, "--config.optimizer.nmae=lion", "bad --config override --config.optimizer.nmae"),
+    (SMOKE, "--config.train.stepz=3", 'Did you mean "steps"'),
+    (SMOKE, "--config.train.steps=many", "--config.train.steps=many: invalid literal"),
+    (SMOKE, "--config.optimizer.name=adamz", "optax has no optimizer 'adamz'"),
+    (SMOKE, "--config.model.n_heads=3", "config.model: model.n_heads=3"),
+    (SMOKE, "--config.mesh.data=64", "need 64 devices"),
+    ("experiments/no_such_experiment.py", "--config.seed=1",
+     "experiments/no_such_experiment.py: no such file"),
 ])
-def test_bad_overrides_fail_before_compute_naming_the_key(tmp_path, override, message):
-    out = _run(tmp_path / "w", override, check=False)
-    assert out.returncode != 0
-    assert message in out.stderr
-    assert not (tmp_path / "w" / "checkpoints").exists()
+def test_bad_inputs_fail_in_a_few_lines_before_anything_is_written(tmp_path, config, override,
+                                                                   message):
+    out = run_main(config, tmp_path / "w", override, check=False, timeout=300)
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert message in out.stderr and "Traceback" not in out.stderr, out.stderr
+    assert len(out.stderr.strip().splitlines()) <= 3, out.stderr
+    assert not (tmp_path / "w").exists()  # nothing written
+
+
+def test_a_workdir_that_is_a_file_is_refused(tmp_path):
+    path = tmp_path / "w"
+    path.write_text("not a run")
+    out = _run(path, check=False)
+    assert out.returncode == 2 and "is a file, not a directory" in out.stderr, out.stderr
+    assert path.read_text() == "not a run"
 
 
 def test_smoke_run_directory_and_resume(tmp_path):
