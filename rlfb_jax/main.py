@@ -25,6 +25,9 @@ from absl import app, flags
 from ml_collections import config_flags
 
 log = logging.getLogger("rlfb_jax")
+# Our models are JAX; transformers serves tokenizers and checkpoints only, so its note that
+# PyTorch is missing (printed at its import on a machine without torch) is noise here.
+os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config module (get_config).")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (created; reused to resume).")
