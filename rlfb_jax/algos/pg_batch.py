@@ -14,7 +14,8 @@ The KL penalty (``rl.kl.placement == "reward"``) is added after the estimator: t
 registered estimator sees the outcome rewards only (so GRPO normalizes outcomes, never
 KL noise, Shao et al. 2024), and the per-token -beta * KL joins as its returns-to-go
 (Ziegler et al. 2019, eq. 2). Estimators with a learned critic ("gae", "value_baseline")
-see outcome + KL as their reward, since the critic models the whole return.
+see outcome + KL as their reward, since the critic models the whole return, and so does
+"reinforce_pp", whose batch normalization covers the KL term (Hu 2025).
 
 Rows whose execution ended in ``sandbox_error`` (an infrastructure failure: no verdict on
 the program) are masked out: empty ``loss_mask`` / ``target_mask``, so no gradient, no
@@ -44,7 +45,12 @@ from rlfb_jax.executor import STATUSES
 from rlfb_jax.losses import compute_advantages, kl_penalty_rewards
 from rlfb_jax.losses.advantages import discounted_returns
 from rlfb_jax.losses.sequence import sequence_logprobs
-from rlfb_jax.rewards import get_token_reward, sandbox_errors, span_token_rewards
+from rlfb_jax.rewards import (
+    get_token_reward,
+    overlong_penalty,
+    sandbox_errors,
+    span_token_rewards,
+)
 
 
 def place_rewards(seq_rewards: np.ndarray, extra: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -83,7 +89,7 @@ class TokenRewards:
 
 def training_batch(eps: Episodes, tasks: Sequence[Any], prompt_len: int,
                    completion_len: int, pad_id: int, token_rewards: TokenRewards,
-                   baseline: np.ndarray) -> dict[str, np.ndarray]:
+                   baseline: np.ndarray, overlong_cache: int = 0) -> dict[str, np.ndarray]:
     """The rollout's rows as one fixed-shape batch (nothing recompiles between iterations).
 
     tokens / attention_mask / loss_mask [B, P+N]; target_mask [B, P+N-1] float32 (the
@@ -91,7 +97,9 @@ def training_batch(eps: Episodes, tasks: Sequence[Any], prompt_len: int,
     completion token); token_bonus [B, P+N-1] (the registered token rewards, added to the
     advantage of their own token by `Scorer`); seq_rewards [B] and baseline [B] float32.
     Sandbox-error rows, and rows whose ``baseline`` is NaN (their greedy sample was a
-    sandbox error), have empty masks (see the module docstring).
+    sandbox error), have empty masks (see the module docstring). ``overlong_cache`` > 0
+    adds DAPO's soft overlong punishment (`rlfb_jax.rewards.overlong_penalty`, L_max =
+    completion_len) to the sequence rewards.
     """
     n = len(eps.texts) // len(tasks)
     comp_ids = eps.completion_ids()
@@ -106,6 +114,9 @@ def training_batch(eps: Episodes, tasks: Sequence[Any], prompt_len: int,
     extra = token_rewards(rows_tasks, eps.texts, eps.outcomes, comp_ids, tmask)
     batch["target_mask"] = tmask.astype(np.float32)
     batch["seq_rewards"] = np.asarray(eps.rewards, np.float32)
+    if overlong_cache:  # masked rows have length 0: no penalty
+        batch["seq_rewards"] += overlong_penalty(tmask.sum(axis=1), completion_len,
+                                                 overlong_cache)
     batch["token_rewards"] = place_rewards(batch["seq_rewards"], np.zeros_like(extra), tmask)
     batch["token_bonus"] = np.asarray(extra, np.float32) * tmask
     batch["baseline"] = np.where(masked, 0.0, baseline).astype(np.float32)
@@ -150,8 +161,9 @@ def select_rows(rl, batch: dict[str, np.ndarray], n: int) -> tuple[dict[str, np.
     return out, float(np.mean(np.abs(seq_adv) > 1e-8))
 
 
-# estimators whose critic models the whole return: the KL penalty is part of their reward
-CRITIC_ESTIMATORS = ("gae", "value_baseline")
+# estimators whose reward includes the KL penalty: a critic models the whole return, and
+# REINFORCE++ normalizes outcome + KL together
+KL_IN_REWARD_ESTIMATORS = ("gae", "value_baseline", "reinforce_pp")
 
 
 class Scorer:
@@ -169,7 +181,7 @@ class Scorer:
 
         A_t = A^outcome_t + sum_{s >= t} gamma^(s-t) (-beta k_s)
 
-    (for "gae" / "value_baseline" the penalty joins the estimator's reward instead), plus
+    (for `KL_IN_REWARD_ESTIMATORS` the penalty joins the estimator's reward instead), plus
     the token bonus ``batch["token_bonus"]`` [B, L-1] on its own token (no returns-to-go;
     not in ``returns``). ``returns`` get the same KL term. seq_kl is the mean per-sequence
     KL (what the adaptive controller tracks). ``rl.whiten`` whitens the outcome part only.
@@ -191,7 +203,7 @@ class Scorer:
             name = rl.advantage
             kwargs = dict(gamma=rl.gamma, whiten=rl.whiten, group_size=group_size,
                           **rl.advantage_kwargs.to_dict())
-        kl_in_estimator = name in CRITIC_ESTIMATORS
+        kl_in_estimator = name in KL_IN_REWARD_ESTIMATORS
 
         @jax.jit
         def score(params, frozen, batch):

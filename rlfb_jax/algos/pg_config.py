@@ -7,7 +7,14 @@ import ml_collections
 
 from rlfb_jax.algos.sft import default_config as sft_config
 from rlfb_jax.core.config import experiment_config
-from rlfb_jax.losses import KL_CONTROLLERS, KL_ESTIMATORS, KLController, make_kl_controller
+from rlfb_jax.losses import (
+    ADVANTAGES,
+    KL_CONTROLLERS,
+    KL_ESTIMATORS,
+    LOSSES,
+    KLController,
+    make_kl_controller,
+)
 
 KL_PLACEMENTS = ("reward", "loss")
 
@@ -52,6 +59,9 @@ def default_config(algo: str = "ppo") -> ml_collections.ConfigDict:
         # advantages below this are raised to it (e.g. 0.0: learn from successes only, as in
         # filtered behaviour cloning / RAFT); None: off
         adv_floor=None,
+        # > 0: DAPO's soft overlong punishment over the last overlong_cache tokens before
+        # max_new_tokens (`rlfb_jax.rewards.overlong_penalty`); 0: off
+        overlong_cache=0,
         kl=ml_collections.ConfigDict(dict(
             controller="fixed", beta=0.02, target=2.0, horizon=2000.0, estimator="k1",
             placement="reward",  # "reward" (per-token penalty, PPOCoder) or "loss"
@@ -90,6 +100,13 @@ def check_config(rl) -> None:
                          f"value_slot={rl.value_slot!r}: set update_rows=0 to train a critic")
     if rl.adv_floor is not None and not rl.update_rows:
         raise ValueError("config.rl.adv_floor needs config.rl.update_rows > 0")
+    for key, value, known in (("loss", rl.loss, LOSSES.names()),
+                              ("advantage", rl.advantage, ADVANTAGES.names())):
+        if value not in known:
+            raise ValueError(f"config.rl.{key}={value!r}: expected one of {', '.join(known)}")
+    if not 0 <= int(rl.overlong_cache) <= int(rl.max_new_tokens):
+        raise ValueError(f"config.rl.overlong_cache={rl.overlong_cache}: must be in "
+                         f"[0, max_new_tokens={rl.max_new_tokens}]")
     for key, value, known in (("placement", rl.kl.placement, KL_PLACEMENTS),
                               ("controller", rl.kl.controller, KL_CONTROLLERS.names()),
                               ("estimator", rl.kl.estimator, KL_ESTIMATORS.names())):

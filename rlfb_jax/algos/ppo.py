@@ -138,7 +138,7 @@ def iteration(p: PPO, state: TrainState, it: int) -> tuple[TrainState, dict]:
     times = {**eps.times, "time/greedy_baseline_s": time.time() - t0}
     t0 = time.time()
     batch = training_batch(eps, tasks, p.prompt_len, int(rl.max_new_tokens), p.policy.pad_id,
-                           p.token_rewards, baseline)
+                           p.token_rewards, baseline, int(rl.overlong_cache))
     batch, informative = select_rows(rl, batch, n)  # all rows, or rl.update_rows of them
     # -- score and advantages (device)
     dev = p.driver.shard(batch)

@@ -24,7 +24,7 @@ zero advantage and does not count in the batch or group statistics of "batch_mea
 "rloo" and "grpo".
 
 Registered: "reinforce", "value_baseline", "batch_mean", "rloo", "greedy_baseline", "grpo",
-"gae". Add one with `register_advantage`.
+"dr_grpo", "reinforce_pp", "gae". Add one with `register_advantage`.
 """
 
 from __future__ import annotations
@@ -246,6 +246,31 @@ def grpo(rewards, mask, *, values=None, group_size=1, baseline=None, gamma=1.0, 
         adv = adv / (jnp.sqrt(var) + eps)
     adv = jnp.broadcast_to(adv.reshape(-1)[:, None], returns.shape)
     return _finish(adv, returns, mask, whiten)
+
+
+@register_advantage("dr_grpo")
+def dr_grpo(rewards, mask, *, values=None, group_size=1, baseline=None, gamma=1.0,
+            whiten=False):
+    """Dr. GRPO's advantage (Liu et al. 2025, "Understanding R1-Zero-Like Training", sec. 3.2
+    and eq. 3): A_i = R_i - mean_group R on every token of sequence i, without GRPO's
+    division by the group std (which up-weights prompts that are nearly always or never
+    solved). The paper's other half, a length-unbiased sum of token terms over a constant,
+    is the loss's ``aggregation="seq_sum_norm"``."""
+    return grpo(rewards, mask, values=values, group_size=group_size, baseline=baseline,
+                gamma=gamma, whiten=whiten, scale="none")
+
+
+@register_advantage("reinforce_pp")
+def reinforce_pp(rewards, mask, *, values=None, group_size=1, baseline=None, gamma=1.0,
+                 whiten=True):
+    """REINFORCE++ (Hu 2025, sec. 3): A_t = sum_{s >= t} gamma^(s-t) r_s, the outcome plus
+    the per-token KL penalty -beta KL_s (which `rlfb_jax.algos.pg_batch.Scorer` puts in this
+    estimator's reward), normalized to mean 0 and std 1 over the masked tokens of the whole
+    batch: global batch normalization in place of a critic or a per-prompt baseline.
+    Always whitened; ``returns`` are the returns-to-go."""
+    del values, group_size, baseline, whiten
+    returns = discounted_returns(rewards, mask, gamma)
+    return _finish(returns, returns, mask, True)
 
 
 @register_advantage("gae")

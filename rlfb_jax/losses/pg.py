@@ -1,5 +1,5 @@
-"""Policy-gradient losses: REINFORCE ("pg") and PPO ("ppo"), with value loss, entropy bonus and
-an optional KL-to-reference term.
+"""Policy-gradient losses: REINFORCE ("pg"), PPO ("ppo") and GSPO ("gspo"), with value loss,
+entropy bonus and an optional KL-to-reference term.
 
 Batch keys (the sequence batch of `rlfb_jax.losses.sequence` plus, all [B, L-1] float32 and
 aligned with ``tokens[:, 1:]``):
@@ -264,3 +264,48 @@ def ppo_loss(params, batch, *, model, clip_eps=0.2, clip_eps_high=None, dual_cli
         return loss, metrics
 
     return _loss(params, batch, model, surrogate, **_common(**hparams))
+
+
+def gspo_objective(logprobs, old_logprobs, advantages, mask, clip_eps: float = 3e-4,
+                   clip_eps_high: float | None = 4e-4):
+    """GSPO's sequence-level clipped surrogate (Zheng et al. 2025, eqs. 5-7), per sequence.
+
+    s_i = (pi(y_i) / pi_old(y_i))^(1 / |y_i|) = exp(mean_t (logp_t - old_logp_t)) over the
+    row's masked tokens, and loss_i = -min(s_i A_i, clip(s_i, 1 - eps, 1 + eps_high) A_i)
+    with A_i the row's mean token advantage (the group advantage when it is constant over
+    the row). Inputs [B, T] float32; returns (loss [B], s [B], clipped [B] float32: 1.0
+    where the clipped branch is active). Rows with an empty mask give 0. The paper's
+    ranges are tiny (3e-4, 4e-4) because s_i is a per-token geometric mean.
+    """
+    mask = jnp.asarray(mask, jnp.float32)
+    n = jnp.maximum(jnp.sum(mask, axis=1), 1.0)
+    log_s = jnp.sum((logprobs - old_logprobs) * mask, axis=1) / n
+    adv = jnp.sum(advantages * mask, axis=1) / n
+    s = jnp.exp(log_s)
+    high = clip_eps if clip_eps_high is None else clip_eps_high
+    unclipped = s * adv
+    clipped = jnp.clip(s, 1.0 - clip_eps, 1.0 + high) * adv
+    valid = jnp.sum(mask, axis=1) > 0
+    loss = jnp.where(valid, -jnp.minimum(unclipped, clipped), 0.0)
+    return loss, s, (valid & (clipped < unclipped)).astype(jnp.float32)
+
+
+@register_loss("gspo")
+def gspo_loss(params, batch, *, model, clip_eps=3e-4, clip_eps_high=4e-4,
+              aggregation="seq_mean", **hparams):
+    """GSPO (Zheng et al. 2025): `gspo_objective`, the sequence-level ratio in place of
+    PPO's per-token one, + the shared value / entropy / KL terms. Its per-sequence loss
+    sits on every token of the row, so ``aggregation="seq_mean"`` (the default) averages
+    over sequences as the paper's 1/G sum_i does. Needs ``old_logprobs``. Metrics:
+    ``gspo/clip_frac`` (fraction of sequences clipped), ``gspo/ratio_mean``."""
+
+    def surrogate(logp, batch, mask):
+        loss, s, clipped = gspo_objective(logp, batch["old_logprobs"], batch["advantages"],
+                                          mask, clip_eps, clip_eps_high)
+        rows = (jnp.sum(mask, axis=1) > 0).astype(jnp.float32)
+        metrics = {"gspo/clip_frac": masked_mean(clipped, rows),
+                   "gspo/ratio_mean": masked_mean(jax.lax.stop_gradient(s), rows)}
+        return loss[:, None] * mask, metrics
+
+    return _loss(params, batch, model, surrogate,
+                 **_common(aggregation=aggregation, **hparams))

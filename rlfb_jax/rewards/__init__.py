@@ -7,6 +7,7 @@ Modules:
   syntax     "ast_match" (R_ast)
   dataflow   "dfg_match" (R_dfg)
   compose    `make_reward(spec)`: a weighted sum with per-component metrics
+  length     DAPO's soft overlong punishment `overlong_penalty`
 """
 
 from rlfb_jax.rewards import dataflow, execution, syntax  # noqa: F401  (registers the rewards)
@@ -18,6 +19,7 @@ from rlfb_jax.rewards.execution import (
     sandbox_errors,
     span_token_rewards,
 )
+from rlfb_jax.rewards.length import overlong_penalty
 from rlfb_jax.rewards.registry import (
     REWARDS,
     TOKEN_REWARDS,
@@ -37,6 +39,7 @@ __all__ = [
     "get_reward",
     "get_token_reward",
     "make_reward",
+    "overlong_penalty",
     "parse_spec",
     "register_reward",
     "register_token_reward",

@@ -282,3 +282,59 @@ def test_sandbox_errors_are_logged_and_not_counted_as_failures():
                           1.0, 2.0)
     assert m["exec/sandbox_error_frac"] == 2 / 8
     assert m["rl/pass_rate"] == 3 / 6 and m["rl/compile_rate"] == 1 - 1 / 6
+
+
+def test_overlong_shaping_joins_the_sequence_reward():
+    """DAPO's soft overlong punishment with L_max = 5 completion tokens and L_cache = 2:
+    lengths 5, 4, 3 get -1, -0.5, 0 on top of their outcome reward; a masked row nothing."""
+    statuses = ["passed", "wrong_answer", "passed", "sandbox_error"] * 2
+    eps = _episodes(statuses, [1.0, -0.3, 1.0, 0.0] * 2)
+    for row, n in enumerate([5, 4, 3, 5] * 2):
+        eps.mask[row, n:] = False
+    batch = training_batch(eps, [None, None], 2, 5, 0, _no_terms, np.zeros(B, np.float32), 2)
+    np.testing.assert_allclose(batch["seq_rewards"], [0.0, -0.8, 1.0, 0.0] * 2, atol=1e-6)
+    last = batch["token_rewards"].sum(axis=1)  # the reward sits on the last token
+    np.testing.assert_allclose(last, [0.0, -0.8, 1.0, 0.0] * 2, atol=1e-6)
+
+
+@pytest.mark.parametrize("key, value", [("loss", "gspoo"), ("advantage", "reinforce++"),
+                                        ("overlong_cache", 999)])
+def test_loss_advantage_and_shaping_typos_fail_in_check_config(key, value):
+    with pytest.raises(ValueError, match=f"config.rl.{key}="):
+        check_config(_rl(**{key: value}))
+    check_config(_rl(loss="gspo", advantage="reinforce_pp", overlong_cache=8))
+
+
+def test_the_loop_feeds_the_adaptive_beta_to_the_loss_with_one_compile(tmp_path):
+    """Three real iterations with the KL in the loss and an adaptive controller (a short
+    horizon, so beta moves every iteration): the update compiles once, and each
+    iteration's loss/kl is that iteration's beta times its k1 token mean (kl/mean)."""
+    from main_runner import run_main
+
+    from experiments import synthetic_ppo
+    from rlfb_jax.algos import ppo
+    from rlfb_jax.algos.driver import Driver
+    from rlfb_jax.core.step import compiled_count
+
+    base = tmp_path / "base"
+    run_main("experiments/synthetic_sft.py:smoke", base)
+    config = synthetic_ppo.get_config("smoke")
+    config.base_workdir = str(base)
+    config.rl.update_rows, config.rl.minibatches = 8, 1  # 8 rows, one per fake device
+    config.rl.kl.placement, config.rl.kl.controller, config.rl.kl.horizon = "loss", "adaptive", 8.0
+    config.rl.kl.estimator = "k1"  # so that loss/kl = beta * kl/mean (token_mean)
+    betas, kl_loss, kl_mean = [], [], []
+    with Driver(config, str(tmp_path / "ppo"), pool=config.rl) as driver:
+        p, state = ppo.setup(driver)
+        for it in range(3):
+            beta = float(state.aux["kl"].beta)
+            state, metrics = ppo.iteration(p, state, it)
+            betas.append(beta)
+            kl_loss.append(metrics["loss/kl"])
+            kl_mean.append(metrics["kl/mean"])
+        assert compiled_count(p.update) == 1
+    assert len(set(betas)) == 3 and min(betas) > 0  # it moved, and the loss saw each value
+    assert betas[0] == np.float32(config.rl.kl.beta)
+    assert kl_mean[-1] != 0.0  # the policy has left the reference (lr warms up from 0)
+    np.testing.assert_allclose(kl_loss, np.array(betas) * np.array(kl_mean), rtol=1e-3,
+                               atol=1e-12)

@@ -27,9 +27,9 @@ def close(a, b, tol=1e-5):
 
 
 def test_registered_names():
-    assert ADVANTAGES.names() == ["batch_mean", "gae", "greedy_baseline", "grpo", "reinforce",
-                                  "rloo", "value_baseline"]
-    with pytest.raises(KeyError, match="registered: batch_mean, gae"):
+    assert ADVANTAGES.names() == ["batch_mean", "dr_grpo", "gae", "greedy_baseline", "grpo",
+                                  "reinforce", "reinforce_pp", "rloo", "value_baseline"]
+    with pytest.raises(KeyError, match="registered: batch_mean, dr_grpo, gae"):
         get_advantage("nope")
 
 
