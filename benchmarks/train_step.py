@@ -133,7 +133,9 @@ class TorchPPO:
         torch = self.torch
         out = self.model(input_ids=mb["tokens"], attention_mask=mb["attention_mask"],
                          position_ids=mb["positions"], use_cache=False)
-        logp_all = torch.log_softmax(out.logits[:, :-1].float(), dim=-1)
+        # scored at the sampling temperature, as ours (rlfb_jax/losses/pg.py)
+        logp_all = torch.log_softmax(out.logits[:, :-1].float() / float(self.rl.temperature),
+                                     dim=-1)
         logp = logp_all.gather(-1, mb["tokens"][:, 1:, None])[..., 0]
         mask = mb["mask"]
         ratio = torch.exp(logp - mb["old"])
@@ -212,7 +214,9 @@ def main(argv=None):
     shutil.rmtree(tmp)
     batch = make_batch(rows, prompt_len, completion_len, lm.config.vocab_size)
     # Rollout log-probs as the PPO loop has them: the sampling policy is the one being trained.
-    old, _, _ = jax.jit(lambda p, b: sequence_logprobs(lm, p, b))(params, batch)
+    temperature = float(rl.temperature)  # the loop scores at the sampling temperature
+    old, _, _ = jax.jit(lambda p, b: sequence_logprobs(lm, p, b, temperature=temperature))(
+        params, batch)
     batch["old_logprobs"] = batch["ref_logprobs"] = np.asarray(old)
 
     # -- ours, as rlfb_jax/algos/ppo.py builds it
