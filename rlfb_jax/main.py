@@ -35,6 +35,10 @@ _MULTIHOST = flags.DEFINE_bool("multihost", False, "Call jax.distributed.initial
 _COORD = flags.DEFINE_string("coordinator", None, "host:port of process 0 (multi-host).")
 _NPROC = flags.DEFINE_integer("num_processes", None, "Number of processes (multi-host).")
 _PID = flags.DEFINE_integer("process_id", None, "This process's index (multi-host).")
+_ALLOW_CHANGE = flags.DEFINE_bool(
+    "allow_config_change", False,
+    "Resume a run with a config that differs from the one it was made with (recorded in "
+    "WORKDIR/config_changes.jsonl); without it such a re-run is refused.")
 
 
 def initialize_distributed(coordinator=None, num_processes=None, process_id=None):
@@ -164,8 +168,13 @@ def main(argv):
         print(f"rlfb_jax.main: error: {e}", file=sys.stderr)
         sys.exit(2)
     from rlfb_jax.algos.driver import run  # after initialize_distributed: no backend before it
+    from rlfb_jax.core.rundir import ConfigChanged
 
-    summary = run(config, _WORKDIR.value)
+    try:
+        summary = run(config, _WORKDIR.value, allow_config_change=_ALLOW_CHANGE.value)
+    except ConfigChanged as e:
+        print(f"rlfb_jax.main: error: {e}", file=sys.stderr)
+        sys.exit(2)
     print(json.dumps(summary, indent=2, sort_keys=True), file=sys.stdout)
 
 

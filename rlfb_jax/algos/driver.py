@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -45,12 +44,13 @@ log = logging.getLogger("rlfb_jax")
 Iteration = Callable[[TrainState, int], tuple[TrainState, Mapping[str, Any]]]
 
 
-def run(config, workdir: str) -> dict:
+def run(config, workdir: str, *, allow_config_change: bool = False) -> dict:
     """Runs algorithm ``config.algo`` in `workdir` and returns its summary; a finished run
-    (summary.json present) returns the summary without doing any work."""
+    (summary.json present) returns the summary without doing any work. A workdir holding a
+    run made with another config raises `ConfigChanged` unless `allow_config_change`."""
     algo = get_algo(config.algo)
     pool = config.get(algo.pool) if algo.pool else None
-    with Driver(config, workdir, pool=pool) as driver:
+    with Driver(config, workdir, pool=pool, allow_config_change=allow_config_change) as driver:
         if driver.finished is not None:
             return driver.finished
         return algo.train(driver)
@@ -61,9 +61,11 @@ class Driver:
     closes the pool and the run directory. `pool`: the config section with ``workers`` and
     ``timeout`` (seconds per test) of the executor pool; default ``config.eval``."""
 
-    def __init__(self, config, workdir: str, *, subdir: str = "", pool=None):
+    def __init__(self, config, workdir: str, *, subdir: str = "", pool=None,
+                 allow_config_change: bool = False):
         self.config = config
-        self.rundir = RunDir(config, workdir, subdir=subdir)
+        self.rundir = RunDir(config, workdir, subdir=subdir,
+                             allow_config_change=allow_config_change)
         self.workdir = self.rundir.workdir
         self.finished: dict[str, Any] | None = self.rundir.finished()
         if self.finished is not None:
@@ -71,7 +73,6 @@ class Driver:
         self.meta: dict[str, Any] = {}
         self._pool_cfg = pool if pool is not None else config.get("eval")
         self._pool: ExecutorPool | None = None
-        self._t_start = time.time()
 
     def __enter__(self) -> Driver:
         return self
@@ -200,5 +201,5 @@ class Driver:
         if base is not None:
             summary.update({f"{k}_base": v for k, v in base.summary.items()
                             if k.startswith("eval/") and "/errors/" not in k})
-        summary["time/total_s"] = time.time() - self._t_start
+        summary["time/total_s"] = self.rundir.elapsed()  # every segment of a resumed run
         return self.rundir.finish(summary, step=step, state=state, meta=meta)

@@ -87,8 +87,9 @@ def train(driver: Driver) -> dict:
     position = lambda i: {"step": i, "data_position": i, "seed": int(config.seed)}
     state = driver.loop(state, step, start=start, total=total, desc="sft", meta=position)
     summary = {"train/steps": total, "train/examples": len(prompts)}
-    summary.update({k: float(v) for k, v in jax.device_get(last).items()
-                    if k in ("train/loss", "loss/sft")})
+    losses = ("train/loss", "loss/sft")
+    summary.update(driver.rundir.last_logged(losses))  # a resume may have no step left to run
+    summary.update({k: float(v) for k, v in jax.device_get(last).items() if k in losses})
     if data.eval_tasks and int(config.eval.num_tasks) > 0:
         ev = driver.evaluate(policy, state.params["policy"], data.eval_tasks)
         summary.update(ev)

@@ -11,6 +11,13 @@ The algorithms use it through `rlfb_jax.algos.driver.Driver`.
 
 Run directory: config.json, metrics.jsonl, tensorboard/, checkpoints/, summary.json, the
 metric grids metrics_*.png and the algorithm's own figures (eval.png, ...).
+
+A workdir is one run with one config. Re-running it with a config that differs (an override
+added or changed) is refused before anything is written, naming the keys, unless
+``allow_config_change`` (``--allow_config_change``) is given: then config.json becomes the
+new config and ``config_changes.jsonl`` records each change with the step it applies from.
+``time/total_s`` in the summary adds up every segment of a resumed run up to its last
+checkpoint (work redone after a kill is counted once).
 Only process 0 writes files (on multi-host runs every process checkpoints its shards
 through orbax).
 """
@@ -21,29 +28,54 @@ import json
 import logging
 import os
 import sys
+import time
 from typing import Any
 
 import jax
 
 from rlfb_jax.core.checkpoint import Checkpointer, abstract_with_shardings
-from rlfb_jax.core.metrics import MetricsWriter, plot_metrics, write_summary
+from rlfb_jax.core.metrics import MetricsWriter, plot_metrics, read_jsonl, write_summary
 from rlfb_jax.core.state import TrainState
 from rlfb_jax.core.step import check_finite
 
 log = logging.getLogger("rlfb_jax")
+_ELAPSED = "rundir/elapsed_s"  # the run's time so far, in each checkpoint's record
 
 
 def is_main_process() -> bool:
     return jax.process_index() == 0
 
 
+class ConfigChanged(ValueError):
+    """The workdir holds a run made with another config (raised before anything is written)."""
+
+
+def config_dict(config) -> dict[str, Any]:
+    """The JSON form of a config, as config.json holds it."""
+    if hasattr(config, "to_json_best_effort"):
+        return json.loads(config.to_json_best_effort())
+    return json.loads(json.dumps(dict(config), default=str))
+
+
+def config_diff(old: Any, new: Any, prefix: str = "") -> dict[str, list]:
+    """{dotted key: [old, new]} for every leaf that differs (a missing side is None)."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out: dict[str, list] = {}
+        for key in sorted(set(old) | set(new)):
+            out.update(config_diff(old.get(key), new.get(key), f"{prefix}{key}."))
+        return out
+    return {} if old == new else {prefix.rstrip("."): [old, new]}
+
+
 class RunDir:
     """One run directory: config.json, metrics, checkpoints, summary (see the module
     docstring). ``subdir`` places it under `workdir` (LEVER's verifier runs)."""
 
-    def __init__(self, config, workdir: str, *, subdir: str = ""):
+    def __init__(self, config, workdir: str, *, subdir: str = "",
+                 allow_config_change: bool = False):
         self.config = config
         self.workdir = os.path.abspath(os.path.join(workdir, subdir))
+        changes = self._config_changes(allow_config_change)
         os.makedirs(self.workdir, exist_ok=True)
         train = config.get("train", {})
         self.log_every = int(train.get("log_every", 10))
@@ -54,11 +86,46 @@ class RunDir:
         )
         self._writer: MetricsWriter | None = None
         self._closed = False
-        finished = os.path.exists(os.path.join(self.workdir, "summary.json"))
-        if is_main_process() and not finished:  # a finished run keeps the config it ran with
-            with open(os.path.join(self.workdir, "config.json"), "w") as f:
-                f.write(config.to_json_best_effort(indent=2) if hasattr(config, "to_json_best_effort")
-                        else json.dumps(dict(config), indent=2, default=str))
+        self._t_segment = time.time()
+        self.time_before = 0.0  # seconds of earlier segments, up to their last checkpoint
+        if is_main_process() and (changes or not os.path.exists(self._config_path)):
+            if changes:
+                record = {"from_step": self.ckpt.latest_step() or 0, "changed": changes}
+                with open(os.path.join(self.workdir, "config_changes.jsonl"), "a") as f:
+                    f.write(json.dumps(record) + "\n")
+            with open(self._config_path, "w") as f:
+                json.dump(config_dict(self.config), f, indent=2)
+
+    @property
+    def _config_path(self) -> str:
+        return os.path.join(self.workdir, "config.json")
+
+    def _config_changes(self, allowed: bool) -> dict[str, list]:
+        """How this config differs from the one the workdir's run was made with; raises
+        ConfigChanged unless `allowed` (and always for a finished run)."""
+        if not os.path.exists(self._config_path):
+            return {}
+        with open(self._config_path) as f:
+            changes = config_diff(json.load(f), config_dict(self.config))
+        if not changes:
+            return {}
+        listed = "; ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in list(changes.items())[:6])
+        more = f" (and {len(changes) - 6} more)" if len(changes) > 6 else ""
+        if os.path.exists(os.path.join(self.workdir, "summary.json")):
+            raise ConfigChanged(f"{self.workdir} holds a finished run made with another config "
+                                f"({listed}{more}); start a new --workdir to run this one")
+        if not allowed:
+            raise ConfigChanged(f"{self.workdir} holds a run made with another config "
+                                f"({listed}{more}); resume it with its own config, or pass "
+                                f"--allow_config_change to go on with this one (recorded in "
+                                f"config_changes.jsonl)")
+        log.warning("%s: going on with a changed config: %s%s", self.workdir, listed, more)
+        return changes
+
+    def elapsed(self) -> float:
+        """Seconds spent on this run: earlier segments up to their last checkpoint, plus
+        this one so far."""
+        return self.time_before + time.time() - self._t_segment
 
     # -- lifecycle ---------------------------------------------------------------------------
     def finished(self) -> dict[str, Any] | None:
@@ -75,9 +142,20 @@ class RunDir:
         meta: dict[str, Any] = {}
         if step is not None:
             state, meta = self.ckpt.restore(abstract_with_shardings(state, shardings), step)
+            self.time_before = float(meta.pop(_ELAPSED, 0.0))
             log.info("resuming from step %d", step)
         self._open_writer(step)
         return state, meta
+
+    def last_logged(self, keys) -> dict[str, float]:
+        """The last value logged to metrics.jsonl of each of `keys` (those ever logged): the
+        summary of a run resumed after its last step still reports its final losses."""
+        path = os.path.join(self.workdir, "metrics.jsonl")
+        found: dict[str, float] = {}
+        if os.path.exists(path):
+            for row in read_jsonl(path):
+                found.update({k: row[k] for k in keys if k in row})
+        return found
 
     def _open_writer(self, resume_step):
         if self._writer is None and is_main_process():
@@ -111,15 +189,18 @@ class RunDir:
             if log_now:
                 self.log(step, {**host, **(extra or {})})
         if save_now:
-            self.ckpt.save(step, state, meta)
+            self.ckpt.save(step, state, self._timed(meta))
 
     def save(self, step: int, state: TrainState, meta: dict[str, Any]):
-        self.ckpt.save(step, state, meta, force=True)
+        self.ckpt.save(step, state, self._timed(meta), force=True)
+
+    def _timed(self, meta: dict[str, Any]) -> dict[str, Any]:
+        return {**meta, _ELAPSED: self.elapsed()}
 
     def finish(self, summary: dict[str, Any], step: int | None = None, state=None, meta=None):
         """Final checkpoint (if a state is given), summary.json and PNG plots."""
         if state is not None and step is not None:
-            self.ckpt.save(step, state, meta or {}, force=True)
+            self.ckpt.save(step, state, self._timed(meta or {}), force=True)
         self.close()
         if is_main_process():
             write_summary(self.workdir, summary)

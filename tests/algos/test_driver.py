@@ -55,7 +55,7 @@ def test_loop_resume_and_the_finished_shortcut(tmp_path):
     ckpt = Checkpointer(wd)
     assert ckpt.latest_step() == 2  # the NaN step was never saved
     ckpt.close()
-    summary = run(_config(5), wd)  # resumes after step 2
+    summary = run(_config(5), wd, allow_config_change=True)  # resumes after step 2, NaN fixed
     assert [c["start"] for c in CALLS] == [0, 2]
     assert summary["w"] == 5.0 and summary["time/total_s"] > 0
     rows = [json.loads(line) for line in open(tmp_path / "run" / "metrics.jsonl")]

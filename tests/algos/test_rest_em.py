@@ -210,7 +210,10 @@ def test_one_iteration_synthetic_smoke(tmp_path, base_dir):
     from rlfb_jax.algos.driver import run
 
     mtime = os.path.getmtime(wd / "summary.json")
-    assert run(get_config("smoke"), str(wd)) == summary
+    config = get_config("smoke")  # with the overrides of the finished run (same config)
+    config.base_workdir, config.rest_em.threshold = str(base_dir), -2.0
+    config.rest_em.weighting = "uniform"
+    assert run(config, str(wd)) == summary
     assert os.path.getmtime(wd / "summary.json") == mtime
 
 

@@ -70,3 +70,33 @@ def test_optimizer_swap_from_the_command_line(tmp_path, name):
     assert cfg["optimizer"]["name"] == name
     summary = json.loads((wd / "summary.json").read_text())
     assert summary["train/steps"] == 10 and summary["train/loss"] < 10
+
+
+def test_a_changed_config_on_resume_is_refused_unless_allowed_and_then_recorded(tmp_path):
+    from rlfb_jax.core.checkpoint import Checkpointer
+
+    wd = tmp_path / "w"
+    _run(wd)
+    first = json.loads((wd / "summary.json").read_text())
+    (wd / "summary.json").unlink()  # as if killed after its last checkpoint
+    config = (wd / "config.json").read_text()
+    refused = _run(wd, "--config.optimizer.learning_rate=0.5", check=False)
+    assert refused.returncode == 2, refused.stderr[-2000:]
+    assert "optimizer.learning_rate: 0.003 -> 0.5" in refused.stderr, refused.stderr
+    assert "--allow_config_change" in refused.stderr
+    assert (wd / "config.json").read_text() == config and not (wd / "summary.json").exists()
+
+    _run(wd, "--config.optimizer.learning_rate=0.5", "--allow_config_change")
+    (change,) = [json.loads(x) for x in open(wd / "config_changes.jsonl")]
+    assert change == {"from_step": 40, "changed": {"optimizer.learning_rate": [0.003, 0.5]}}
+    assert json.loads((wd / "config.json").read_text())["optimizer"]["learning_rate"] == 0.5
+    # the resumed summary is complete: the final loss, and the time of both segments
+    again = json.loads((wd / "summary.json").read_text())
+    assert again["train/loss"] == first["train/loss"]
+    _, meta = Checkpointer(str(wd)).restore_raw(40)
+    assert 0 < meta["rundir/elapsed_s"] <= again["time/total_s"]
+
+    finished = _run(wd, "--config.train.steps=80", "--config.optimizer.learning_rate=0.5",
+                    check=False)
+    assert finished.returncode == 2 and "finished run" in finished.stderr, finished.stderr
+    assert "train.steps: 40 -> 80" in finished.stderr
