@@ -66,7 +66,7 @@ def check_base_data(base_cfg, bdir: str):
                          "to train one")
 
 
-def load_base_model(config, workdir: str, run: Callable[[Any, str], dict],
+def load_base_model(config, workdir: str, run: Callable[..., dict],
                     heads: tuple[str, ...] = ()) -> BaseModel:
     """Trains the base with ``run(config.base, base_workdir)`` (`rlfb_jax.algos.driver.run`,
     which does no work for a finished base) and loads it. `heads` adds zero-initialized
@@ -75,7 +75,8 @@ def load_base_model(config, workdir: str, run: Callable[[Any, str], dict],
     bdir = base_workdir(config, workdir)
     base_cfg = config.base
     check_base_data(base_cfg, bdir)
-    summary = run(base_cfg, bdir)
+    # its data and model are checked above; other settings (e.g. its own eval) may differ
+    summary = run(base_cfg, bdir, allow_config_change=True)
     data = load_sft_data(base_cfg, bdir)
     policy = build_policy(base_cfg, data.tokenizer)
     if heads:

@@ -15,7 +15,9 @@ metric grids metrics_*.png and the algorithm's own figures (eval.png, ...).
 A workdir is one run with one config. Re-running it with a config that differs (an override
 added or changed) is refused before anything is written, naming the keys, unless
 ``allow_config_change`` (``--allow_config_change``) is given: then config.json becomes the
-new config and ``config_changes.jsonl`` records each change with the step it applies from.
+new config and ``config_changes.jsonl`` records each change with the step it applies from
+(a finished run stays as it is). A base model reused by another run is checked by what
+matters to its weights (`rlfb_jax.algos.base_model.check_base_data`), not by this rule.
 ``time/total_s`` in the summary adds up every segment of a resumed run up to its last
 checkpoint (work redone after a kill is counted once).
 Only process 0 writes files (on multi-host runs every process checkpoints its shards
@@ -102,7 +104,8 @@ class RunDir:
 
     def _config_changes(self, allowed: bool) -> dict[str, list]:
         """How this config differs from the one the workdir's run was made with; raises
-        ConfigChanged unless `allowed` (and always for a finished run)."""
+        ConfigChanged unless `allowed`. A finished run is never changed: allowed, it is kept
+        as it is (its summary stands)."""
         if not os.path.exists(self._config_path):
             return {}
         with open(self._config_path) as f:
@@ -112,8 +115,13 @@ class RunDir:
         listed = "; ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in list(changes.items())[:6])
         more = f" (and {len(changes) - 6} more)" if len(changes) > 6 else ""
         if os.path.exists(os.path.join(self.workdir, "summary.json")):
-            raise ConfigChanged(f"{self.workdir} holds a finished run made with another config "
-                                f"({listed}{more}); start a new --workdir to run this one")
+            if not allowed:
+                raise ConfigChanged(f"{self.workdir} holds a finished run made with another "
+                                    f"config ({listed}{more}); start a new --workdir to run "
+                                    f"this one")
+            log.warning("%s: a finished run, made with another config (%s%s); kept as it is",
+                        self.workdir, listed, more)
+            return {}
         if not allowed:
             raise ConfigChanged(f"{self.workdir} holds a run made with another config "
                                 f"({listed}{more}); resume it with its own config, or pass "
