@@ -57,7 +57,7 @@ def test_loop_resume_and_the_finished_shortcut(tmp_path):
     ckpt.close()
     summary = run(_config(5), wd, allow_config_change=True)  # resumes after step 2, NaN fixed
     assert [c["start"] for c in CALLS] == [0, 2]
-    assert summary["w"] == 5.0 and summary["time/total_s"] > 0
+    assert summary["w"] == 5.0
     rows = [json.loads(line) for line in open(tmp_path / "run" / "metrics.jsonl")]
     assert [(r["step"], r["train/loss"]) for r in rows] == [(1, 0), (2, 1), (3, 2), (4, 3),
                                                              (5, 4)]
