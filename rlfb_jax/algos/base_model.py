@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
+from etils import epath
 
 from rlfb_jax.algos.datasets import SFTData, data_config, load_sft_data
 from rlfb_jax.core.checkpoint import params_from_checkpoint
@@ -43,19 +44,19 @@ def base_workdir(config, workdir: str) -> str:
 # Data settings that change what the base model was trained on: a finished base directory
 # whose config.json disagrees on one of them was trained for another task world. Absent keys
 # (older runs) count as the default (`rlfb_jax.algos.datasets.data_config`).
-PROMPT_DEFINING = ("source", "path", "seed", "max_depth", "example_outputs", "code_variants")
+PROMPT_DEFINING = ("source", "path", "seed", "max_depth", "example_outputs", "code_variants",
+                   "repair_pairs")
 
 
 def check_base_data(base_cfg, bdir: str):
     """Raises ValueError when the finished base in `bdir` was trained on other data than
     ``base_cfg.data`` describes (see `PROMPT_DEFINING`); a directory without a finished run
     or without config.json passes."""
-    path = os.path.join(bdir, "config.json")
-    if not (os.path.exists(os.path.join(bdir, "summary.json")) and os.path.exists(path)):
+    path = epath.Path(bdir, "config.json")
+    if not (epath.Path(bdir, "summary.json").exists() and path.exists()):
         return
     defaults = data_config()
-    with open(path) as f:
-        saved = json.load(f).get("data", {})
+    saved = json.loads(path.read_text()).get("data", {})
     want = base_cfg.get("data", {})
     diff = {k: (saved.get(k, defaults[k]), want.get(k, defaults[k])) for k in PROMPT_DEFINING
             if saved.get(k, defaults[k]) != want.get(k, defaults[k])}

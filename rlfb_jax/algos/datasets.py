@@ -12,12 +12,19 @@ Sources:
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
+import tempfile
+import time
 from typing import Any
 
 import ml_collections
+from etils import epath
 
+from rlfb_jax.core.metrics import copy_dir, is_uri
 from rlfb_jax.data.tokenizer import load_tokenizer
+
+log = logging.getLogger("rlfb_jax")
 
 
 def data_config() -> ml_collections.ConfigDict:
@@ -37,6 +44,10 @@ def data_config() -> ml_collections.ConfigDict:
         code_variants=False,  # synthetic: references in equivalent spellings
         vocab_size=2048,
         seed=0,
+        # synthetic: > 0 adds this many repair examples (a mutated reference, its feedback on
+        # the visible examples -> the reference; `rlfb_jax.data.feedback.repair_pairs`), so
+        # the model also learns to repair (prompt_len must fit the attempt and feedback)
+        repair_pairs=0,
     ))
 
 
@@ -83,18 +94,34 @@ def synthetic_tasks(config) -> dict[str, list]:
     from rlfb_jax.data.synthetic import GeneratorConfig, make_splits
 
     d = config.data
-    return make_splits(
+    t0 = time.time()
+    log.info("generating %d synthetic tasks...",
+             int(d.num_train) + int(d.num_valid) + int(d.num_test))
+    splits = make_splits(
         num_train=int(d.num_train), num_valid=int(d.num_valid), num_test=int(d.num_test),
         seed=int(d.seed), max_depth=int(d.max_depth),
         config=GeneratorConfig(examples_in_tests=bool(d.get("examples_in_tests", False)),
                                example_outputs=bool(d.get("example_outputs", True)),
                                code_variants=bool(d.get("code_variants", False))),
     )
+    log.info("generated in %.1f s", time.time() - t0)
+    return splits
 
 
 def synthetic_tokenizer(config, workdir: str, train_tasks):
     """The tokenizer of a synthetic run: ``data.tokenizer`` if given, else one trained on the
-    train split and saved to WORKDIR/tokenizer (reused when present)."""
+    train split and saved to WORKDIR/tokenizer (reused when present). Hugging Face reads and
+    writes local directories only: a cloud workdir's (gs://) is copied through a local one."""
+    if is_uri(workdir):
+        saved = epath.Path(workdir, "tokenizer")
+        existed = saved.is_dir()
+        with tempfile.TemporaryDirectory() as local:
+            if existed:
+                copy_dir(saved, os.path.join(local, "tokenizer"))
+            tok = synthetic_tokenizer(config, local, train_tasks)
+            if not existed and os.path.isdir(os.path.join(local, "tokenizer")):
+                copy_dir(os.path.join(local, "tokenizer"), saved)
+        return tok
     tok = _tokenizer_from(config, os.path.join(workdir, "tokenizer"))
     if tok is not None:
         return tok
@@ -103,6 +130,37 @@ def synthetic_tokenizer(config, workdir: str, train_tasks):
     path = train_tokenizer(train_tasks, int(config.data.vocab_size),
                            os.path.join(workdir, "tokenizer"))
     return load_tokenizer(str(path))
+
+
+def synthetic_repair_pairs(config, workdir: str, train_tasks) -> list[tuple[str, str]]:
+    """``data.repair_pairs`` repair examples of the train tasks, made once and kept in
+    WORKDIR/repair_pairs.jsonl (a resumed run reads them back)."""
+    count = int(config.data.get("repair_pairs", 0))
+    if not count:
+        return []
+    import json
+    import logging
+    import time
+
+    path = os.path.join(workdir, "repair_pairs.jsonl")
+    if os.path.exists(path):
+        prompts, completions = read_pairs(path)
+        if len(prompts) == count:
+            return list(zip(prompts, completions))
+    from rlfb_jax.data.feedback import repair_pairs
+    from rlfb_jax.executor import ExecutorPool
+
+    t0 = time.time()
+    with ExecutorPool(num_workers=int(config.eval.get("workers", 2)), timeout=8.0,
+                      timeout_per_test=2.0) as pool:
+        pairs = repair_pairs(train_tasks, count, int(config.data.seed), pool)
+    logging.getLogger("rlfb_jax").info("%d repair examples (mutated references and their "
+                                       "feedback) in %.0f s", count, time.time() - t0)
+    os.makedirs(workdir, exist_ok=True)
+    with open(path + ".tmp", "w") as f:
+        f.writelines(json.dumps({"prompt": p, "completion": c}) + "\n" for p, c in pairs)
+    os.replace(path + ".tmp", path)
+    return pairs
 
 
 def eval_tasks_from(spec: str, mbpp_path: str = "") -> list:
@@ -143,7 +201,9 @@ def _load_sft_data(config, workdir: str) -> SFTData:
         splits = synthetic_tasks(config)
         tok = synthetic_tokenizer(config, workdir, splits["train"])
         train = splits["train"]
-        return SFTData([t.prompt for t in train], [t.reference for t in train],
+        pairs = [(t.prompt, t.reference) for t in train]
+        pairs += synthetic_repair_pairs(config, workdir, train)
+        return SFTData([p for p, _ in pairs], [c for _, c in pairs],
                        splits["test"], tok, train, splits.get("validation", []))
     if source == "mbpp":
         from rlfb_jax.data.benchmarks import load_mbpp

@@ -213,32 +213,11 @@ class Task:
         never passes and its stdout is purely what the program did.
         """
         body, expected = [], []
-        for example in self.examples:
-            try:
-                statements = ast.parse(example).body
-            except SyntaxError:
-                continue
-            if not statements:
-                continue
-            *pre, last = statements
-            if isinstance(last, ast.Expr) and isinstance(last.value, ast.Call):
-                body += [ast.unparse(s) for s in pre]
-                body.append(f"print(_rlfb_probe(lambda: {ast.unparse(last.value)}, None, None))")
-                expected.append(UNKNOWN_OUTPUT)
-                continue
-            test = getattr(last, "test", None)
-            if not (isinstance(last, ast.Assert) and isinstance(test, ast.Compare)
-                    and len(test.ops) == 1 and isinstance(test.ops[0], ast.Eq)):
-                continue
-            body += [ast.unparse(s) for s in pre]
-            rhs = test.comparators[0]
-            try:
-                text = repr(ast.literal_eval(rhs))
-            except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-                text = ast.unparse(rhs)
-            expected.append(text)
-            body.append(f"print(_rlfb_probe(lambda: {ast.unparse(test.left)}, "
-                        f"lambda: {ast.unparse(rhs)}, {text!r}))")
+        for pre, call, rhs, text in self.probed_examples():
+            body += pre
+            rhs = "None" if rhs is None else f"lambda: {rhs}"
+            body.append(f"print(_rlfb_probe(lambda: {call}, {rhs}, {text!r}))")
+            expected.append(UNKNOWN_OUTPUT if text is None else text)
         if not body:
             raise ValueError(f"task {self.task_id} has no visible examples of the form "
                              "'assert CALL == EXPECTED' or 'CALL' to probe")
@@ -248,6 +227,35 @@ class Task:
         return Job(program=script, tests=(("", stdout),), kind="stdio",
                    entry_point=self.entry_point, timeout_per_test=timeout_per_test,
                    timeout=timeout, job_id=self.task_id if job_id is None else job_id)
+
+    def probed_examples(self) -> list[tuple[list[str], str, str | None, str | None]]:
+        """The visible examples `probe_job` runs, in its order (its stdout has one line per
+        entry): ``(statements before the call, call source, expected-value source or None,
+        expected text or None)``; None for a bare call (the prompt shows its input only)."""
+        out = []
+        for example in self.examples:
+            try:
+                statements = ast.parse(example).body
+            except SyntaxError:
+                continue
+            if not statements:
+                continue
+            *pre, last = statements
+            pre = [ast.unparse(s) for s in pre]
+            if isinstance(last, ast.Expr) and isinstance(last.value, ast.Call):
+                out.append((pre, ast.unparse(last.value), None, None))
+                continue
+            test = getattr(last, "test", None)
+            if not (isinstance(last, ast.Assert) and isinstance(test, ast.Compare)
+                    and len(test.ops) == 1 and isinstance(test.ops[0], ast.Eq)):
+                continue
+            rhs = test.comparators[0]
+            try:
+                text = repr(ast.literal_eval(rhs))
+            except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+                text = ast.unparse(rhs)
+            out.append((pre, ast.unparse(test.left), ast.unparse(rhs), text))
+        return out
 
     def _test_setup_lines(self) -> str:
         # Appended after the program in scripts, so program line numbers stay unchanged.

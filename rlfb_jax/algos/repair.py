@@ -1,0 +1,213 @@
+"""Inference with execution feedback (``config.algo = "repair"``): CodeRL's critical sampling
+and self-repair, against plain resampling at the same number of executed programs.
+
+For each held-out task and seed:
+
+    round 0     n samples; each runs on the visible examples (feedback) and, for judging
+                only, on the hidden tests
+    round r     tasks with no sample passing the visible examples yet get n new programs:
+                  repair:   one repair of each of the previous round's n failed attempts,
+                            the same model prompted with (task, attempt, feedback text)
+                            (`rlfb_jax.data.feedback`)
+                  resample: n fresh samples of the plain prompt
+    select      the first program (in execution order) that passes the visible examples,
+                else the first sample; its hidden verdict is the task's pass@1
+
+Both methods share round 0 and spend programs only on unsolved tasks, so at each round the
+repair curve has executed at most as many programs as resampling whenever it solves more.
+The model must have been trained to repair: the base's ``data.repair_pairs`` > 0 (see
+`experiments/synthetic_repair.py`).
+
+Outputs: summary.json with, per round r, ``repair/round<r>/pass@1`` and
+``resample/round<r>/pass@1`` (means over ``repair.seeds`` seeds), ``.../programs`` (programs
+executed per task), ``diff/round<r>/pass@1`` (repair - resample, paired over tasks and seeds)
+with ``_lo``/``_hi`` (95% bootstrap over tasks), ``eval/pass@1_base`` (the base's greedy
+pass@1) and ``repair/sampled_pass@1`` (its samples' pass rate); repair.png (pass@1 against
+programs executed), repair_samples.jsonl (every attempt with its feedback), and
+``seed<s>.json`` per finished seed (a killed run resumes at the next seed).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+
+import jax
+import ml_collections
+import numpy as np
+
+from rlfb_jax.algos import register_algo
+from rlfb_jax.algos.driver import Driver
+from rlfb_jax.algos.sft import default_config as sft_config
+from rlfb_jax.core.config import experiment_config
+from rlfb_jax.core.rollout import rollout
+from rlfb_jax.core.state import named_key
+from rlfb_jax.data.feedback import feedback_job, render_feedback, repair_task
+
+log = logging.getLogger("rlfb_jax")
+METHODS = ("repair", "resample")
+
+
+def default_config() -> ml_collections.ConfigDict:
+    c = experiment_config()
+    c.algo = "repair"
+    c.base = sft_config()
+    c.base_workdir = ""
+    c.repair = ml_collections.ConfigDict(dict(
+        num_tasks=200, n=4, rounds=3, seeds=3, temperature=0.8, top_k=0, top_p=1.0,
+        max_new_tokens=48, chunk_rows=256, workers=2, timeout=2.0, bootstrap=2000))
+    return c
+
+
+@dataclasses.dataclass
+class Attempt:
+    text: str
+    feedback: str  # "" when the visible examples pass
+    visible: bool  # passes the visible examples
+    hidden: bool  # passes the hidden tests (judging only: never shown to the model)
+    status: str  # the hidden tests' status
+    prompt_kind: str  # "sample" or "repair"
+
+
+def _attempts(driver: Driver, prompts, n: int, key, kind: str) -> list[list[Attempt]]:
+    """n programs per (plain or repair) prompt task, each run on the visible examples and
+    judged on the hidden tests; [len(prompts)][n]."""
+    rc, base = driver.config.repair, driver.base
+    sampling = base.policy.sampling(rc.temperature, rc.top_k, rc.top_p, rc.max_new_tokens)
+    jobs = lambda task, texts: [j for t in texts for j in (feedback_job(task, t), task.to_job(t))]
+    eps = rollout(base.policy, base.params, prompts, sampling, n, key, driver.pool,
+                  chunk_rows=int(rc.chunk_rows), jobs=jobs,
+                  prompt_len=int(driver.config.base.data.prompt_len), desc=kind)
+    out = []
+    for i, task in enumerate(prompts):
+        outs = eps.task_outcomes[i]
+        row = []
+        for j in range(n):
+            text, fb, hid = eps.texts[i * n + j], outs[2 * j], outs[2 * j + 1]
+            feedback = render_feedback(task, text, fb, feedback_job(task, text).program)
+            row.append(Attempt(text, feedback, fb.passed, hid.passed, hid.status, kind))
+        out.append(row)
+    return out
+
+
+def _selected(history: list[Attempt]) -> bool:
+    """The hidden verdict of the program a user would keep (see the module docstring)."""
+    return next((a.hidden for a in history if a.visible), history[0].hidden)
+
+
+def run_seed(driver: Driver, tasks, seed: int) -> dict:
+    """Both methods for one seed: per method, per round, the selected programs' hidden
+    verdicts [tasks] and the programs executed per task."""
+    rc = driver.config.repair
+    n, rounds = int(rc.n), int(rc.rounds)
+    key = named_key(jax.random.key(seed), "repair")
+    first = _attempts(driver, tasks, n, jax.random.fold_in(key, 0), "sample")
+    result = {"sampled_pass": float(np.mean([a.hidden for row in first for a in row]))}
+    for m, method in enumerate(METHODS):
+        history = [list(row) for row in first]
+        frontier = [list(row) for row in first]
+        curve = [([_selected(h) for h in history], [len(h) for h in history])]
+        for r in range(1, rounds + 1):
+            todo = [i for i, h in enumerate(history) if not any(a.visible for a in h)]
+            if todo:
+                k = jax.random.fold_in(key, 1 + m * rounds + r)
+                if method == "repair":
+                    prompts = [repair_task(tasks[i], a.text, a.feedback)
+                               for i in todo for a in frontier[i]]
+                    got = _attempts(driver, prompts, 1, k, "repair")
+                    new = [sum(got[j * n:(j + 1) * n], []) for j in range(len(todo))]
+                else:
+                    new = _attempts(driver, [tasks[i] for i in todo], n, k, "sample")
+                for i, row in zip(todo, new):
+                    history[i] += row
+                    frontier[i] = row
+            curve.append(([_selected(h) for h in history], [len(h) for h in history]))
+        result[method] = {"pass": [[bool(x) for x in c[0]] for c in curve],
+                          "programs": [c[1] for c in curve],
+                          "attempts": [[dataclasses.asdict(a) for a in h] for h in history]}
+    return result
+
+
+def _bootstrap(diffs: np.ndarray, draws: int, seed: int) -> tuple[float, float]:
+    """95% percentile interval of the mean of per-task values (resampling tasks)."""
+    rng = np.random.default_rng(seed)
+    means = diffs[rng.integers(0, len(diffs), (draws, len(diffs)))].mean(axis=1)
+    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+
+
+def summarize(seeds: list[dict], rounds: int, draws: int = 2000) -> dict[str, float]:
+    out = {"repair/sampled_pass@1": float(np.mean([s["sampled_pass"] for s in seeds]))}
+    for r in range(rounds + 1):
+        per = {}
+        for method in METHODS:
+            passed = np.array([s[method]["pass"][r] for s in seeds], float)  # [seeds, tasks]
+            progs = np.array([s[method]["programs"][r] for s in seeds], float)
+            out[f"{method}/round{r}/pass@1"] = float(passed.mean())
+            out[f"{method}/round{r}/pass@1_seed_std"] = float(passed.mean(axis=1).std())
+            out[f"{method}/round{r}/programs"] = float(progs.mean())
+            per[method] = passed.mean(axis=0)  # per task, over seeds
+        diff = per["repair"] - per["resample"]
+        out[f"diff/round{r}/pass@1"] = float(diff.mean())
+        out[f"diff/round{r}/pass@1_lo"], out[f"diff/round{r}/pass@1_hi"] = _bootstrap(
+            diff, draws, r)
+    return out
+
+
+def plot(path: str, summary: dict, rounds: int) -> None:
+    from rlfb_jax.core.metrics import new_figure
+
+    fig, ax = new_figure(figsize=(5.5, 4))
+    for method, marker in zip(METHODS, "os"):
+        xs = [summary[f"{method}/round{r}/programs"] for r in range(rounds + 1)]
+        ys = [summary[f"{method}/round{r}/pass@1"] for r in range(rounds + 1)]
+        err = [summary[f"{method}/round{r}/pass@1_seed_std"] for r in range(rounds + 1)]
+        ax.errorbar(xs, ys, yerr=err, marker=marker, capsize=3, label=method)
+        for r, (x, y) in enumerate(zip(xs, ys)):
+            ax.annotate(f"R={r}", (x, y), textcoords="offset points", xytext=(4, -10),
+                        fontsize=7)
+    ax.axhline(summary.get("eval/pass@1_base", np.nan), ls="--", c="gray", label="base greedy")
+    ax.set_xlabel("programs executed per task")
+    ax.set_ylabel("held-out pass@1 (hidden tests)")
+    ax.set_title("selection with visible examples")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+@register_algo("repair", pool="repair")
+def train(driver: Driver) -> dict:
+    rc = driver.config.repair
+    base = driver.base
+    if not int(driver.config.base.data.get("repair_pairs", 0)):
+        log.warning("the base was trained without repair examples (base.data.repair_pairs=0): "
+                    "its repairs are plain samples with a longer prompt")
+    tasks = list(base.data.eval_tasks)[: int(rc.num_tasks)]
+    seeds = []
+    for s in range(int(rc.seeds)):
+        path = os.path.join(driver.workdir, f"seed{s}.json")
+        if os.path.exists(path):
+            with open(path) as f:
+                seeds.append(json.load(f))
+            continue
+        seed = int(driver.config.seed) * 1000 + s
+        result = run_seed(driver, tasks, seed)
+        with open(path + ".tmp", "w") as f:
+            json.dump(result, f)
+        os.replace(path + ".tmp", path)
+        seeds.append(result)
+        one = summarize([result], int(rc.rounds), 200)
+        driver.log(s + 1, {k: v for k, v in one.items() if "_seed_std" not in k})
+        log.info("seed %d: repair %s | resample %s", s, " ".join(
+            f"{one[f'repair/round{r}/pass@1']:.3f}" for r in range(int(rc.rounds) + 1)),
+            " ".join(f"{one[f'resample/round{r}/pass@1']:.3f}" for r in range(int(rc.rounds) + 1)))
+    summary = summarize(seeds, int(rc.rounds), int(rc.bootstrap))
+    with open(os.path.join(driver.workdir, "repair_samples.jsonl"), "w") as f:
+        for method in METHODS:
+            for task, hist in zip(tasks, seeds[0][method]["attempts"]):
+                f.write(json.dumps({"task_id": task.task_id, "method": method,
+                                    "attempts": hist}) + "\n")
+    summary = driver.finish(summary, base=base)
+    plot(os.path.join(driver.workdir, "repair.png"), summary, int(rc.rounds))
+    return summary

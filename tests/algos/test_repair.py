@@ -1,0 +1,68 @@
+"""Repair at inference (rlfb_jax.algos.repair): the selection rule, the paired summary, and
+the smoke run end to end (a base trained with repair examples, both methods, resume)."""
+
+import json
+import os
+
+import numpy as np
+from main_runner import run_main, summary
+
+from rlfb_jax.algos.repair import Attempt, _selected, summarize
+
+REPAIR = "experiments/synthetic_repair.py:smoke"
+
+
+def _a(visible, hidden):
+    return Attempt("x", "", visible, hidden, "passed" if hidden else "wrong_answer", "sample")
+
+
+def test_selection_keeps_the_first_visible_pass_else_the_first_sample():
+    assert _selected([_a(False, True), _a(True, False), _a(True, True)]) is False
+    assert _selected([_a(False, True), _a(False, False)]) is True
+    assert _selected([_a(False, False), _a(False, True), _a(True, True)]) is True
+
+
+def _seed(repair, resample, programs):
+    return {"sampled_pass": 0.1,
+            "repair": {"pass": repair, "programs": programs},
+            "resample": {"pass": resample, "programs": programs}}
+
+
+def test_summary_pairs_the_methods_over_tasks_and_seeds():
+    # 4 tasks, rounds 0..1; seed A: repair fixes tasks 0 and 1, resampling task 0 only
+    a = _seed([[0, 0, 0, 0], [1, 1, 0, 0]], [[0, 0, 0, 0], [1, 0, 0, 0]],
+              [[2, 2, 2, 2], [4, 4, 4, 4]])
+    b = _seed([[0, 0, 0, 0], [1, 0, 0, 0]], [[0, 0, 0, 0], [1, 0, 0, 0]],
+              [[2, 2, 2, 2], [4, 4, 2, 4]])
+    s = summarize([a, b], rounds=1, draws=500)
+    assert s["repair/round1/pass@1"] == 3 / 8 and s["resample/round1/pass@1"] == 2 / 8
+    assert s["diff/round0/pass@1"] == 0 and s["diff/round1/pass@1"] == 1 / 8
+    assert s["diff/round1/pass@1_lo"] <= 1 / 8 <= s["diff/round1/pass@1_hi"]
+    assert s["repair/round1/programs"] == np.mean([4] * 7 + [2])
+    assert s["repair/round1/pass@1_seed_std"] == np.std([0.5, 0.25])
+
+
+def test_repair_smoke_end_to_end(tmp_path):
+    wd = tmp_path / "repair"
+    run_main(REPAIR, wd)
+    s = summary(wd)
+    rounds = 2
+    for method in ("repair", "resample"):
+        progs = [s[f"{method}/round{r}/programs"] for r in range(rounds + 1)]
+        assert progs[0] == 2 and all(a <= b for a, b in zip(progs, progs[1:]))
+        assert all(0 <= s[f"{method}/round{r}/pass@1"] <= 1 for r in range(rounds + 1))
+    assert s["repair/round0/pass@1"] == s["resample/round0/pass@1"]  # one shared round 0
+    assert "eval/pass@1_base" in s and (wd / "repair.png").exists()
+    with open(wd / "base" / "config.json") as f:
+        assert json.load(f)["data"]["repair_pairs"] == 64
+    with open(wd / "base" / "repair_pairs.jsonl") as f:
+        assert sum(1 for _ in f) == 64
+    rows = [json.loads(line) for line in open(wd / "repair_samples.jsonl")]
+    kinds = {a["prompt_kind"] for r in rows if r["method"] == "repair" for a in r["attempts"]}
+    assert kinds <= {"sample", "repair"} and len(rows) == 2 * 4
+    # a killed run resumes at the next seed: drop the summary and one seed's results
+    os.remove(wd / "summary.json")
+    os.remove(wd / "seed1.json")
+    run_main(REPAIR, wd)
+    assert summary(wd)["repair/round0/pass@1"] == s["repair/round0/pass@1"]
+    assert summary(wd)["resample/round2/programs"] == s["resample/round2/programs"]
