@@ -18,6 +18,9 @@ Reads each run's ``metrics.jsonl``, ``summary.json`` and (when present) the held
   RLTF's error-type figure);
 * ``compare_programs.md``: per run, the most frequent held-out programs, and for tasks the
   base solved but the run no longer does, the run's most frequent program there.
+
+Only what the runs have is shown: a column or panel no run has a value of (the KL of SFT
+runs) is left out, and a figure with nothing to draw is not written.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import collections
 import json
 import os
 import re
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -83,6 +87,9 @@ class FinishedRun:
     """A finished run directory: its metrics rows, summary and held-out samples."""
 
     def __init__(self, path: str, label: str | None = None):
+        if os.path.isfile(path):
+            raise NotADirectoryError(f"{path!r} is a file, not a run directory (a run directory "
+                                     f"holds summary.json, metrics.jsonl and config.json)")
         if not os.path.isdir(path):
             raise FileNotFoundError(f"run directory {path!r} does not exist")
         self.path, self.label = path, label or os.path.basename(os.path.normpath(path))
@@ -120,6 +127,7 @@ def _fmt(v) -> str:
 
 
 def table(runs: Sequence[FinishedRun], base: FinishedRun | None) -> str:
+    """One row per run; a column no run has a value of is left out."""
     cols = [("greedy pass@1", "eval/pass@1"), ("compile rate", "eval/compile_rate"),
             ("pass@16", "eval/pass@16"), ("KL/seq", "kl/seq_kl"),
             ("distinct / task", "samples/distinct_per_task"),
@@ -127,12 +135,22 @@ def table(runs: Sequence[FinishedRun], base: FinishedRun | None) -> str:
             ("top program share", "samples/top_program_share"),
             ("passed", "samples/passed"), ("wrong answer", "samples/wrong_answer"),
             ("runtime error", "samples/runtime_error"), ("syntax error", "samples/syntax_error")]
-    lines = ["| run | " + " | ".join(c for c, _ in cols) + " |",
-             "| --- |" + " ---: |" * len(cols)]
-    for r in ([base] if base else []) + list(runs):
-        vals = [r.stats.get(k) if k.startswith("samples/") else r.final(k) for _, k in cols]
-        lines.append(f"| {r.label} | " + " | ".join(_fmt(v) for v in vals) + " |")
+    rows = ([base] if base else []) + list(runs)
+    vals = [[r.stats.get(k) if k.startswith("samples/") else r.final(k) for _, k in cols]
+            for r in rows]
+    keep = [j for j in range(len(cols)) if any(v[j] is not None for v in vals)]
+    lines = ["| run | " + " | ".join(cols[j][0] for j in keep) + " |",
+             "| --- |" + " ---: |" * len(keep)]
+    for r, v in zip(rows, vals):
+        lines.append(f"| {r.label} | " + " | ".join(_fmt(v[j]) for j in keep) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _code(program: str) -> str:
+    """A program as a markdown code block; a blank one says so instead of an empty block."""
+    if not program.strip():
+        return "(an empty program)\n"
+    return f"```python\n{program.rstrip()}\n```\n"
 
 
 def programs_report(runs: Sequence[FinishedRun], base: FinishedRun | None, top: int = 5,
@@ -142,54 +160,67 @@ def programs_report(runs: Sequence[FinishedRun], base: FinishedRun | None, top: 
                       if base else set())
     for r in runs:
         if not r.samples:
+            out.append(f"## {r.label}\n\nno held-out samples (no eval_samples.jsonl)\n")
             continue
         out.append(f"## {r.label}\n\nMost frequent held-out programs (count of "
                    f"{len(r.samples)} samples):\n")
         for prog, n in collections.Counter(s["completion"] for s in r.samples).most_common(top):
-            out.append(f"- {n}x\n\n```python\n{prog.rstrip()}\n```\n")
+            out.append(f"- {n}x\n\n{_code(prog)}")
         by_task: dict[str, list[dict]] = collections.defaultdict(list)
         for s in r.samples:
             by_task[s["task_id"]].append(s)
         lost = [t for t in by_task if t in solved_by_base
                 and not any(s.get("passed") for s in by_task[t])]
-        if base:
+        if base and base.samples:
             out.append(f"Tasks the base solved in some sample and this run in none: "
                        f"{len(lost)} of {len(by_task)}.\n")
         for t in lost[:lost_tasks]:
             prog, n = collections.Counter(s["completion"] for s in by_task[t]).most_common(1)[0]
             right = next(s["completion"] for s in base.samples
                          if s["task_id"] == t and s.get("passed"))
-            out.append(f"- `{t}`: {n} of {len(by_task[t])} samples are\n\n```python\n"
-                       f"{prog.rstrip()}\n```\n\n  a passing base sample:\n\n```python\n"
-                       f"{right.rstrip()}\n```\n")
+            out.append(f"- `{t}`: {n} of {len(by_task[t])} samples are\n\n{_code(prog)}\n"
+                       f"  a passing base sample:\n\n{_code(right)}")
     return "\n".join(out)
 
 
-def plot_curves(path: str, runs: Sequence[FinishedRun], base: FinishedRun | None = None) -> None:
+def plot_curves(path: str, runs: Sequence[FinishedRun],
+                base: FinishedRun | None = None) -> list[str]:
+    """Draws one panel per curve that some run logged (an SFT run has no KL: no KL panel);
+    returns the keys drawn, and writes nothing when there are none."""
     from matplotlib.ticker import MaxNLocator
 
     from rlfb_jax.core.metrics import new_figure
 
-    fig, axes = new_figure(1, len(CURVES), figsize=(4.2 * len(CURVES), 3.4))
-    for ax, (key, title) in zip(axes, CURVES):
-        for r in runs:
-            xs, ys = r.curve(key, base if key.startswith("eval/") else None)
+    curves = {key: [(r.label, r.curve(key, base if key.startswith("eval/") else None))
+                    for r in runs] for key, _ in CURVES}
+    shown = [(key, title) for key, title in CURVES if any(xs for _, (xs, _) in curves[key])]
+    if not shown:
+        return []
+    fig, axes = new_figure(1, len(shown), figsize=(4.2 * len(shown), 3.4), squeeze=False)
+    for ax, (key, title) in zip(axes[0], shown):
+        for label, (xs, ys) in curves[key]:
             if xs:
-                ax.plot(xs, ys, marker="o", ms=3, label=r.label)
+                ax.plot(xs, ys, marker="o", ms=3, label=label)
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("iteration", fontsize=8)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
+    axes[0][0].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
+    return [key for key, _ in shown]
 
 
-def plot_outcomes(path: str, runs: Sequence[FinishedRun]) -> None:
+def plot_outcomes(path: str, runs: Sequence[FinishedRun]) -> list[str]:
+    """Bars of the held-out samples' outcomes of the runs that have samples; returns the
+    statuses drawn (none: no runs with samples, nothing written)."""
     from rlfb_jax.core.metrics import new_figure
 
+    runs = [r for r in runs if r.stats]
     shown = [s for s in STATUSES if any(r.stats.get(f"samples/{s}", 0) > 0 for r in runs)]
-    width = 0.8 / max(len(runs), 1)
+    if not shown:
+        return []
+    width = 0.8 / len(runs)
     fig, ax = new_figure(figsize=(1.6 + 1.3 * len(shown), 3.4))
     x = np.arange(len(shown))
     for i, r in enumerate(runs):
@@ -202,11 +233,13 @@ def plot_outcomes(path: str, runs: Sequence[FinishedRun]) -> None:
     ax.grid(alpha=0.3, axis="y")
     fig.tight_layout()
     fig.savefig(path, dpi=90)
+    return shown
 
 
 def compare(paths: Sequence[str], out: str, labels: Sequence[str] | None = None,
             base: str | None = None) -> dict[str, str]:
-    """Writes the report files into `out`; returns {name: path}."""
+    """Writes the report files into `out`; returns {name: path} of those written (no curves
+    figure when no run logged any curve, no outcomes figure when none has samples)."""
     if labels and len(labels) != len(paths):
         raise ValueError(f"{len(labels)} labels for {len(paths)} runs")
     runs = [FinishedRun(p, labels[i] if labels else None) for i, p in enumerate(paths)]
@@ -220,8 +253,11 @@ def compare(paths: Sequence[str], out: str, labels: Sequence[str] | None = None,
         f.write(table(runs, base_run))
     with open(files["programs"], "w") as f:
         f.write(programs_report(runs, base_run))
-    plot_curves(files["curves"], runs, base_run)
-    plot_outcomes(files["outcomes"], ([base_run] if base_run else []) + runs)
+    for name, drawn in (("curves", plot_curves(files["curves"], runs, base_run)),
+                        ("outcomes", plot_outcomes(files["outcomes"],
+                                                   ([base_run] if base_run else []) + runs))):
+        if not drawn:
+            del files[name]
     return files
 
 
@@ -233,10 +269,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--base", default="", help="the base run (drawn as iteration 0)")
     args = ap.parse_args(argv)
     labels = args.labels.split(",") if args.labels else None
-    files = compare(args.runs, args.out, labels, args.base or None)
+    try:
+        files = compare(args.runs, args.out, labels, args.base or None)
+    except (OSError, ValueError) as e:
+        print(f"compare: {e}", file=sys.stderr)
+        return 2
     print(open(files["table"]).read())
     for name, path in files.items():
         print(f"{name}: {path}")
+    for name, missing in (("curves", "no run logged a learning curve"),
+                          ("outcomes", "no held-out samples (eval_samples.jsonl)")):
+        if name not in files:
+            print(f"{name}: none, {missing}")
     return 0
 
 

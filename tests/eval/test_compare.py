@@ -9,9 +9,11 @@ from rlfb_jax.eval import compare
 
 
 def _run(path, pass1, pass1_base, samples, kl=(1.0, 2.0)):
+    """A finished run directory; ``kl=None`` logs no KL (an SFT run)."""
     os.makedirs(path)
-    rows = [{"step": 1, "kl/seq_kl": kl[0]}, {"step": 1, "eval/pass@1": pass1[0]},
-            {"step": 2, "kl/seq_kl": kl[1]}, {"step": 2, "eval/pass@1": pass1[1]}]
+    rows = [row for step in (1, 2) for row in
+            ([{"step": step, "kl/seq_kl": kl[step - 1]}] if kl else [])
+            + [{"step": step, "eval/pass@1": pass1[step - 1]}]]
     with open(os.path.join(path, "metrics.jsonl"), "w") as f:
         f.writelines(json.dumps(r) + "\n" for r in rows)
     with open(os.path.join(path, "summary.json"), "w") as f:
@@ -77,9 +79,42 @@ def test_compare_writes_table_plots_and_lost_tasks(tmp_path):
     assert compare.FinishedRun(bad).curve("kl/seq_kl", compare.FinishedRun(base)) == ([0, 1, 2], [0.0, 3.0, 5.0])
 
 
-def test_compare_names_the_problem(tmp_path):
+def test_sft_runs_show_only_what_they_have(tmp_path, capsys):
+    """SFT runs log no KL, may have blank programs (an untrained model) or no samples: no KL
+    column or panel, no empty code blocks, and each absence said in words."""
+    a = _run(tmp_path / "a", (0.1, 0.2), 0.0, [("t", "", "syntax_error"),
+                                                ("t", "  \n", "syntax_error")], kl=None)
+    b = _run(tmp_path / "b", (0.3, 0.4), 0.0, [], kl=None)
+    os.remove(os.path.join(b, "eval_samples.jsonl"))
+    files = compare.compare([a, b], str(tmp_path / "out"))
+    header = open(files["table"]).read().splitlines()[0]
+    assert "KL/seq" not in header and "greedy pass@1" in header
+    assert "pass@16" not in header  # neither run has it
+    progs = open(files["programs"]).read()
+    assert "```python\n\n```" not in progs and "```" not in progs
+    assert progs.count("(an empty program)") == 2
+    assert "## b\n\nno held-out samples" in progs
+    runs = [compare.FinishedRun(a), compare.FinishedRun(b)]
+    assert compare.plot_curves(str(tmp_path / "c.png"), runs) == ["eval/pass@1"]
+    assert compare.plot_outcomes(str(tmp_path / "o.png"), runs[1:]) == []
+    assert not os.path.exists(tmp_path / "o.png")
+    assert compare.plot_outcomes(str(tmp_path / "o.png"), runs) == ["syntax_error"]
+    # no samples anywhere: no outcomes figure, and the CLI says why
+    os.remove(os.path.join(a, "eval_samples.jsonl"))
+    assert compare.main([a, b, "--out", str(tmp_path / "out2")]) == 0
+    out = capsys.readouterr().out
+    assert "outcomes: none, no held-out samples" in out
+    assert not os.path.exists(tmp_path / "out2" / "compare_outcomes.png")
+
+
+def test_compare_names_the_problem(tmp_path, capsys):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         compare.FinishedRun(str(tmp_path / "missing"))
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(NotADirectoryError, match="is a file, not a run directory .*summary.json"):
+        compare.FinishedRun(str(tmp_path / "config.json"))
+    assert compare.main([str(tmp_path / "config.json"), "--out", str(tmp_path / "o")]) == 2
+    assert "is a file, not a run directory" in capsys.readouterr().err
     os.makedirs(tmp_path / "unfinished")
     with pytest.raises(FileNotFoundError, match="finished run"):
         compare.FinishedRun(str(tmp_path / "unfinished"))
