@@ -1,7 +1,9 @@
 """From ``config.data`` to texts, tasks and a tokenizer, for every algorithm.
 
 Sources:
-  "jsonl"      {"prompt", "completion"} lines at ``data.path`` (SFT only; no tests).
+  "jsonl"      {"prompt", "completion"} lines at ``data.path``, or the tasks the data CLI
+               writes (their reference is the completion); SFT only, held-out tasks from
+               ``eval.tasks``.
   "synthetic"  the synthetic task world, generated deterministically from ``data.seed``;
                a BPE tokenizer is trained on its train split and kept in WORKDIR/tokenizer.
   "mbpp"       MBPP (the original jsonl at ``data.path``): train split 601-974 for training,
@@ -62,21 +64,14 @@ class SFTData:
 
 
 def read_pairs(path: str) -> tuple[list[str], list[str]]:
-    """Reads {"prompt", "completion"} JSON lines; errors name the file and line number."""
-    from rlfb_jax.data.jsonl import iter_jsonl
+    """Reads {"prompt", "completion"} JSON lines or task records (the data CLI's files; their
+    completion is the reference): `rlfb_jax.data.pairs.read_pairs`, errors naming the file
+    and line number."""
+    from rlfb_jax.data.pairs import read_pairs as read
 
     if not os.path.exists(path):
         raise FileNotFoundError(f"config.data.path: no such file: {path}")
-    prompts, completions = [], []
-    for i, row in iter_jsonl(path):
-        for key in ("prompt", "completion"):
-            if not isinstance(row.get(key), str):
-                raise ValueError(f"{path}:{i}: missing or non-string field {key!r}")
-        prompts.append(row["prompt"])
-        completions.append(row["completion"])
-    if not prompts:
-        raise ValueError(f"{path}: no examples")
-    return prompts, completions
+    return read(path)
 
 
 def _tokenizer_from(config, fallback_dir: str | None = None):

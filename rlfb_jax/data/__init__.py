@@ -6,6 +6,7 @@ Modules:
   synthetic      task generator, program-disjoint splits, CLI
   benchmarks     HumanEval and MBPP as tasks
   tokenizer      byte-level BPE training / loading (Hugging Face files)
+  pairs          SFT (prompt, completion) pairs from pair or task JSON lines
   tfds_builders  array_record TFDS builders (imports tensorflow_datasets; import it directly)
 """
 
