@@ -95,6 +95,12 @@ def default_config() -> ml_collections.ConfigDict:
             min_steps=1,
             max_steps=0,  # ... clipped to [min_steps, max_steps] (0: no upper bound)
         )),
+        # ILF (Chen et al. 2023): "off" (ReST-EM); "ilf": the failed samples' feedback on the
+        # visible examples -> one repair each by the same model (its base trained with
+        # data.repair_pairs) -> keep the repairs that pass, trained on as (task -> repair);
+        # "both": the passing samples and the passing repairs
+        feedback_repair="off",
+        repairs_per_problem=4,  # at most this many repairs per problem and iteration
         valid_tasks=0,  # validation tasks for early stopping; 0: all
         patience=1,  # stop after this many iterations without improvement; 0: never
         min_delta=0.0,
@@ -167,7 +173,8 @@ def mstep_batch(prompt_ids, comp_ids, weights, step: int, batch_size: int, seed:
 
 def e_step(policy: Policy, params, tasks, rc, pool, reward_fn, key, seed: int):
     """Samples ``rc.n_samples`` completions per task, runs them, selects the kept ones
-    (`rlfb_jax.algos.rest_em_data.select_samples`). Returns (kept, metrics)."""
+    (`rlfb_jax.algos.rest_em_data.select_samples`); with ``rc.feedback_repair`` also
+    repairs the failures (`repair_step`). Returns (kept, metrics)."""
     n, t0 = int(rc.n_samples), time.time()
     sampling = policy.sampling(rc.temperature, rc.top_k, rc.top_p, rc.max_new_tokens)
     eps = rollout(policy, params, tasks, sampling, n, key, pool, reward_fn,
@@ -176,6 +183,11 @@ def e_step(policy: Policy, params, tasks, rc, pool, reward_fn, key, seed: int):
     ids = eps.completion_ids()
     samples = [red.Sample(i // n, eps.texts[i], float(eps.rewards[i]), tuple(ids[i]))
                for i in range(len(eps.texts))]
+    rmetrics: dict[str, float] = {}
+    if rc.feedback_repair != "off":
+        repairs, rmetrics = repair_step(policy, params, tasks, samples, eps.outcomes, rc, pool,
+                                        reward_fn, jax.random.fold_in(key, 1))
+        samples = repairs + (samples if rc.feedback_repair == "both" else [])
     kept, stats = red.select_samples(
         samples, threshold=float(rc.threshold), dedupe_mode=rc.dedupe,
         cap=int(rc.cap_per_problem), seed=seed, num_problems=len(tasks),
@@ -183,15 +195,50 @@ def e_step(policy: Policy, params, tasks, rc, pool, reward_fn, key, seed: int):
     outcomes = eps.task_outcomes
     metrics = {
         **{f"estep/{k}": v for k, v in stats.items()},
+        **rmetrics,
         "estep/pass_rate": sum(o.passed for o in eps.outcomes) / max(len(eps.outcomes), 1),
         "estep/solve_rate": sum(any(o.passed for o in os_) for os_ in outcomes) / len(tasks),
         "estep/problems": float(len(tasks)),
+        "estep/programs": float(len(eps.texts) + rmetrics.get("ilf/repairs", 0.0)),
         **{f"estep/{k}": v for k, v in eps.reward_metrics.items()},
         "time/estep_sample_s": eps.times["time/sample_s"],
         "time/estep_execute_wait_s": eps.times["time/execute_wait_s"],
         "time/estep_s": time.time() - t0,
     }
     return kept, metrics
+
+
+def repair_step(policy: Policy, params, tasks, samples, outcomes, rc, pool, reward_fn, key):
+    """ILF's refinement step: each failed sample (up to ``rc.repairs_per_problem`` per
+    problem) that fails a visible example gets its feedback text and one repair by the same
+    model (`rlfb_jax.data.feedback`); the repairs are judged on the training tests like any
+    sample. Returns (repairs as Samples of the original problems, metrics)."""
+    from rlfb_jax.data.feedback import feedback_job, render_feedback, repair_task
+
+    failed, per_task = [], {}
+    for s, o in zip(samples, outcomes):
+        if not o.passed and o.status != "sandbox_error" and \
+                per_task.get(s.task_index, 0) < int(rc.repairs_per_problem):
+            per_task[s.task_index] = per_task.get(s.task_index, 0) + 1
+            failed.append(s)
+    jobs = [feedback_job(tasks[s.task_index], s.completion) for s in failed]
+    fb = [render_feedback(tasks[s.task_index], s.completion, f.result(), j.program)
+          for s, j, f in zip(failed, jobs, pool.submit(jobs))]
+    todo = [(s, text) for s, text in zip(failed, fb) if text]
+    metrics = {"ilf/failed": float(len(failed)), "ilf/repairs": float(len(todo)),
+               "ilf/repair_pass_rate": 0.0}
+    if not todo:
+        return [], metrics
+    prompts = [repair_task(tasks[s.task_index], s.completion, text) for s, text in todo]
+    sampling = policy.sampling(rc.temperature, rc.top_k, rc.top_p, rc.max_new_tokens)
+    eps = rollout(policy, params, prompts, sampling, 1, key, pool, reward_fn,
+                  chunk_rows=int(rc.sample_batch), jobs=lambda t, texts: [
+                      t.to_job(c, rc.test_kind) for c in texts], desc="e-step repairs")
+    ids = eps.completion_ids()
+    repairs = [red.Sample(s.task_index, eps.texts[i], float(eps.rewards[i]), tuple(ids[i]))
+               for i, (s, _) in enumerate(todo)]
+    metrics["ilf/repair_pass_rate"] = float(np.mean([o.passed for o in eps.outcomes]))
+    return repairs, metrics
 
 
 def _valid_tasks(config, base) -> list:
@@ -213,6 +260,9 @@ def _check(config) -> None:
     if rc.weighting == "reward" and float(rc.threshold) < 0:
         raise ValueError("config.rest_em.weighting='reward' needs threshold >= 0 (positive "
                          "weights); use weighting='uniform' for a negative threshold")
+    if rc.feedback_repair not in ("off", "ilf", "both"):
+        raise ValueError(f"config.rest_em.feedback_repair={rc.feedback_repair!r}: use off, "
+                         "ilf or both")
     if int(rc.n_samples) < 1 or int(rc.iterations) < 1:
         raise ValueError("config.rest_em.n_samples and iterations must be >= 1")
 

@@ -5,11 +5,13 @@ import json
 import os
 
 import numpy as np
+import pytest
 from main_runner import run_main, summary
 
 from rlfb_jax.algos.repair import Attempt, _selected, summarize
 
 REPAIR = "experiments/synthetic_repair.py:smoke"
+ILF = "experiments/synthetic_ilf.py:smoke"
 
 
 def _a(visible, hidden):
@@ -42,9 +44,15 @@ def test_summary_pairs_the_methods_over_tasks_and_seeds():
     assert s["repair/round1/pass@1_seed_std"] == np.std([0.5, 0.25])
 
 
-def test_repair_smoke_end_to_end(tmp_path):
-    wd = tmp_path / "repair"
+@pytest.fixture(scope="module")
+def repair_run(tmp_path_factory):
+    wd = tmp_path_factory.mktemp("repair") / "run"
     run_main(REPAIR, wd)
+    return wd
+
+
+def test_repair_smoke_end_to_end(repair_run):
+    wd = repair_run
     s = summary(wd)
     rounds = 2
     for method in ("repair", "resample"):
@@ -66,3 +74,18 @@ def test_repair_smoke_end_to_end(tmp_path):
     run_main(REPAIR, wd)
     assert summary(wd)["repair/round0/pass@1"] == s["repair/round0/pass@1"]
     assert summary(wd)["resample/round2/programs"] == s["resample/round2/programs"]
+
+
+def test_ilf_smoke_trains_on_passing_repairs_of_the_shared_base(repair_run, tmp_path):
+    wd = tmp_path / "ilf"
+    run_main(ILF, wd, f"--config.base_workdir={repair_run / 'base'}")
+    rows = [json.loads(line) for line in open(wd / "metrics.jsonl")]
+    it = next(r for r in rows if "ilf/repairs" in r)
+    # 8 problems x 4 samples, then one repair per failure that fails a visible example
+    assert it["estep/programs"] == 32 + it["ilf/repairs"]
+    assert it["ilf/repairs"] <= it["ilf/failed"] <= 32
+    assert it["estep/samples"] == it["ilf/repairs"]  # ILF selects among the repairs only
+    assert "eval/pass@1" in summary(wd) and "eval/pass@1_base" in summary(wd)
+    bad = run_main(ILF, tmp_path / "bad", f"--config.base_workdir={repair_run / 'base'}",
+                   "--config.rest_em.feedback_repair=ilff", check=False)
+    assert bad.returncode != 0 and "feedback_repair='ilff'" in bad.stderr
