@@ -1,0 +1,117 @@
+"""Results over seeds: one table row per setting, mean and 95% interval of each metric.
+
+    python -m rlfb_jax.eval.seeds runs/rl_study/graded_s0 runs/rl_study/graded_s1 \\
+        runs/rl_study/filtered_bc_s0 ... [--metrics eval/pass@1 eval/compile_rate] \\
+        [--out table.md]
+
+Runs are grouped by their directory name without the ``_s<seed>`` suffix; each group's
+row gives, per metric of
+summary.json (or, for ``kl``, the last logged ``kl/mean`` of metrics.jsonl), the mean over
+its runs and a 95% Student-t interval (mean +- t_{0.975, n-1} * sd / sqrt(n)), plus n and
+the seeds. A group of one run gets no interval: a single run is not a result.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import re
+import sys
+from collections.abc import Sequence
+
+DEFAULT_METRICS = ("eval/pass@1", "eval/pass@16", "eval/compile_rate", "kl", "time/total_s")
+_SEED = re.compile(r"^(.*)_s(\d+)$")
+
+
+def _last_logged(path: str, key: str) -> float | None:
+    value = None
+    if os.path.exists(path):
+        with open(path) as f:
+            for line in f:
+                row = json.loads(line)
+                if key in row:
+                    value = row[key]
+    return value
+
+
+def run_values(run: str, metrics: Sequence[str]) -> dict[str, float]:
+    """The metrics of one finished run (``kl``: the last logged ``kl/mean``)."""
+    path = os.path.join(run, "summary.json")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{run}: no summary.json (not a finished run directory)")
+    with open(path) as f:
+        summary = json.load(f)
+    out = {}
+    for m in metrics:
+        v = (_last_logged(os.path.join(run, "metrics.jsonl"), "kl/mean") if m == "kl"
+             else summary.get(m))
+        if v is not None:
+            out[m] = float(v)
+    return out
+
+
+def interval(values: Sequence[float]) -> tuple[float, float | None]:
+    """(mean, half-width of the 95% Student-t interval; None for fewer than 2 values)."""
+    n = len(values)
+    mean = sum(values) / n
+    if n < 2:
+        return mean, None
+    from scipy.stats import t
+
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    return mean, float(t.ppf(0.975, n - 1) * sd / math.sqrt(n))
+
+
+def group_runs(runs: Sequence[str]) -> dict[str, list[tuple[str, str]]]:
+    """{group: [(seed, run)]} by the ``_s<seed>`` suffix of each run's directory name."""
+    groups: dict[str, list[tuple[str, str]]] = {}
+    for run in runs:
+        name = os.path.basename(os.path.normpath(run))
+        m = _SEED.match(name)
+        group, seed = (m.group(1), m.group(2)) if m else (name, "?")
+        groups.setdefault(group, []).append((seed, run))
+    return groups
+
+
+def table(runs: Sequence[str], metrics: Sequence[str] = DEFAULT_METRICS) -> str:
+    """The markdown table (see the module docstring)."""
+    head = "| setting | n | seeds | " + " | ".join(metrics) + " |"
+    lines = [head, "|" + " --- |" * (3 + len(metrics))]
+    for group, members in group_runs(runs).items():
+        values = [run_values(run, metrics) for _, run in members]
+        cells = []
+        for m in metrics:
+            vs = [v[m] for v in values if m in v]
+            if not vs:
+                cells.append("-")
+                continue
+            mean, half = interval(vs)
+            fmt = "{:.0f}" if m.startswith("time/") else "{:.3f}"
+            cells.append(fmt.format(mean) + ("" if half is None else " ± " + fmt.format(half)))
+        seeds = ",".join(s for s, _ in members)
+        lines.append(f"| {group} | {len(members)} | {seeds} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("runs", nargs="+", help="finished run directories named <setting>_s<seed>")
+    p.add_argument("--metrics", nargs="+", default=list(DEFAULT_METRICS))
+    p.add_argument("--out", default="", help="also write the table to this file")
+    args = p.parse_args(argv)
+    try:
+        text = table(args.runs, args.metrics)
+    except FileNotFoundError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(text, end="")
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,44 @@
+"""Tables over seeds (rlfb_jax.eval.seeds): grouping, the t interval, missing values."""
+
+import json
+
+import pytest
+
+from rlfb_jax.eval.seeds import interval, main, table
+
+
+def _run(root, name, summary, kls=()):
+    d = root / name
+    d.mkdir()
+    (d / "summary.json").write_text(json.dumps(summary))
+    (d / "metrics.jsonl").write_text("".join(json.dumps({"step": i, "kl/mean": k}) + "\n"
+                                             for i, k in enumerate(kls)))
+    return str(d)
+
+
+def test_interval_is_the_student_t_half_width():
+    mean, half = interval([0.30, 0.34, 0.38])
+    assert mean == pytest.approx(0.34)
+    assert half == pytest.approx(4.302653 * 0.04 / 3 ** 0.5, rel=1e-5)
+    assert interval([0.5]) == (0.5, None)
+
+
+def test_table_groups_by_seed_suffix_and_reads_the_last_kl(tmp_path, capsys):
+    runs = [_run(tmp_path, "graded_s0", {"eval/pass@1": 0.3}, kls=(0.5, 0.1)),
+            _run(tmp_path, "graded_s1", {"eval/pass@1": 0.4}, kls=(0.2,)),
+            _run(tmp_path, "bc_s0", {"eval/pass@1": 0.37, "time/total_s": 61.2})]
+    text = table(runs, ["eval/pass@1", "kl", "time/total_s"])
+    rows = text.splitlines()
+    assert rows[0] == "| setting | n | seeds | eval/pass@1 | kl | time/total_s |"
+    half = 12.7062 * 0.05 * 2 ** 0.5 / 2 ** 0.5
+    assert rows[2] == f"| graded | 2 | 0,1 | 0.350 ± {half:.3f} | 0.150 ± {12.7062 * 0.05:.3f} | - |"
+    assert rows[3] == "| bc | 1 | 0 | 0.370 | - | 61 |"
+    out = tmp_path / "t.md"
+    assert main([*runs, "--metrics", "eval/pass@1", "kl", "time/total_s", "--out", str(out)]) == 0
+    assert out.read_text() == text == capsys.readouterr().out
+
+
+def test_a_directory_without_summary_is_named(tmp_path, capsys):
+    (tmp_path / "half_s0").mkdir()
+    assert main([str(tmp_path / "half_s0")]) == 2
+    assert "half_s0: no summary.json" in capsys.readouterr().err
