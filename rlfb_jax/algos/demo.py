@@ -26,6 +26,8 @@ import logging
 import os
 import time
 
+from etils import epath
+
 from rlfb_jax.algos import register_algo
 from rlfb_jax.algos.driver import Driver, run
 from rlfb_jax.core.rundir import is_main_process
@@ -67,7 +69,7 @@ def markdown_table(rows: list[tuple[str, dict, float]], n: int = 16) -> str:
 def plot(path: str, rows: list[tuple[str, dict, float]], n: int = 16) -> None:
     import numpy as np
 
-    from rlfb_jax.core.metrics import new_figure
+    from rlfb_jax.core.metrics import new_figure, save_figure
 
     names = [label(s, n) for s, _, _ in rows]
     x = np.arange(len(rows))
@@ -83,7 +85,7 @@ def plot(path: str, rows: list[tuple[str, dict, float]], n: int = 16) -> None:
         ax.set_title(title)
         ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
 
 
 def _stage_config(config, stage: str, base_dir: str):
@@ -110,7 +112,7 @@ def run_stages(driver: Driver) -> dict:
         sdir = os.path.join(workdir, stage)
         cfg = config.base if stage == "base" else _stage_config(config, stage, base_dir)
         algo = "sft" if stage == "base" else cfg.algo
-        done = os.path.exists(os.path.join(sdir, "summary.json"))
+        done = epath.Path(sdir, "summary.json").exists()
         log.info("demo stage %d/%d: %s (%s)%s", i + 1, len(STAGES) - len(skip), stage, algo,
                  " - finished earlier, reading it back" if done else "")
         t0 = time.time()
@@ -127,10 +129,9 @@ def run_stages(driver: Driver) -> dict:
     table = markdown_table(rows, n)
     if is_main_process():
         n_test = int(config.base.eval.num_tasks)
-        with open(os.path.join(workdir, "demo.md"), "w") as f:
-            f.write(f"Held-out synthetic test split ({n_test} tasks); every method starts "
-                    f"from the same base model.\n\n{table}\nTotal: "
-                    f"{summary['demo/total_s'] / 60:.1f} min.\n")
+        epath.Path(workdir, "demo.md").write_text(
+            f"Held-out synthetic test split ({n_test} tasks); every method starts from the "
+            f"same base model.\n\n{table}\nTotal: {summary['demo/total_s'] / 60:.1f} min.\n")
         plot(os.path.join(workdir, "demo.png"), rows, n)
     print("\n" + table, flush=True)
     return driver.finish(summary)

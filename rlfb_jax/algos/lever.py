@@ -23,6 +23,7 @@ a finished run does no work.
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import sys
@@ -32,6 +33,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+from etils import epath
 
 from rlfb_jax.algos import register_algo
 from rlfb_jax.algos import verifier_data as vd
@@ -197,7 +199,7 @@ def _verifier_rows(config, tok, samples, tasks, use_exec: bool, labels_known: bo
 
 def _stage(path: str, make):
     """Samples saved at `path` (loaded if present, else made and saved)."""
-    if os.path.exists(path):
+    if epath.Path(path).exists():
         return vd.load_samples(path)
     out = make()
     if is_main_process():
@@ -337,9 +339,10 @@ def train_verifiers(driver: Driver, base, fit, sel, test, train_tasks, test_task
         out["vsum"][name]["prior_offset"] = offset
         times[f"time/verifier_{name}_score_s"] = time.time() - t0
     if is_main_process():
-        np.savez(os.path.join(driver.workdir, "test_scores.npz"),
-                 log_pv_exec=out["log_pv"]["exec"], log_pv_no_exec=out["log_pv"]["no_exec"],
+        buf = io.BytesIO()  # np.savez, then epath: the workdir may be a URI
+        np.savez(buf, log_pv_exec=out["log_pv"]["exec"], log_pv_no_exec=out["log_pv"]["no_exec"],
                  labels=out["test_labels"], task_row=out["test_rows"])
+        epath.Path(driver.workdir, "test_scores.npz").write_bytes(buf.getvalue())
     return out
 
 
@@ -390,8 +393,7 @@ def write_report(workdir: str, summary: dict, lv, num_tasks: int) -> None:
             f"{summary['verifier/auc_no_exec']:.3f} without.\n\n")
     diffs = ("\nLEVER minus each method: mean over the held-out tasks (paired) and its 95% "
              "bootstrap interval over tasks.\n\n" + rerank.difference_table(summary, ns))
-    with open(os.path.join(workdir, "rerank.md"), "w") as f:
-        f.write(head + table + diffs)
+    epath.Path(workdir, "rerank.md").write_text(head + table + diffs)
     rerank.plot_accuracy(os.path.join(workdir, "rerank_accuracy.png"), summary, ns,
                          title=f"LEVER reranking, {num_tasks} held-out tasks")
     log.info("reranking accuracy:\n%s", table)

@@ -7,24 +7,24 @@ import json
 import os
 
 import numpy as np
+from etils import epath
 
 from rlfb_jax.algos import rest_em_data as red
 from rlfb_jax.core.rundir import is_main_process
 
 
 def _write_json(path: str, obj) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1)
-    os.replace(tmp, path)  # atomic: a killed run never leaves half a file
+    tmp = epath.Path(path + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=1))
+    tmp.replace(path)  # atomic: a killed run never leaves half a file
 
 
 def save_estep(idir: str, tasks, kept, metrics) -> None:
     """``iter<i>/kept.jsonl`` (one kept sample per line) and ``iter<i>/estep.json``."""
     if not is_main_process():
         return
-    os.makedirs(idir, exist_ok=True)
-    with open(os.path.join(idir, "kept.jsonl"), "w") as f:
+    epath.Path(idir).mkdir(parents=True, exist_ok=True)
+    with epath.Path(idir, "kept.jsonl").open("w") as f:
         for s in kept:
             f.write(json.dumps({"task_id": tasks[s.task_index].task_id,
                                 "task_index": s.task_index, "reward": s.reward,
@@ -39,10 +39,9 @@ def save_estep(idir: str, tasks, kept, metrics) -> None:
 def load_estep(idir: str, tasks):
     """(kept, metrics) of a finished E-step, or None when there is none for these tasks."""
     path = os.path.join(idir, "estep.json")
-    if not os.path.exists(path):
+    if not epath.Path(path).exists():
         return None
-    with open(path) as f:
-        d = json.load(f)
+    d = json.loads(epath.Path(path).read_text())
     if d["task_ids"] != [t.task_id for t in tasks]:
         return None
     kept = [red.Sample(int(i), c, float(r), tuple(ids)) for i, c, r, ids in d["kept"]]
@@ -90,7 +89,7 @@ def summarize(base_summary: dict, history: list[dict], base_valid: float, best: 
 def plot_iterations(path: str, base_summary: dict, history: list[dict], base_valid: float):
     """rest_em.png: pass rates per iteration (0 = base), kept samples, held-out pass@k per
     iteration, and time per phase."""
-    from rlfb_jax.core.metrics import new_figure
+    from rlfb_jax.core.metrics import new_figure, save_figure
 
     its = list(range(len(history) + 1))
     fig, axes = new_figure(1, 4, figsize=(18, 3.8))
@@ -141,4 +140,4 @@ def plot_iterations(path: str, base_summary: dict, history: list[dict], base_val
     d.set_xticks(its[1:])
     d.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=80)
+    save_figure(fig, path, dpi=80)

@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from etils import epath
 
 from rlfb_jax.core.batching import make_sequence_batch
 from rlfb_jax.core.rollout import rollout
@@ -190,16 +190,14 @@ def collect(policy, params, tasks: Sequence[Any], sampling, n: int, key, pool,
 
 def save_samples(path: str, samples: Sequence[TaskSamples]):
     """JSON lines, written to a temporary file and renamed (a killed run leaves no half file)."""
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        for s in samples:
-            f.write(json.dumps(s.to_dict()) + "\n")
-    os.replace(tmp, path)
+    tmp = epath.Path(path + ".tmp")
+    tmp.write_text("".join(json.dumps(s.to_dict()) + "\n" for s in samples))
+    tmp.replace(path)
 
 
 def load_samples(path: str) -> list[TaskSamples]:
-    with open(path) as f:
-        return [TaskSamples.from_dict(json.loads(line)) for line in f if line.strip()]
+    lines = epath.Path(path).read_text().splitlines()
+    return [TaskSamples.from_dict(json.loads(line)) for line in lines if line.strip()]
 
 
 def class_weights(labels: np.ndarray, counts: np.ndarray | None = None,

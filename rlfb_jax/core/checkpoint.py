@@ -4,6 +4,7 @@
 every N steps, keep the last K, restore the latest onto any mesh (restoring takes the
 target shardings from an abstract state, so a 1-device checkpoint loads onto 8 devices).
 Saves are asynchronous; `wait()` (called by `close()`) blocks until they are on disk.
+WORKDIR may be a URI (``gs://bucket/run``): orbax writes there itself.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 
+from rlfb_jax.core.metrics import absolute_path
 from rlfb_jax.core.state import TrainState
 
 log = logging.getLogger("rlfb_jax")
@@ -26,7 +28,7 @@ class CheckpointShapeError(ValueError):
 
 class Checkpointer:
     def __init__(self, workdir: str, *, every: int = 100, keep: int = 2, subdir="checkpoints"):
-        self.directory = os.path.abspath(os.path.join(workdir, subdir))
+        self.directory = absolute_path(workdir, subdir)
         self.every = max(int(every), 1)
         options = ocp.CheckpointManagerOptions(
             max_to_keep=keep, save_interval_steps=1, create=True, enable_async_checkpointing=True

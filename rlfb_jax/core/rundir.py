@@ -20,6 +20,8 @@ new config and ``config_changes.jsonl`` records each change with the step it app
 matters to its weights (`rlfb_jax.algos.base_model.check_base_data`), not by this rule.
 ``time/total_s`` in the summary adds up every segment of a resumed run up to its last
 checkpoint (work redone after a kill is counted once).
+A workdir may be a URI (``gs://bucket/run``): every file goes through ``etils.epath``
+(`rlfb_jax.core.metrics`), checkpoints through orbax.
 Only process 0 writes files (on multi-host runs every process checkpoints its shards
 through orbax).
 """
@@ -28,15 +30,21 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 import time
 from typing import Any
 
 import jax
+from etils import epath
 
 from rlfb_jax.core.checkpoint import Checkpointer, abstract_with_shardings
-from rlfb_jax.core.metrics import MetricsWriter, plot_metrics, read_jsonl, write_summary
+from rlfb_jax.core.metrics import (
+    MetricsWriter,
+    absolute_path,
+    plot_metrics,
+    read_jsonl,
+    write_summary,
+)
 from rlfb_jax.core.state import TrainState
 from rlfb_jax.core.step import check_finite
 
@@ -76,9 +84,9 @@ class RunDir:
     def __init__(self, config, workdir: str, *, subdir: str = "",
                  allow_config_change: bool = False):
         self.config = config
-        self.workdir = os.path.abspath(os.path.join(workdir, subdir))
+        self.workdir = absolute_path(workdir, subdir)  # local, or a URI (gs://bucket/run)
         changes = self._config_changes(allow_config_change)
-        os.makedirs(self.workdir, exist_ok=True)
+        epath.Path(self.workdir).mkdir(parents=True, exist_ok=True)
         train = config.get("train", {})
         self.log_every = int(train.get("log_every", 10))
         self.ckpt = Checkpointer(
@@ -90,31 +98,30 @@ class RunDir:
         self._closed = False
         self._t_segment = time.time()
         self.time_before = 0.0  # seconds of earlier segments, up to their last checkpoint
-        if is_main_process() and (changes or not os.path.exists(self._config_path)):
-            if changes:
+        if is_main_process() and (changes or not self._path("config.json").exists()):
+            if changes:  # appended by a rewrite: object stores have no append
                 record = {"from_step": self.ckpt.latest_step() or 0, "changed": changes}
-                with open(os.path.join(self.workdir, "config_changes.jsonl"), "a") as f:
-                    f.write(json.dumps(record) + "\n")
-            with open(self._config_path, "w") as f:
-                json.dump(config_dict(self.config), f, indent=2)
+                log_file = self._path("config_changes.jsonl")
+                earlier = log_file.read_text() if log_file.exists() else ""
+                log_file.write_text(earlier + json.dumps(record) + "\n")
+            self._path("config.json").write_text(json.dumps(config_dict(self.config), indent=2))
 
-    @property
-    def _config_path(self) -> str:
-        return os.path.join(self.workdir, "config.json")
+    def _path(self, name: str) -> epath.Path:
+        return epath.Path(self.workdir) / name
 
     def _config_changes(self, allowed: bool) -> dict[str, list]:
         """How this config differs from the one the workdir's run was made with; raises
         ConfigChanged unless `allowed`. A finished run is never changed: allowed, it is kept
         as it is (its summary stands)."""
-        if not os.path.exists(self._config_path):
+        if not self._path("config.json").exists():
             return {}
-        with open(self._config_path) as f:
-            changes = config_diff(json.load(f), config_dict(self.config))
+        changes = config_diff(json.loads(self._path("config.json").read_text()),
+                              config_dict(self.config))
         if not changes:
             return {}
         listed = "; ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in list(changes.items())[:6])
         more = f" (and {len(changes) - 6} more)" if len(changes) > 6 else ""
-        if os.path.exists(os.path.join(self.workdir, "summary.json")):
+        if self._path("summary.json").exists():
             if not allowed:
                 raise ConfigChanged(f"{self.workdir} holds a finished run made with another "
                                     f"config ({listed}{more}); start a new --workdir to run "
@@ -138,11 +145,8 @@ class RunDir:
     # -- lifecycle ---------------------------------------------------------------------------
     def finished(self) -> dict[str, Any] | None:
         """The summary of a finished run in this workdir, or None."""
-        path = os.path.join(self.workdir, "summary.json")
-        if os.path.exists(path):
-            with open(path) as f:
-                return json.load(f)
-        return None
+        path = self._path("summary.json")
+        return json.loads(path.read_text()) if path.exists() else None
 
     def resume(self, state: TrainState, shardings: TrainState):
         """Restores the latest checkpoint into `state`'s shardings; returns (state, meta)."""
@@ -158,9 +162,9 @@ class RunDir:
     def last_logged(self, keys) -> dict[str, float]:
         """The last value logged to metrics.jsonl of each of `keys` (those ever logged): the
         summary of a run resumed after its last step still reports its final losses."""
-        path = os.path.join(self.workdir, "metrics.jsonl")
+        path = self._path("metrics.jsonl")
         found: dict[str, float] = {}
-        if os.path.exists(path):
+        if path.exists():
             for row in read_jsonl(path):
                 found.update({k: row[k] for k in keys if k in row})
         return found

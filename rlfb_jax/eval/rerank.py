@@ -338,7 +338,7 @@ def markdown_table(metrics: dict[str, float], ns: Sequence[int],
 def plot_accuracy(path: str, metrics: dict[str, float], ns: Sequence[int],
                   methods: Sequence[str] = METHODS, title: str = ""):
     """PNG: held-out accuracy of each method against n (log-2 axis)."""
-    from rlfb_jax.core.metrics import new_figure
+    from rlfb_jax.core.metrics import new_figure, save_figure
 
     fig, ax = new_figure(figsize=(6, 4))
     for m in methods:
@@ -356,4 +356,4 @@ def plot_accuracy(path: str, metrics: dict[str, float], ns: Sequence[int],
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    save_figure(fig, path, dpi=90)

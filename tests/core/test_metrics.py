@@ -76,3 +76,11 @@ def test_metric_grids_keep_the_algorithms_figures_and_every_metric(tmp_path):
     assert open(curated, "rb").read() == b"the algorithm's own figure"
     for name in written:
         assert open(os.path.join(wd, name), "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_tensorboard_shows_the_names_of_metrics_jsonl(tmp_path):
+    w = MetricsWriter(str(tmp_path))
+    w.write(1, {"eval/pass@1": 0.25, "eval/errors/syntax error": 0.5, "train/loss": 2.0})
+    w.close()
+    assert tensorboard_history(str(tmp_path / "tensorboard")) == {
+        "eval/pass@1": {1: 0.25}, "eval/errors/syntax error": {1: 0.5}, "train/loss": {1: 2.0}}
