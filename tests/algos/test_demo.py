@@ -8,6 +8,16 @@ import pytest
 from main_runner import run_main, summary
 
 from rlfb_jax.algos import demo
+from rlfb_jax.core import report
+
+# The overview's panels of each stage's algorithm (sft, lever, ppo, rest_em) and the demo's.
+PANELS = {
+    "base": ["held-out greedy pass@1", "training loss", "held-out sample outcomes"],
+    "lever": ["LEVER: accuracy of the picked program"],
+    "ppo": ["held-out greedy pass@1", "reward and KL", "held-out sample outcomes"],
+    "rest_em": ["held-out greedy pass@1", "reward and KL", "ReST-EM per iteration"],
+    ".": ["held-out greedy pass@1 per stage"],
+}
 
 
 def test_demo_smoke_runs_every_stage_then_reuses_them(tmp_path):
@@ -27,6 +37,19 @@ def test_demo_smoke_runs_every_stage_then_reuses_them(tmp_path):
     assert s["demo/lever/pass@1"] == summary(wd / "lever")["rerank/lever@4"]
     assert s["demo/total_s"] == pytest.approx(sum(s[f"demo/{st}/time_s"] for st in demo.STAGES))
     assert os.path.exists(wd / "demo.png") and os.path.exists(wd / "demo.md")
+    # the run's face of every algorithm, from the real runs' files
+    for stage, titles in PANELS.items():
+        run = report.load_run(str(wd / stage))
+        assert [p.title for p in report.panels(run)] == titles, stage
+        assert [os.path.basename(p) for p in report.write_report(str(wd / stage))] == [
+            "overview.png", "report.md"], stage
+        md = (wd / stage / "report.md").read_text()
+        if "eval/pass@1" in run.summary:
+            assert (f"| held-out greedy pass@1 | {report._fmt(run.summary.get('eval/pass@1_base'))}"
+                    f" | {run.summary['eval/pass@1']:.3f} |") in md, stage
+    assert f"| lever | {summary(wd / 'lever')['rerank/lever@1']:.3f} |" in (
+        wd / "lever" / "report.md").read_text()
+    assert "[rest_em](rest_em/report.md)" in (wd / "report.md").read_text()
     # re-running reads every stage back (no training: no new checkpoints, same numbers)
     os.remove(wd / "summary.json")
     mtimes = {p: os.path.getmtime(p) for p in (wd / "ppo" / "summary.json",
