@@ -22,6 +22,9 @@ reinforce_pp    REINFORCE++: batch-normalised advantages
 rltf            RLTF: -0.3 + 1.3 x pass ratio, -0.3 weight on the error line's tokens
 clip_higher     DAPO's asymmetric clip (0.2 low, 0.28 high)
 gspo            GSPO: sequence-level importance ratio, clip range 3e-4 / 4e-4
+gae             PPO with a GAE critic (lambda 0.95; a separate critic network, a copy of
+                the base with a value head): every row is updated (no row selection), in
+                64 minibatches of 128 rows
 pg              the "pg" loss (REINFORCE with the RLOO baseline), one epoch
 ==============  ===========================================================================
 """
@@ -34,7 +37,7 @@ from rlfb_jax.core.config import lock
 
 ITERATIONS = 6
 VARIANTS = ("graded", "filtered_bc", "grpo", "dr_grpo", "reinforce_pp", "rltf",
-            "clip_higher", "gspo", "pg")
+            "clip_higher", "gspo", "gae", "pg")
 
 
 def get_config(arg: str = ""):
@@ -76,6 +79,11 @@ def get_config(arg: str = ""):
         c.rl.loss = "gspo"
         c.rl.loss_kwargs.clip_eps, c.rl.loss_kwargs.clip_eps_high = 3e-4, 4e-4
         c.rl.loss_kwargs.aggregation = "seq_mean"
+    elif variant == "gae":
+        c.rl.advantage, c.rl.value_slot = "gae", "value"
+        c.rl.advantage_kwargs.lam = 0.95
+        c.rl.update_rows = 0
+        c.rl.minibatches = 64 if not size else 2
     elif variant == "pg":
         c.algo = "pg"
         c.rl.loss = "pg"

@@ -173,7 +173,8 @@ class Scorer:
     sampled tokens' log-probs under the policy and the frozen reference, both at the
     sampling temperature ``rl.temperature`` (softmax(logits / T), what the sampler drew
     from before top-k / top-p; see `rlfb_jax.losses.pg`), and the critic's values (zeros
-    without one).
+    without one; ``rl.value_slot`` "policy": the policy's value head, "value": the separate
+    critic's).
     ``advantages(batch, logp, ref_logp, values, beta) -> (advantages, returns, seq_kl)``,
     [B, L-1], [B, L-1] and []: the registered estimator over the outcome rewards
     ``batch["token_rewards"]``, plus, when ``rl.kl.placement == "reward"``, the
@@ -192,7 +193,7 @@ class Scorer:
     """
 
     def __init__(self, lm, rl, group_size: int):
-        critic = rl.value_slot == "policy"
+        critic = rl.value_slot
         kl_in_reward = rl.kl.placement == "reward"
         estimator = rl.kl.estimator
         kl_gamma = float(rl.gamma)
@@ -211,7 +212,11 @@ class Scorer:
                                                 temperature=temperature)
             ref_logp, _, _ = sequence_logprobs(lm, frozen["reference"], batch,
                                                temperature=temperature)
-            values = (lm.bind(params["policy"]).value(hidden)[:, :-1] if critic
+            if critic == "value":  # a separate critic network
+                hidden = lm.forward(params["value"], batch["tokens"],
+                                    attention_mask=batch["attention_mask"],
+                                    compute_logits=False).hidden
+            values = (lm.bind(params[critic]).value(hidden)[:, :-1] if critic
                       else jnp.zeros_like(logp))
             return logp, ref_logp, values
 

@@ -44,7 +44,9 @@ def default_config(algo: str = "ppo") -> ml_collections.ConfigDict:
         whiten=False,
         epochs=1 if algo == "pg" else 2,
         minibatches=1 if algo == "pg" else 4,
-        value_slot="",  # "" (no critic) or "policy" (value head on the policy backbone)
+        # "" (no critic), "policy" (a value head on the policy's backbone) or "value" (a
+        # separate critic: a copy of the base with a value head, its own parameters)
+        value_slot="",
         rewards=ml_collections.ConfigDict({"coderl": 1.0}),
         # registered token rewards, e.g. {"rltf_error_line": {"penalty": -0.3}} (RLTF)
         token_rewards=ml_collections.ConfigDict(),
@@ -82,11 +84,12 @@ def check_config(rl) -> None:
     if not rl.temperature > 0:
         raise ValueError(f"config.rl.temperature={rl.temperature}: RL samples (and their "
                          "scoring) need a temperature > 0")
-    if rl.value_slot not in ("", "policy"):
-        raise ValueError(f"config.rl.value_slot must be '' or 'policy', got {rl.value_slot!r}")
+    if rl.value_slot not in ("", "policy", "value"):
+        raise ValueError(f"config.rl.value_slot must be '', 'policy' or 'value', got "
+                         f"{rl.value_slot!r}")
     if rl.advantage in ("gae", "value_baseline") and not rl.value_slot:
         raise ValueError(f"config.rl.advantage={rl.advantage!r} needs a critic: set "
-                         "config.rl.value_slot=policy")
+                         "config.rl.value_slot=policy (or value)")
     rows = int(rl.n_samples) * int(rl.prompts_per_iter)
     if int(rl.update_rows or rows) > rows or int(rl.update_rows or rows) % int(rl.minibatches):
         raise ValueError(f"config.rl.update_rows={rl.update_rows}: must be at most "

@@ -95,9 +95,13 @@ def setup(driver: Driver) -> tuple[PPO, TrainState]:
     tx, schedule = make_optimizer(config.optimizer,
                                   int(rl.iterations) * int(rl.epochs) * int(rl.minibatches))
     kl_ctl = kl_controller(rl.kl)
+    slots = {"policy": base.params}
+    if rl.value_slot == "value":  # a separate critic, starting as the base (+ a zero head)
+        slots["value"] = jax.tree.map(lambda x: x.copy(), base.params)
     state, shardings = driver.create_state(
-        {"policy": base.params}, {"reference": base.params}, tx,
-        {"policy": lm.logical_axes(), "reference": lm.logical_axes()}, aux={"kl": kl_ctl.init()})
+        slots, {"reference": base.params}, tx,
+        {**{k: lm.logical_axes() for k in slots}, "reference": lm.logical_axes()},
+        aux={"kl": kl_ctl.init()})
     update = make_epoch_update(get_loss(rl.loss), tx, epochs=rl.epochs,
                                minibatches=rl.minibatches, schedule=schedule,
                                state_shardings=shardings, mesh=driver.mesh, rules=driver.rules,
