@@ -41,7 +41,9 @@ def get_config(arg: str = ""):
     c.verifier.lm_coef = 0.1
     c.verifier.score_batch = 32
     c.optimizer.learning_rate = 1e-5
-    if arg == "tiny":  # a tiny random checkpoint end to end, for tests
+    if arg not in ("", "smoke", "tiny"):
+        raise ValueError(f"mbpp_lever: unknown argument {arg!r}; use smoke (or tiny, the same)")
+    if arg in ("smoke", "tiny"):  # a tiny random checkpoint end to end, for tests
         b.data.prompt_len, b.data.completion_len = 128, 16
         c.lever.train_tasks, c.lever.train_samples, c.lever.test_tasks = 4, 2, 3
         c.lever.ns, c.lever.num_subsets, c.lever.batch_size = (1, 2), 2, 8
