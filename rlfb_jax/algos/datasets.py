@@ -69,7 +69,7 @@ def read_pairs(path: str) -> tuple[list[str], list[str]]:
     and line number."""
     from rlfb_jax.data.pairs import read_pairs as read
 
-    if not os.path.exists(path):
+    if not epath.Path(path).exists():
         raise FileNotFoundError(f"config.data.path: no such file: {path}")
     return read(path)
 
@@ -137,11 +137,12 @@ def synthetic_repair_pairs(config, workdir: str, train_tasks) -> list[tuple[str,
     import logging
     import time
 
-    path = os.path.join(workdir, "repair_pairs.jsonl")
-    if os.path.exists(path):
-        prompts, completions = read_pairs(path)
-        if len(prompts) == count:
-            return list(zip(prompts, completions))
+
+    path = epath.Path(workdir) / "repair_pairs.jsonl"
+    if path.exists():
+        rows = [json.loads(line) for line in path.read_text().splitlines() if line]
+        if len(rows) == count:
+            return [(r["prompt"], r["completion"]) for r in rows]
     from rlfb_jax.data.feedback import repair_pairs
     from rlfb_jax.executor import ExecutorPool
 
@@ -151,10 +152,9 @@ def synthetic_repair_pairs(config, workdir: str, train_tasks) -> list[tuple[str,
         pairs = repair_pairs(train_tasks, count, int(config.data.seed), pool)
     logging.getLogger("rlfb_jax").info("%d repair examples (mutated references and their "
                                        "feedback) in %.0f s", count, time.time() - t0)
-    os.makedirs(workdir, exist_ok=True)
-    with open(path + ".tmp", "w") as f:
-        f.writelines(json.dumps({"prompt": p, "completion": c}) + "\n" for p, c in pairs)
-    os.replace(path + ".tmp", path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps({"prompt": p, "completion": c}) + "\n"
+                            for p, c in pairs))
     return pairs
 
 

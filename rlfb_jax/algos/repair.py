@@ -32,11 +32,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 
 import jax
 import ml_collections
 import numpy as np
+from etils import epath
 
 from rlfb_jax.algos import register_algo
 from rlfb_jax.algos.driver import Driver
@@ -156,7 +156,7 @@ def summarize(seeds: list[dict], rounds: int, draws: int = 2000) -> dict[str, fl
 
 
 def plot(path: str, summary: dict, rounds: int) -> None:
-    from rlfb_jax.core.metrics import new_figure
+    from rlfb_jax.core.metrics import new_figure, save_figure
 
     fig, ax = new_figure(figsize=(5.5, 4))
     for method, marker in zip(METHODS, "os"):
@@ -173,7 +173,7 @@ def plot(path: str, summary: dict, rounds: int) -> None:
     ax.set_title("selection with visible examples")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path, dpi=120)
 
 
 @register_algo("repair", pool="repair")
@@ -185,29 +185,24 @@ def train(driver: Driver) -> dict:
                     "its repairs are plain samples with a longer prompt")
     tasks = list(base.data.eval_tasks)[: int(rc.num_tasks)]
     seeds = []
+    workdir = epath.Path(driver.workdir)
     for s in range(int(rc.seeds)):
-        path = os.path.join(driver.workdir, f"seed{s}.json")
-        if os.path.exists(path):
-            with open(path) as f:
-                seeds.append(json.load(f))
+        path = workdir / f"seed{s}.json"
+        if path.exists():
+            seeds.append(json.loads(path.read_text()))
             continue
-        seed = int(driver.config.seed) * 1000 + s
-        result = run_seed(driver, tasks, seed)
-        with open(path + ".tmp", "w") as f:
-            json.dump(result, f)
-        os.replace(path + ".tmp", path)
+        result = run_seed(driver, tasks, int(driver.config.seed) * 1000 + s)
+        path.write_text(json.dumps(result))  # one write: a killed seed is simply rerun
         seeds.append(result)
         one = summarize([result], int(rc.rounds), 200)
         driver.log(s + 1, {k: v for k, v in one.items() if "_seed_std" not in k})
-        log.info("seed %d: repair %s | resample %s", s, " ".join(
-            f"{one[f'repair/round{r}/pass@1']:.3f}" for r in range(int(rc.rounds) + 1)),
-            " ".join(f"{one[f'resample/round{r}/pass@1']:.3f}" for r in range(int(rc.rounds) + 1)))
+        log.info("seed %d: repair %s | resample %s", s, *(" ".join(
+            f"{one[f'{m}/round{r}/pass@1']:.3f}" for r in range(int(rc.rounds) + 1))
+            for m in METHODS))
     summary = summarize(seeds, int(rc.rounds), int(rc.bootstrap))
-    with open(os.path.join(driver.workdir, "repair_samples.jsonl"), "w") as f:
-        for method in METHODS:
-            for task, hist in zip(tasks, seeds[0][method]["attempts"]):
-                f.write(json.dumps({"task_id": task.task_id, "method": method,
-                                    "attempts": hist}) + "\n")
+    (workdir / "repair_samples.jsonl").write_text("".join(
+        json.dumps({"task_id": task.task_id, "method": method, "attempts": hist}) + "\n"
+        for method in METHODS for task, hist in zip(tasks, seeds[0][method]["attempts"])))
     summary = driver.finish(summary, base=base)
-    plot(os.path.join(driver.workdir, "repair.png"), summary, int(rc.rounds))
+    plot(str(workdir / "repair.png"), summary, int(rc.rounds))
     return summary
