@@ -137,7 +137,6 @@ def synthetic_repair_pairs(config, workdir: str, train_tasks) -> list[tuple[str,
     import logging
     import time
 
-
     path = epath.Path(workdir) / "repair_pairs.jsonl"
     if path.exists():
         rows = [json.loads(line) for line in path.read_text().splitlines() if line]
