@@ -2,11 +2,16 @@
 
 Any config key can be overridden on the command line (``--config.optimizer.name=lion``,
 ``--config.train.steps=50``); an unknown key or a value of the wrong type fails before any
-compute, naming the key. Before anything is written, the config is checked as far as it can
-be without data: every ``optimizer`` section builds, every ``model`` section is a valid
-model, every ``mesh`` fits the devices, and the workdir is not a file. A bad input ends with
-a few lines naming it on stderr and exit status 2. Re-running with the same ``--workdir``
-resumes from the latest checkpoint; a finished run (summary.json present) does no work.
+compute, naming the key (``kwargs`` sections take new keys: a part's hyperparameters). The
+modules ``config.imports`` names are imported first (from the working directory, or .py
+paths), so parts they register can be named. Before anything is written, the config is
+checked as far as it can be without data: every ``optimizer`` section builds, every ``model``
+section is a valid model (with ``hf_path``, the checkpoint's architecture is written into it,
+so config.json records the model actually trained), every ``loss`` names a registered loss
+that takes its ``kwargs``, every ``mesh`` fits the devices, and the workdir is not a file. A
+bad input ends with a few lines naming it on stderr and exit status 2. Re-running with the
+same ``--workdir`` resumes from the latest checkpoint; a finished run (summary.json
+present) does no work.
 
 Multi-host (TPU pods, GPU clusters): pass ``--multihost`` (or set RLFB_MULTIHOST=1) on every
 host; `jax.distributed.initialize()` then finds the coordinator from the environment, or
@@ -15,6 +20,8 @@ from ``--coordinator``, ``--num_processes`` and ``--process_id`` when given.
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import json
 import logging
 import os
@@ -29,7 +36,10 @@ log = logging.getLogger("rlfb_jax")
 # PyTorch is missing (printed at its import on a machine without torch) is noise here.
 os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config module (get_config).")
+# Experiments lock their configs themselves (`rlfb_jax.core.config.lock`), leaving ``kwargs``
+# sections open for new keys; unlocked configs would accept typos.
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config module (get_config).",
+                                          lock_config=False, accept_new_attributes=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (created; reused to resume).")
 _MULTIHOST = flags.DEFINE_bool("multihost", False, "Call jax.distributed.initialize().")
 _COORD = flags.DEFINE_string("coordinator", None, "host:port of process 0 (multi-host).")
@@ -54,6 +64,19 @@ def initialize_distributed(coordinator=None, num_processes=None, process_id=None
     jax.distributed.initialize(**kwargs)
 
 
+class _ProgressSafeHandler(logging.StreamHandler):
+    """Writes through tqdm, so a message logged while a progress bar runs gets a line of its
+    own instead of being appended to the bar."""
+
+    def emit(self, record):
+        from tqdm import tqdm
+
+        try:
+            tqdm.write(self.format(record), file=sys.stderr)
+        except Exception:  # noqa: BLE001 - logging's own convention
+            self.handleError(record)
+
+
 def configure_logging(level=logging.INFO):
     """Our messages at INFO on stderr; library chatter (orbax, absl) at WARNING."""
     from absl import logging as absl_logging
@@ -61,7 +84,7 @@ def configure_logging(level=logging.INFO):
     absl_logging.set_verbosity(absl_logging.WARNING)
     logger = logging.getLogger("rlfb_jax")
     if not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _ProgressSafeHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
         logger.addHandler(handler)
     logger.setLevel(level)
@@ -83,6 +106,10 @@ def parse_flags(argv: list[str]) -> list[str]:
         message = _config_file_error(e)
     except (AttributeError, KeyError, TypeError, ValueError) as e:  # a key that is not there
         message = _clean(e)
+        locked = re.match(r'Key "([^"]+)" does not exist and cannot be added', message)
+        if locked:  # a new key in a locked section: its name and the suggestion, not the dump
+            hint = re.search(r"Did you mean [^?]*\?", message)
+            message = f"'{locked.group(1)}' {hint.group(0) if hint else 'is not a config key'}"
         overrides = [a.split("=")[0] for a in argv if a.startswith("--config.")]
         named = re.match(r"'([^']+)'", message)
         bad = [a for a in overrides if named and a.split(".")[-1] == named.group(1)]
@@ -123,13 +150,46 @@ def _clean(e: BaseException) -> str:
     return " ".join(keep)
 
 
+def import_modules(config) -> None:
+    """Imports every module named in an ``imports`` key of the config (at any depth): module
+    names (comma-separated) found from the working directory or ``sys.path``, or paths of
+    ``.py`` files. ConfigError naming the module if one fails."""
+    names = []
+
+    def walk(node, path):
+        for key in sorted(node.keys()):
+            value = node[key]
+            if key == "imports" and isinstance(value, str):
+                names.extend((f"{path}.{key}", n.strip()) for n in value.split(",") if n.strip())
+            elif hasattr(value, "keys"):
+                walk(value, f"{path}.{key}")
+
+    walk(config, "config")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    for where, name in names:
+        try:
+            if name.endswith(".py"):
+                module_name = os.path.splitext(os.path.basename(name))[0]
+                spec = importlib.util.spec_from_file_location(module_name, os.path.abspath(name))
+                module = importlib.util.module_from_spec(spec)
+                sys.modules[module_name] = module
+                spec.loader.exec_module(module)
+            else:
+                importlib.import_module(name)
+        except Exception as e:  # noqa: BLE001 - any failure of user code, in one line
+            raise ConfigError(f"{where}: cannot import {name!r}: {type(e).__name__}: "
+                              f"{_clean(e)}") from None
+
+
 def preflight(config, workdir: str) -> None:
     """Checks what can be checked before any data, compute or file: ConfigError if not."""
     if os.path.exists(workdir) and not os.path.isdir(workdir):
         raise ConfigError(f"--workdir {workdir} is a file, not a directory")
     from rlfb_jax.core import sharding
-    from rlfb_jax.core.config import model_from_config
+    from rlfb_jax.core.config import model_from_config, set_model_from_checkpoint
     from rlfb_jax.core.optim import make_optimizer
+    from rlfb_jax.losses.registry import check_loss
 
     def walk(node, path):
         for key in sorted(node.keys()):
@@ -140,10 +200,16 @@ def preflight(config, workdir: str) -> None:
                 if key == "optimizer":
                     make_optimizer(value, 1)
                 elif key == "model" and "d_model" in value:
+                    if value.get("hf_path"):
+                        set_model_from_checkpoint(value)
                     model_from_config(value)
+                elif key == "loss" and "kwargs" in value:
+                    check_loss(value.name, value.kwargs, where)
+                elif key == "rl" and "loss_kwargs" in value:
+                    check_loss(value.loss, value.loss_kwargs, where)
                 elif key == "mesh":
                     sharding.make_mesh(value)
-            except (TypeError, ValueError) as e:
+            except (OSError, TypeError, ValueError) as e:
                 message = _clean(e)
                 if not message.startswith("config."):
                     message = f"{where}: {message}"
@@ -163,6 +229,7 @@ def main(argv):
         config = load_config()
         if _WORKDIR.value is None:
             raise ConfigError("--config and --workdir are required")
+        import_modules(config)
         preflight(config, _WORKDIR.value)
     except ConfigError as e:
         print(f"rlfb_jax.main: error: {e}", file=sys.stderr)

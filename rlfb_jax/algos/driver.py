@@ -97,7 +97,9 @@ class Driver:
 
     @functools.cached_property
     def mesh(self):
-        return shd.make_mesh(self.config.mesh)
+        mesh = shd.make_mesh(self.config.mesh)
+        log.info("%s", shd.describe_mesh(mesh))
+        return mesh
 
     @functools.cached_property
     def replicated(self):
@@ -202,4 +204,6 @@ class Driver:
             summary.update({f"{k}_base": v for k, v in base.summary.items()
                             if k.startswith("eval/") and "/errors/" not in k})
         summary["time/total_s"] = self.rundir.elapsed()  # every segment of a resumed run
+        if "mesh" in self.__dict__:  # the mesh this run used: mesh/data, mesh/fsdp, ...
+            summary.update({f"mesh/{a}": n for a, n in self.mesh.shape.items()})
         return self.rundir.finish(summary, step=step, state=state, meta=meta)

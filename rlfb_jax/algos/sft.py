@@ -6,12 +6,18 @@ Data (``config.data.source``):
   "synthetic"  the synthetic task world (see `rlfb_jax.algos.datasets`).
   "mbpp"       MBPP's train split from ``data.path`` (the original jsonl).
 
-The data position is the step: batch i is a deterministic function of (seed, i), so a
-resumed run trains on exactly what an uninterrupted one would.
+The loss is ``config.loss.name`` (a registered loss) with ``config.loss.kwargs`` as its
+hyperparameters. The data position is the step: batch i is a deterministic function of
+(seed, i), so a resumed run trains on exactly what an uninterrupted one would.
+
+``perf/tokens_per_s``: tokens (prompt and completion, padding excluded) trained on per
+second of wall time over the steps since the previous log, host batching included; the
+first step of each run segment (which compiles) is left out.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 
 import jax
@@ -27,12 +33,16 @@ from rlfb_jax.core.policy import build_policy
 from rlfb_jax.core.step import make_step
 from rlfb_jax.data.tokenizer import encode_pairs
 from rlfb_jax.losses import get_loss
+from rlfb_jax.models.config import count_params
+
+log = logging.getLogger("rlfb_jax")
 
 
 def default_config() -> ml_collections.ConfigDict:
     c = experiment_config()
     c.algo = "sft"
-    c.loss = ml_collections.ConfigDict(dict(name="sft"))
+    # a registered loss and its hyperparameters (open: --config.loss.kwargs.NAME=VALUE)
+    c.loss = ml_collections.ConfigDict(dict(name="sft", kwargs=ml_collections.ConfigDict()))
     c.data = data_config()
     # eval.tasks: "" (the data source's held-out split), "humaneval", "mbpp" (with eval.path)
     # or a tasks jsonl; evaluation samples with these settings and runs the hidden tests.
@@ -48,25 +58,57 @@ def get_config() -> ml_collections.ConfigDict:
     return lock(default_config())
 
 
+class Throughput:
+    """Tokens per second since the last `rate` call; tokens added before `start` (the
+    compiling first step) do not count."""
+
+    def __init__(self, clock=time.perf_counter):
+        self.clock, self.tokens, self.t0 = clock, 0, None
+
+    def start(self) -> None:
+        self.tokens, self.t0 = 0, self.clock()
+
+    def add(self, tokens: int) -> None:
+        if self.t0 is not None:
+            self.tokens += tokens
+
+    def rate(self) -> float | None:
+        """The rate since `start` or the last call (None before `start`); restarts the
+        interval."""
+        if self.t0 is None or not self.tokens:
+            return None
+        rate = self.tokens / max(self.clock() - self.t0, 1e-9)
+        self.start()
+        return rate
+
+
 @register_algo("sft")
 def train(driver: Driver) -> dict:
     """Steps over (seed, step)-ordered batches, then the held-out evaluation."""
     config = driver.config
+    t0 = time.time()
     data = load_sft_data(config, driver.workdir)
     policy = build_policy(config, data.tokenizer)
+    log.info("tokenizing %d examples...", len(data.prompts))
     prompts, completions = encode_pairs(policy.tokenizer, data.prompts, data.completions)
+    log.info("data ready in %.1f s", time.time() - t0)
     lm, total = policy.lm, int(config.train.steps)
     tx, schedule = make_optimizer(config.optimizer, total)
     if policy.params is None:  # from scratch
         slots = lambda rng: ({"policy": lm.init(rng)}, {})
     else:  # a pretrained checkpoint
         slots = {"policy": policy.params}
+    t0 = time.time()
     state, shardings = driver.create_state(slots, {}, tx, {"policy": lm.logical_axes()})
+    log.info("train state ready in %.1f s: %s parameters", time.time() - t0,
+             f"{count_params(state.params):,}")
     step_fn = make_step(get_loss(config.loss.name), tx, schedule=schedule,
-                        state_shardings=shardings, mesh=driver.mesh, rules=driver.rules, model=lm)
+                        state_shardings=shardings, mesh=driver.mesh, rules=driver.rules, model=lm,
+                        **config.loss.kwargs.to_dict())
     bs, seed = int(config.train.batch_size), int(config.data.seed)
     p_len, c_len = int(config.data.prompt_len), int(config.data.completion_len)
-    clock = {"tokens": 0, "t0": time.time()}
+    start = int(jax.device_get(state.step))
+    meter = Throughput()
     last: dict = {}
 
     def step(state, i):
@@ -74,17 +116,25 @@ def train(driver: Driver) -> dict:
         batch = make_sequence_batch([prompts[j] for j in idx], [completions[j] for j in idx],
                                     p_len, c_len, policy.pad_id)
         truncated = float(batch.pop("truncated").mean())
-        clock["tokens"] += int(batch["attention_mask"].sum())
+        meter.add(int(batch["attention_mask"].sum()))
+        t_step = time.time()
         state, metrics = step_fn(state, driver.shard(batch))
         last.update(metrics)
         metrics = {**metrics, "data/truncated_frac": truncated}
-        if (i + 1) % driver.rundir.log_every == 0:
+        if i == start:
+            jax.block_until_ready(metrics)
+            log.info("compiled and ran the first step in %.1f s", time.time() - t_step)
+            meter.start()
+        elif (i + 1) % driver.rundir.log_every == 0:
             jax.block_until_ready(metrics)  # dispatch is asynchronous: time finished work
-            metrics["perf/tokens_per_s"] = clock["tokens"] / max(time.time() - clock["t0"], 1e-9)
+            rate = meter.rate()
+            if rate is not None:
+                metrics["perf/tokens_per_s"] = rate
         return state, metrics
 
-    start = int(jax.device_get(state.step))
     position = lambda i: {"step": i, "data_position": i, "seed": int(config.seed)}
+    if start < total:
+        log.info("compiling the train step (loss %r)...", config.loss.name)
     state = driver.loop(state, step, start=start, total=total, desc="sft", meta=position)
     summary = {"train/steps": total, "train/examples": len(prompts)}
     losses = ("train/loss", "loss/sft")

@@ -3,7 +3,10 @@
 Experiments are Python modules with ``get_config()`` returning a *locked*
 ``ml_collections.ConfigDict``: assigning a key that does not exist (a typo in an experiment
 or on the command line, ``--config.optimizer.nmae=lion``) fails at once with the key's name,
-and ml_collections rejects a value of the wrong type before any compute.
+and ml_collections rejects a value of the wrong type before any compute. The exceptions are
+the hyperparameters of a part chosen by name (sections named ``kwargs``, e.g.
+``--config.loss.kwargs.temperature=2.0``): they stay open, and the entry point checks them
+against the part's signature before any work.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from rlfb_jax.models.config import ModelConfig
 
 def model_config(**overrides) -> ml_collections.ConfigDict:
     """``config.model``: the fields of `ModelConfig` plus ``hf_path`` (a local HF checkpoint
-    directory; when set it replaces the architecture fields)."""
+    directory; when set, its architecture replaces these fields: `set_model_from_checkpoint`)."""
     d = ModelConfig(**overrides).to_dict()
     d["heads"] = tuple(d["heads"])
     d["hf_path"] = ""
@@ -29,6 +32,9 @@ def experiment_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.algo = "sft"
     c.seed = 0
+    # modules imported before the run, comma-separated ("my_losses,lab.rewards" or
+    # "path/to/file.py"), so that the parts they register can be named in the config
+    c.imports = ""
     c.model = model_config()
     c.optimizer = ml_collections.ConfigDict(
         dict(
@@ -67,6 +73,35 @@ def model_from_config(cfg) -> ModelConfig:
     return ModelConfig.from_dict(d)
 
 
+# With ``hf_path`` these come from the config (how to train); the rest from the checkpoint.
+TRAINING_FIELDS = ("dtype", "param_dtype", "heads", "init_std", "logits_chunk", "remat")
+
+
+def set_model_from_checkpoint(cfg) -> None:
+    """With ``cfg.hf_path`` set, writes the checkpoint's architecture (vocabulary, tying,
+    shapes, ...) into ``config.model``, so that config.json records the model actually
+    trained; `TRAINING_FIELDS` stay as configured."""
+    from rlfb_jax.models.hf import read_hf_config
+    from rlfb_jax.models.hf_config import config_from_hf
+
+    arch = config_from_hf(read_hf_config(cfg.hf_path), dtype=cfg.dtype,
+                          param_dtype=cfg.param_dtype)
+    for key, value in arch.to_dict().items():
+        if key not in TRAINING_FIELDS:
+            cfg[key] = value
+
+
 def lock(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """Locks `config` except its ``kwargs`` sections (see the module docstring)."""
     config.lock()
+
+    def open_kwargs(node):
+        for key, value in node.items():
+            if isinstance(value, ml_collections.ConfigDict):
+                if key == "kwargs":
+                    value.unlock()
+                else:
+                    open_kwargs(value)
+
+    open_kwargs(config)
     return config

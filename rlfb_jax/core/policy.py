@@ -75,8 +75,9 @@ def build_policy(config, tokenizer=None) -> Policy:
         tok = tokenizer if tokenizer is not None else hf_tok
         if tok is None:
             raise FileNotFoundError(f"no tokenizer files in {mcfg.hf_path}")
-        if int(mcfg.get("logits_chunk", 0)):  # a training setting, not the checkpoint's
-            lm = LanguageModel(lm.config.replace(logits_chunk=int(mcfg.logits_chunk)))
+        # training settings, not the checkpoint's
+        lm = LanguageModel(lm.config.replace(logits_chunk=int(mcfg.get("logits_chunk", 0)),
+                                             remat=bool(mcfg.get("remat", False))))
         return Policy(lm, params, tok)
     model_cfg = model_from_config(mcfg)
     if tokenizer is not None and len(tokenizer) > model_cfg.vocab_size:

@@ -56,6 +56,14 @@ def make_mesh(cfg: Mapping[str, Any] | None = None, devices: Sequence[Any] | Non
     return Mesh(np.asarray(devices).reshape(sizes), AXES)
 
 
+def describe_mesh(mesh: Mesh) -> str:
+    """One line for the log: axis sizes, devices and processes."""
+    axes = " ".join(f"{a}={n}" for a, n in mesh.shape.items())
+    kind = mesh.devices.flat[0].platform
+    return (f"mesh {axes} over {mesh.devices.size} {kind} device(s) in "
+            f"{jax.process_count()} process(es)")
+
+
 def _mesh_axes(name, rules: Mapping[str, Any]):
     if name is None:
         return None

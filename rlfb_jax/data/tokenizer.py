@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 import sysconfig
@@ -45,6 +46,8 @@ SPECIAL_TOKENS = (PAD, BOS, EOS)  # ids 0, 1, 2
 DEFAULT_VOCAB_SIZE = 2048
 # Recorded as model_max_length; informational only (benchmark prompts reach ~3k tokens).
 DEFAULT_MAX_LENGTH = 4096
+
+log = logging.getLogger("rlfb_jax")
 
 
 def python_source_texts(max_bytes: int = 1_000_000, root: str | None = None) -> Iterator[str]:
@@ -156,8 +159,12 @@ def train_tokenizer(
     max_length: int = DEFAULT_MAX_LENGTH,
 ) -> str:
     """Trains on `training_corpus` and saves to ``out_dir``; returns the directory path."""
+    t0 = time.time()
+    log.info("training a BPE tokenizer (vocabulary %d)...", vocab_size)
     corpus = training_corpus(tasks, python_source_bytes, mbpp_path, extra_texts)
-    return save_tokenizer(build_tokenizer(corpus, vocab_size), out_dir, max_length)
+    path = save_tokenizer(build_tokenizer(corpus, vocab_size), out_dir, max_length)
+    log.info("tokenizer trained in %.1f s (%s)", time.time() - t0, path)
+    return path
 
 
 def load_tokenizer(path: str) -> Any:
