@@ -12,11 +12,18 @@ key can be overridden, e.g. ``--config.rest_em.rest_em.iterations=3``.
 """
 
 
-from experiments import synthetic_lever, synthetic_ppo, synthetic_rest_em, synthetic_sft
+from experiments import (
+    check_arg,
+    synthetic_lever,
+    synthetic_ppo,
+    synthetic_rest_em,
+    synthetic_sft,
+)
 from rlfb_jax.core.config import experiment_config, lock
 
 
 def get_config(arg: str = ""):
+    check_arg("demo", arg)
     c = experiment_config()
     del c.model
     c.algo = "demo"

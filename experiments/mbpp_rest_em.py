@@ -12,6 +12,7 @@ every train problem, N=32, T=0.7, top-k 40, cap 10, restart from the base.
 
 import os
 
+from experiments import check_arg
 from rlfb_jax.algos.rest_em import default_config
 from rlfb_jax.algos.sft import default_config as sft_config
 from rlfb_jax.core.config import lock
@@ -22,6 +23,7 @@ MBPP = os.path.normpath(os.path.join(os.path.dirname(__file__), "..", "..", "sha
 
 
 def get_config(arg: str = ""):
+    check_arg("mbpp_rest_em", arg)
     c = default_config()
     b = sft_config()
     b.data.source = "mbpp"

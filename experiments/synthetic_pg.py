@@ -10,12 +10,13 @@ clipped surrogate, and one pass over the rows per iteration: without PPO's ratio
 clipping, a second epoch would reuse samples as if they were on-policy.
 """
 
-from experiments import synthetic_ppo
+from experiments import check_arg, synthetic_ppo
 from rlfb_jax.algos.ppo import default_config
 from rlfb_jax.core.config import lock
 
 
 def get_config(arg: str = ""):
+    check_arg("synthetic_pg", arg)
     c = synthetic_ppo.get_config(arg)
     c.unlock()
     c.algo = "pg"

@@ -16,12 +16,13 @@ after 45 iterations (38 minutes on a shared machine) and lowered pass@1 for the 
 
 import ml_collections
 
-from experiments import synthetic_sft
+from experiments import check_arg, synthetic_sft
 from rlfb_jax.algos.ppo import default_config
 from rlfb_jax.core.config import lock
 
 
 def get_config(arg: str = ""):
+    check_arg("synthetic_ppo", arg)
     c = default_config("ppo")
     c.base = synthetic_sft.get_config(arg)
     c.eval = c.base.eval.copy_and_resolve_references()

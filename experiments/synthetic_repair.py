@@ -11,12 +11,13 @@ feedback (176 tokens). One model generates and repairs. Then, on the 200 held-ou
 visible examples, 3 seeds; see `rlfb_jax.algos.repair` for the outputs.
 """
 
-from experiments import synthetic_sft
+from experiments import check_arg, synthetic_sft
 from rlfb_jax.algos.repair import default_config
 from rlfb_jax.core.config import lock
 
 
 def get_config(arg: str = ""):
+    check_arg("synthetic_repair", arg)
     c = default_config()
     c.base = synthetic_sft.get_config(arg)
     c.base.unlock()

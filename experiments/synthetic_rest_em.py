@@ -13,12 +13,13 @@ of ``problems_per_iter`` training problems with N = ``n_samples`` programs each 
 every problem, N=32); `rlfb_jax.algos.rest_em.default_config` keeps the paper's values.
 """
 
-from experiments import synthetic_sft
+from experiments import check_arg, synthetic_sft
 from rlfb_jax.algos.rest_em import default_config
 from rlfb_jax.core.config import lock
 
 
 def get_config(arg: str = ""):
+    check_arg("synthetic_rest_em", arg)
     c = default_config()
     c.base = synthetic_sft.get_config(arg)
     c.eval = c.base.eval.copy_and_resolve_references()  # the base's held-out evaluation

@@ -7,7 +7,8 @@ Every variant starts from the same base and spends the same sample budget: ITERA
 iterations of 2,048 training prompts x 4 programs (T=0.7, top-k 40), an update on the 1,024
 rows with the largest |sequence advantage| (groups whose samples all score alike carry no
 outcome signal, as in DAPO's dynamic sampling), 2 epochs of 32-row minibatches, a KL penalty
-to the base, lr 2e-4 cosine. Append ``,smoke`` for the smoke size (``graded,smoke``).
+to the base, lr 2e-4 cosine. Append ``,smoke`` for the smoke size (``graded,smoke``; plain
+``smoke`` is ``graded,smoke``).
 
 ==============  ===========================================================================
 arg             what differs from ``graded``
@@ -41,7 +42,7 @@ VARIANTS = ("graded", "filtered_bc", "grpo", "dr_grpo", "reinforce_pp", "rltf",
 
 
 def get_config(arg: str = ""):
-    variant, _, size = (arg or "graded").partition(",")
+    variant, _, size = ("graded,smoke" if arg == "smoke" else arg or "graded").partition(",")
     if variant not in VARIANTS or size not in ("", "smoke"):
         raise ValueError(f"synthetic_rl_study: unknown arg {arg!r}; expected one of "
                          f"{', '.join(VARIANTS)}, optionally followed by ',smoke'")

@@ -7,11 +7,13 @@ has something to fix; later experiments start from it through ``config.base_work
 Re-running with a finished workdir does no work.
 """
 
+from experiments import check_arg
 from rlfb_jax.algos.sft import default_config
 from rlfb_jax.core.config import lock
 
 
 def get_config(arg: str = ""):
+    check_arg("synthetic_sft", arg)
     c = default_config()
     c.data.source = "synthetic"
     c.data.num_train = 20000
