@@ -6,7 +6,7 @@
 # ~/rlfb_jax) with its requirements; the first time, from a checkout of it:
 #   TPU_NAME=my-pod ZONE=us-central2-b launch/tpu_pod.sh --setup
 # copies the checkout's committed HEAD to every worker (git archive + gcloud scp), unpacks it
-# at REPO_DIR and installs requirements.txt and jax[tpu] there.
+# at REPO_DIR and installs requirements.txt, jax[tpu] and gcsfs (for a gs:// WORKDIR) there.
 set -euo pipefail
 if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then
   sed -n '2,/^set -euo pipefail/{/^#/s/^# \{0,1\}//p}' "$0"
@@ -24,7 +24,7 @@ if [[ "${1:-}" == "--setup" ]]; then
   gcloud compute tpus tpu-vm scp "$archive" "$TPU_NAME":rlfb_jax.tar.gz --zone="$ZONE" \
     --worker=all
   ssh_all "mkdir -p $REPO_DIR && tar -xzf rlfb_jax.tar.gz -C $REPO_DIR && rm rlfb_jax.tar.gz \
-    && cd $REPO_DIR && pip install -r requirements.txt 'jax[tpu]'"
+    && cd $REPO_DIR && pip install -r requirements.txt 'jax[tpu]' gcsfs"
   exit 0
 fi
 config=${1:?usage: launch/tpu_pod.sh CONFIG WORKDIR [overrides...]}
