@@ -30,6 +30,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from etils import epath
+
 from rlfb_jax.data.jsonl import read_jsonl
 
 ERRORS = "eval/errors/"
@@ -88,21 +90,18 @@ class Panel:
 
 def load_run(workdir: str) -> Run:
     """Reads a run directory; raises NotADirectoryError / FileNotFoundError naming it."""
-    if os.path.isfile(workdir):
+    if epath.Path(workdir).is_file():
         raise NotADirectoryError(f"{workdir!r} is a file, not a run directory (a run "
                                  "directory holds config.json, metrics.jsonl, summary.json)")
-    if not os.path.isdir(workdir):
+    if not epath.Path(workdir).is_dir():
         raise FileNotFoundError(f"run directory {workdir!r} does not exist")
 
     def read_json(name: str) -> dict[str, Any]:
-        path = os.path.join(workdir, name)
-        if not os.path.exists(path):
-            return {}
-        with open(path) as f:
-            return json.load(f)
+        path = epath.Path(workdir, name)
+        return json.loads(path.read_text()) if path.exists() else {}
 
     metrics = os.path.join(workdir, "metrics.jsonl")
-    run = Run(workdir, read_jsonl(metrics) if os.path.exists(metrics) else [],
+    run = Run(workdir, read_jsonl(metrics) if epath.Path(metrics).exists() else [],
               read_json("summary.json"), read_json("config.json"))
     if not (run.rows or run.summary or run.config):
         raise FileNotFoundError(f"{workdir!r} is not a run directory: no config.json, "
@@ -113,11 +112,8 @@ def load_run(workdir: str) -> Run:
 def _base_summary(run: Run) -> dict[str, Any]:
     """The summary of the run's base model (``config.base_workdir``), if it is readable."""
     base = run.config.get("base_workdir") or ""
-    path = os.path.join(base, "summary.json") if base else ""
-    if not path or not os.path.exists(path):
-        return {}
-    with open(path) as f:
-        return json.load(f)
+    path = epath.Path(base, "summary.json") if base else None
+    return json.loads(path.read_text()) if path and path.exists() else {}
 
 
 def _outcome_shares(summary: dict[str, Any]) -> dict[str, float]:
@@ -332,7 +328,7 @@ def _method_md(run: Run) -> list[str]:
             (st, s[f"demo/{st}/pass@1"], s.get(f"demo/{st}/compile_rate"),
              s[f"demo/{st}/time_s"] / 60 if f"demo/{st}/time_s" in s else None)
             for st in stages])
-        subs = [st for st in stages if os.path.exists(os.path.join(run.path, st, "report.md"))]
+        subs = [st for st in stages if epath.Path(run.path, st, "report.md").exists()]
         if subs:
             out += ["Each stage's report: " + ", ".join(f"[{st}]({st}/report.md)" for st in subs)
                     + ".", ""]
@@ -341,8 +337,7 @@ def _method_md(run: Run) -> list[str]:
 
 def _write(path: str, data: bytes | str) -> str:
     """The one place this module writes a file (whole, replacing it); returns `path`."""
-    with open(path, "wb") as f:
-        f.write(data.encode() if isinstance(data, str) else data)
+    epath.Path(path).write_bytes(data.encode() if isinstance(data, str) else data)
     return path
 
 
@@ -354,8 +349,8 @@ def write_report(workdir: str) -> list[str]:
     png = overview_png(run)
     if png is not None:
         written.append(_write(os.path.join(workdir, "overview.png"), png))
-    figures = sorted(f for f in os.listdir(workdir)
-                     if f.endswith((".png", ".md")) and f != "report.md")
+    figures = sorted(f.name for f in epath.Path(workdir).iterdir()
+                     if f.name.endswith((".png", ".md")) and f.name != "report.md")
     written.append(_write(os.path.join(workdir, "report.md"), report_md(run, figures)))
     return written
 

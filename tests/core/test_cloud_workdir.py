@@ -16,6 +16,7 @@ from main_runner import REPO, main_env
 
 from core.test_metrics import tensorboard_history
 from rlfb_jax.core.metrics import MetricsWriter, plot_metrics, read_jsonl, write_summary
+from rlfb_jax.core.report import write_report
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -62,7 +63,7 @@ def _main(root, cwd) -> subprocess.CompletedProcess:
     return out
 
 
-def test_a_smoke_run_on_a_bucket_is_found_finished_and_resumes(tmp_path):
+def test_a_smoke_run_on_a_bucket_is_found_finished_and_resumes(tmp_path, monkeypatch):
     root, cwd = tmp_path / "gcs", tmp_path / "cwd"
     cwd.mkdir()
     run = root / "bucket" / "run"
@@ -80,6 +81,13 @@ def test_a_smoke_run_on_a_bucket_is_found_finished_and_resumes(tmp_path):
     assert shown["train/loss"] == pytest.approx(losses)
     assert shown["eval/pass@1"] == pytest.approx({40: summary["eval/pass@1"]})
     assert os.listdir(cwd) == []  # no ./gs:/bucket/run
+    fake_gcs.install(str(root), monkeypatch.setattr)  # the run's report, from the bucket
+    monkeypatch.chdir(cwd)
+    assert write_report("gs://bucket/run") == ["gs://bucket/run/overview.png",
+                                               "gs://bucket/run/report.md"]
+    assert (run / "overview.png").read_bytes()[:8] == PNG
+    assert "[eval.png](eval.png)" in (run / "report.md").read_text()
+    assert os.listdir(cwd) == []
 
     again = _main(root, cwd)
     assert "finished; nothing to do" in again.stderr
