@@ -44,6 +44,7 @@ from rlfb_jax.data.tokenizer import token_offsets
 from rlfb_jax.executor import STATUSES
 from rlfb_jax.losses import compute_advantages, kl_penalty_rewards
 from rlfb_jax.losses.advantages import discounted_returns
+from rlfb_jax.losses.critic import critic_logits, outcome_class, token_class_probs
 from rlfb_jax.losses.sequence import sequence_logprobs
 from rlfb_jax.rewards import (
     get_token_reward,
@@ -120,6 +121,7 @@ def training_batch(eps: Episodes, tasks: Sequence[Any], prompt_len: int,
     batch["token_rewards"] = place_rewards(batch["seq_rewards"], np.zeros_like(extra), tmask)
     batch["token_bonus"] = np.asarray(extra, np.float32) * tmask
     batch["baseline"] = np.where(masked, 0.0, baseline).astype(np.float32)
+    batch["outcome_class"] = np.array([outcome_class(o.status) for o in eps.outcomes], np.int32)
     return batch
 
 
@@ -175,6 +177,10 @@ class Scorer:
     from before top-k / top-p; see `rlfb_jax.losses.pg`), and the critic's values (zeros
     without one; ``rl.value_slot`` "policy": the policy's value head, "value": the separate
     critic's).
+    ``critic_weights(frozen, batch) -> [B, L-1]`` (with a critic, ``rl.critic_workdir``):
+    CodeRL's token weights q(u | prompt, w_<=t), the frozen critic's probability of the
+    outcome class the row's program had (``batch["outcome_class"]``), read after each
+    token; put into the batch as ``critic_weights``, they multiply the outcome advantage.
     ``advantages(batch, logp, ref_logp, values, beta) -> (advantages, returns, seq_kl)``,
     [B, L-1], [B, L-1] and []: the registered estimator over the outcome rewards
     ``batch["token_rewards"]``, plus, when ``rl.kl.placement == "reward"``, the
@@ -192,7 +198,7 @@ class Scorer:
     whitening): both paths give the same advantages on the same rows.
     """
 
-    def __init__(self, lm, rl, group_size: int):
+    def __init__(self, lm, rl, group_size: int, critic_lm=None):
         critic = rl.value_slot
         kl_in_reward = rl.kl.placement == "reward"
         estimator = rl.kl.estimator
@@ -228,6 +234,8 @@ class Scorer:
             rewards = batch["token_rewards"] + (penalty if kl_in_estimator else 0.0)
             adv, ret = compute_advantages(name, rewards, mask, values=values,
                                           baseline=batch["baseline"], **kwargs)
+            if "critic_weights" in batch:  # CodeRL: each token weighted by q(u_true | w_<=t)
+                adv = adv * batch["critic_weights"]
             if not kl_in_estimator:
                 kl_to_go = discounted_returns(penalty, mask, kl_gamma)
                 adv, ret = adv + kl_to_go, ret + kl_to_go
@@ -235,8 +243,14 @@ class Scorer:
                 adv = adv + batch["token_bonus"] * mask
             return adv, ret, jnp.mean(-jnp.sum(kl_tok, axis=1))
 
+        @jax.jit
+        def critic_weights(frozen, batch):
+            logits = critic_logits(critic_lm, frozen["critic"], batch)[:, 1:]
+            return token_class_probs(logits, batch["outcome_class"]) * batch["target_mask"]
+
         self.score = score
         self.advantages = advantages
+        self.critic_weights = critic_weights if critic_lm is not None else None
 
 
 def update_batch(rl, batch, logp, ref_logp, advantages, returns, values, beta):

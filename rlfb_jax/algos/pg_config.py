@@ -4,6 +4,7 @@ registered parts it names (KL controller, loss hyperparameters)."""
 from __future__ import annotations
 
 import ml_collections
+from etils import epath
 
 from rlfb_jax.algos.sft import default_config as sft_config
 from rlfb_jax.core.config import experiment_config
@@ -64,6 +65,10 @@ def default_config(algo: str = "ppo") -> ml_collections.ConfigDict:
         # > 0: DAPO's soft overlong punishment over the last overlong_cache tokens before
         # max_new_tokens (`rlfb_jax.rewards.overlong_penalty`); 0: off
         overlong_cache=0,
+        # a finished "critic" run (experiments/synthetic_critic.py, same base): CodeRL's
+        # token weights, the critic's probability of each row's actual outcome class,
+        # multiply the outcome advantages; "": off
+        critic_workdir="",
         kl=ml_collections.ConfigDict(dict(
             controller="fixed", beta=0.02, target=2.0, horizon=2000.0, estimator="k1",
             placement="reward",  # "reward" (per-token penalty, PPOCoder) or "loss"
@@ -101,6 +106,9 @@ def check_config(rl) -> None:
         raise ValueError(f"config.rl.update_rows={rl.update_rows} takes a critic-free "
                          f"sequence-level advantage, got advantage={rl.advantage!r}, "
                          f"value_slot={rl.value_slot!r}: set update_rows=0 to train a critic")
+    if rl.critic_workdir and not epath.Path(rl.critic_workdir, "summary.json").exists():
+        raise ValueError(f"config.rl.critic_workdir={rl.critic_workdir!r}: no finished critic "
+                         "run there (train one with experiments/synthetic_critic.py)")
     if rl.adv_floor is not None and not rl.update_rows:
         raise ValueError("config.rl.adv_floor needs config.rl.update_rows > 0")
     for key, value, known in (("loss", rl.loss, LOSSES.names()),

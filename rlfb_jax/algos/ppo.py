@@ -36,6 +36,7 @@ from rlfb_jax.algos.pg_batch import (
 )
 from rlfb_jax.algos.pg_config import check_config, default_config, kl_controller, loss_kwargs
 from rlfb_jax.core.batching import epoch_order
+from rlfb_jax.core.checkpoint import params_from_checkpoint
 from rlfb_jax.core.optim import make_optimizer
 from rlfb_jax.core.policy import Policy
 from rlfb_jax.core.rollout import rollout
@@ -98,10 +99,16 @@ def setup(driver: Driver) -> tuple[PPO, TrainState]:
     slots = {"policy": base.params}
     if rl.value_slot == "value":  # a separate critic, starting as the base (+ a zero head)
         slots["value"] = jax.tree.map(lambda x: x.copy(), base.params)
-    state, shardings = driver.create_state(
-        slots, {"reference": base.params}, tx,
-        {**{k: lm.logical_axes() for k in slots}, "reference": lm.logical_axes()},
-        aux={"kl": kl_ctl.init()})
+    frozen, logical = {"reference": base.params}, {k: lm.logical_axes() for k in slots}
+    logical["reference"] = lm.logical_axes()
+    critic_lm = None
+    if rl.critic_workdir:  # CodeRL's critic (a finished "critic" run), frozen
+        critic_lm = base.policy.with_heads(("critic",)).lm
+        frozen["critic"] = params_from_checkpoint(rl.critic_workdir, critic_lm.abstract_params(),
+                                                  slot="critic")
+        logical["critic"] = critic_lm.logical_axes()
+    state, shardings = driver.create_state(slots, frozen, tx, logical,
+                                           aux={"kl": kl_ctl.init()})
     update = make_epoch_update(get_loss(rl.loss), tx, epochs=rl.epochs,
                                minibatches=rl.minibatches, schedule=schedule,
                                state_shardings=shardings, mesh=driver.mesh, rules=driver.rules,
@@ -117,7 +124,7 @@ def setup(driver: Driver) -> tuple[PPO, TrainState]:
                if rl.advantage == "greedy_baseline" else None),  # CodeRL's baseline
               make_reward(rl.rewards.to_dict()),
               TokenRewards(rl.token_rewards.to_dict(), base.policy.tokenizer), kl_ctl,
-              Scorer(lm, rl, int(rl.n_samples)), update)
+              Scorer(lm, rl, int(rl.n_samples), critic_lm), update)
     return ppo, state
 
 
@@ -147,6 +154,8 @@ def iteration(p: PPO, state: TrainState, it: int) -> tuple[TrainState, dict]:
     # -- score and advantages (device)
     dev = p.driver.shard(batch)
     logp, ref_logp, values = p.scorer.score(state.params, state.frozen, dev)
+    if p.scorer.critic_weights is not None:
+        dev["critic_weights"] = p.scorer.critic_weights(state.frozen, dev)
     beta = state.aux["kl"].beta
     adv, ret, seq_kl = p.scorer.advantages(dev, logp, ref_logp, values, beta)
     # -- update: epochs x minibatches in one jitted scan; then the KL controller, whose n

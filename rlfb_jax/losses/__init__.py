@@ -2,7 +2,12 @@
 advantage estimators (`rlfb_jax.losses.advantages`) and KL estimators / controllers
 (`rlfb_jax.losses.kl`) that policy-gradient algorithms pick by name."""
 
-from rlfb_jax.losses import pg, sft, verifier  # noqa: F401  (registers "sft", "pg", "ppo", "verifier")
+from rlfb_jax.losses import (  # noqa: F401  (registers "sft", "pg", "ppo", "verifier", "critic")
+    critic,
+    pg,
+    sft,
+    verifier,
+)
 from rlfb_jax.losses.advantages import (
     ADVANTAGES,
     compute_advantages,

@@ -42,7 +42,9 @@ class ModelConfig:
     tie_embeddings: bool = True
     param_dtype: str = "float32"
     dtype: str = "float32"  # compute dtype of matmuls; norms, softmax and logits stay float32
-    heads: tuple[str, ...] = ()  # extra scalar heads on the backbone: "value", "score"
+    # extra heads on the backbone: "value", "score" (scalars), "critic" (CodeRL's outcome
+    # classes, `rlfb_jax.losses.critic.CRITIC_CLASSES`)
+    heads: tuple[str, ...] = ()
     init_std: float = 0.02
     # > 0: training losses compute the vocabulary projection, log-softmax and entropy over
     # this many positions at a time, recomputed in the backward pass (memory of the logits
@@ -68,9 +70,10 @@ class ModelConfig:
             raise ValueError(f"model.d_model={self.d_model} is not divisible by n_heads")
         if self.logits_chunk < 0:
             raise ValueError(f"model.logits_chunk must be >= 0, got {self.logits_chunk}")
-        bad = set(self.heads) - {"value", "score"}
+        bad = set(self.heads) - {"value", "score", "critic"}
         if bad:
-            raise ValueError(f"model.heads: unknown head(s) {sorted(bad)}; known: value, score")
+            raise ValueError(f"model.heads: unknown head(s) {sorted(bad)}; known: value, "
+                             "score, critic")
 
     @property
     def num_kv_heads(self) -> int:

@@ -355,7 +355,7 @@ def stored_heads(path: str | os.PathLike) -> tuple[str, ...]:
     if not file.is_file():
         return ()
     keys = SafetensorsFile(file).keys()
-    return tuple(h for h in ("value", "score") if f"{h}_head/kernel" in keys)
+    return tuple(h for h in ("value", "score", "critic") if f"{h}_head/kernel" in keys)
 
 
 def load_tokenizer(path: str | os.PathLike):

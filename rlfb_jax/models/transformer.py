@@ -20,6 +20,9 @@ from flax import nnx
 
 from rlfb_jax.models.config import ModelConfig
 
+# the critic head's outputs: compile error, runtime error, failed test, passed (CodeRL)
+CRITIC_OUTPUTS = 4
+
 
 class KVCache(NamedTuple):
     """Keys/values of every layer plus slot validity.
@@ -193,6 +196,9 @@ class Transformer(nnx.Module):
         if "score" in cfg.heads:
             self.score_head = nnx.Linear(cfg.d_model, 1, param_dtype=jnp.float32,
                                          kernel_init=nnx.initializers.zeros, rngs=rngs)
+        if "critic" in cfg.heads:  # CodeRL's critic: one logit per outcome class
+            self.critic_head = nnx.Linear(cfg.d_model, CRITIC_OUTPUTS, param_dtype=jnp.float32,
+                                          kernel_init=nnx.initializers.zeros, rngs=rngs)
 
     def __call__(self, tokens, positions=None, attention_mask=None):
         return self.forward(tokens, positions, attention_mask).logits
@@ -263,3 +269,7 @@ class Transformer(nnx.Module):
     def score(self, hidden):
         """Scalar verifier logit per position: [B, T, D] -> [B, T]."""
         return self.score_head(hidden)[..., 0]
+
+    def critic(self, hidden):
+        """Outcome-class logits per position: [B, T, D] -> [B, T, CRITIC_OUTPUTS]."""
+        return self.critic_head(hidden)

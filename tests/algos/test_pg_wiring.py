@@ -338,3 +338,16 @@ def test_the_loop_feeds_the_adaptive_beta_to_the_loss_with_one_compile(tmp_path)
     assert kl_mean[-1] != 0.0  # the policy has left the reference (lr warms up from 0)
     np.testing.assert_allclose(kl_loss, np.array(betas) * np.array(kl_mean), rtol=1e-3,
                                atol=1e-12)
+
+
+def test_critic_weights_scale_the_outcome_advantage_not_the_kl_penalty():
+    """CodeRL: -(r - b) q(u | w_<=t) grad log p(w_t); the KL penalty is not the critic's."""
+    rl = _rl(**{"kl.beta": 0.05})
+    rl.advantage = "rloo"
+    batch, logp, ref = _batch([1, 0, 0, 0, 0, 1, 0.5, 0], [5, 3, 4, 5, 2, 5, 4, 3], 2)
+    mask = batch["target_mask"]
+    plain, _ = _advantages(rl, batch, logp, ref, 0.05)
+    w = np.random.default_rng(3).uniform(0, 1, mask.shape).astype(np.float32) * mask
+    weighted, _ = _advantages(rl, dict(batch, critic_weights=w), logp, ref, 0.05)
+    kl = _kl_to_go(logp, ref, mask, 0.05)
+    np.testing.assert_allclose(weighted - kl, (plain - kl) * w, rtol=1e-5, atol=1e-6)
