@@ -61,6 +61,13 @@ SKIP = {
     "--workdir runs/lever_variants": FULL,
     "python -m rlfb_jax.main --config experiments/synthetic_rest_em.py --workdir runs/rest_em "
     "[--config.base_workdir=runs/base]": FULL,
+    "python -m rlfb_jax.main --config experiments/synthetic_repair.py --workdir runs/repair": FULL,
+    "python -m rlfb_jax.main --config experiments/synthetic_ilf.py --workdir runs/ilf "
+    "--config.base_workdir=runs/repair/base": FULL,
+    "python -m rlfb_jax.main --config experiments/synthetic_ilf.py:rest_em --workdir "
+    "runs/ilf_rest_em --config.base_workdir=runs/repair/base": FULL,
+    "python -m rlfb_jax.main --config experiments/synthetic_critic.py --workdir runs/critic "
+    "--config.base_workdir=runs/base": FULL,
 }
 
 
