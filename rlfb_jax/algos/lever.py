@@ -168,7 +168,8 @@ def _train_verifier(driver: Driver, subdir: str, base, batch, steps: int):
         final = {k: float(v) for k, v in jax.device_get(last).items()}
         summary = {"train/steps": steps, "train/examples": n, "time/train_s": time.time() - t0,
                    **{k: v for k, v in final.items() if k.startswith(("train/", "loss/"))}}
-        sub.finish(summary, step=steps, state=state, meta={"step": steps})
+        # what finish wrote (mesh, total time): the same summary a resumed run reads back
+        summary = sub.finish(summary, step=steps, state=state, meta={"step": steps})
         return state.params["verifier"], summary
 
 
