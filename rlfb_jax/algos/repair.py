@@ -203,6 +203,7 @@ def train(driver: Driver) -> dict:
     (workdir / "repair_samples.jsonl").write_text("".join(
         json.dumps({"task_id": task.task_id, "method": method, "attempts": hist}) + "\n"
         for method in METHODS for task, hist in zip(tasks, seeds[0][method]["attempts"])))
+    plot(str(workdir / "repair.png"), {**summary, "eval/pass@1_base": base.summary.get(
+        "eval/pass@1", float("nan"))}, int(rc.rounds))
     summary = driver.finish(summary, base=base)
-    plot(str(workdir / "repair.png"), summary, int(rc.rounds))
     return summary

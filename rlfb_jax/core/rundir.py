@@ -45,6 +45,7 @@ from rlfb_jax.core.metrics import (
     read_jsonl,
     write_summary,
 )
+from rlfb_jax.core.report import write_report
 from rlfb_jax.core.state import TrainState
 from rlfb_jax.core.step import check_finite
 
@@ -210,13 +211,19 @@ class RunDir:
         return {**meta, _ELAPSED: self.elapsed()}
 
     def finish(self, summary: dict[str, Any], step: int | None = None, state=None, meta=None):
-        """Final checkpoint (if a state is given), summary.json and PNG plots."""
+        """Final checkpoint (if a state is given), summary.json, PNG plots and the run's face
+        (`rlfb_jax.core.report`: overview.png and report.md)."""
         if state is not None and step is not None:
             self.ckpt.save(step, state, self._timed(meta or {}), force=True)
         self.close()
         if is_main_process():
             write_summary(self.workdir, summary)
             plot_metrics(self.workdir)
+            try:  # the summary is written: a report that fails must not fail the run
+                write_report(self.workdir)
+            except Exception as e:  # noqa: BLE001
+                log.warning("report.md / overview.png not written: %s: %s",
+                            type(e).__name__, e)
         return summary
 
     def close(self):

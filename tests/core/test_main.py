@@ -47,8 +47,9 @@ def test_smoke_run_directory_and_resume(tmp_path):
     for key in ("eval/pass@1", "eval/compile_rate", "train/loss", "eval/pass@4"):
         assert key in summary
     for name in ("config.json", "metrics.jsonl", "summary.json", "metrics_train.png",
-                 "eval.png"):
+                 "eval.png", "overview.png", "report.md"):  # every finished run has its face
         assert (wd / name).exists(), name
+    assert "eval.png" in (wd / "report.md").read_text()
     assert any(f.startswith("events.out.tfevents") for f in os.listdir(wd / "tensorboard"))
     assert "40" in os.listdir(wd / "checkpoints")
     rows = [json.loads(line) for line in open(wd / "metrics.jsonl")]
