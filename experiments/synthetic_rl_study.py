@@ -26,6 +26,9 @@ gspo            GSPO: sequence-level importance ratio, clip range 3e-4 / 4e-4
 gae             PPO with a GAE critic (lambda 0.95; a separate critic network, a copy of
                 the base with a value head): every row is updated (no row selection), in
                 64 minibatches of 128 rows
+ppocoder        PPOCoder's setting (Shojaee et al. 2023): from an earlier, weaker checkpoint
+                of the base (step 100 of 170), R = CodeRL levels + R_ast + R_dfg (each
+                weight 1), KL beta 0.1 in the reward
 pg              the "pg" loss (REINFORCE with the RLOO baseline), one epoch
 ==============  ===========================================================================
 """
@@ -38,7 +41,7 @@ from rlfb_jax.core.config import lock
 
 ITERATIONS = 6
 VARIANTS = ("graded", "filtered_bc", "grpo", "dr_grpo", "reinforce_pp", "rltf",
-            "clip_higher", "gspo", "gae", "pg")
+            "clip_higher", "gspo", "gae", "ppocoder", "pg")
 
 
 def get_config(arg: str = ""):
@@ -85,6 +88,11 @@ def get_config(arg: str = ""):
         c.rl.advantage_kwargs.lam = 0.95
         c.rl.update_rows = 0
         c.rl.minibatches = 64 if not size else 2
+    elif variant == "ppocoder":
+        c.base_step = 100 if not size else c.base.train.steps
+        c.rl.rewards = ml_collections.ConfigDict({"coderl": 1.0, "ast_match": 1.0,
+                                                  "dfg_match": 1.0})
+        c.rl.kl.beta = 0.1
     elif variant == "pg":
         c.algo = "pg"
         c.rl.loss = "pg"

@@ -83,6 +83,9 @@ def load_base_model(config, workdir: str, run: Callable[..., dict],
     if heads:
         policy = policy.with_heads(heads)
     like = policy.lm.init(jax.random.key(0)) if heads else policy.lm.abstract_params()
-    params = params_from_checkpoint(bdir, like)
+    step = int(config.get("base_step", 0) or 0)  # > 0: an earlier checkpoint of the base
+    params = params_from_checkpoint(bdir, like, step=step or None)
+    if step:  # the base's own evaluation is of its final weights, not of these
+        summary = {"base/step": step}
     log.info("base model from %s (pass@1 %.3f)", bdir, summary.get("eval/pass@1", float("nan")))
     return BaseModel(policy, params, data, summary, bdir)

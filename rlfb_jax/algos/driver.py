@@ -25,16 +25,18 @@ the base's ``eval/*`` as ``eval/*_base``) and the final checkpoint.
 from __future__ import annotations
 
 import functools
+import json
 import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
+from etils import epath
 
 from rlfb_jax.algos import get_algo
 from rlfb_jax.algos.base_model import BaseModel, load_base_model
 from rlfb_jax.core import sharding as shd
-from rlfb_jax.core.rundir import RunDir
+from rlfb_jax.core.rundir import RunDir, is_main_process
 from rlfb_jax.core.state import TrainState, create_state, named_key, state_from_params
 from rlfb_jax.eval.policy_eval import evaluate_policy
 from rlfb_jax.executor import ExecutorPool
@@ -92,8 +94,23 @@ class Driver:
         """The base model of ``config.base`` (trained into ``config.base_workdir`` first when
         it is not there), with extra zero-initialized `heads`; cached as ``driver.base``."""
         base = load_base_model(self.config, self.rundir.workdir, run, heads)
+        if int(self.config.get("base_step", 0) or 0):
+            base.summary.update(self._earlier_base_eval(base))
         self.__dict__["base"] = base
         return base
+
+    def _earlier_base_eval(self, base) -> dict[str, Any]:
+        """The held-out evaluation of an earlier base checkpoint (``config.base_step``),
+        made once and kept in WORKDIR/base_step_eval.json (its ``*_base`` figures)."""
+        path = epath.Path(self.workdir) / "base_step_eval.json"
+        if path.exists():
+            return json.loads(path.read_text())
+        log.info("evaluating the base's checkpoint at step %d", self.config.base_step)
+        metrics = self.evaluate(base.policy, base.params, base.data.eval_tasks, write=False)
+        if is_main_process():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(metrics))
+        return metrics
 
     @functools.cached_property
     def mesh(self):

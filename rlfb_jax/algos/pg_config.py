@@ -25,6 +25,9 @@ def default_config(algo: str = "ppo") -> ml_collections.ConfigDict:
     c.algo = algo
     c.base = sft_config()
     c.base_workdir = ""
+    # > 0: start from the base's checkpoint at this step (an earlier, weaker base, e.g.
+    # PPOCoder's setting); its held-out evaluation is made once and reported as *_base
+    c.base_step = 0
     loss_kwargs = dict(aggregation="token_mean", vf_coef=0.5, ent_coef=0.0)
     if algo == "ppo":
         loss_kwargs["clip_eps"] = 0.2

@@ -42,6 +42,9 @@ class Checkpointer:
     def latest_step(self) -> int | None:
         return self._manager.latest_step()
 
+    def all_steps(self) -> list[int]:
+        return sorted(self._manager.all_steps())
+
     def should_save(self, step: int) -> bool:
         return step % self.every == 0
 
@@ -127,14 +130,19 @@ def _check_shapes(stored, target, where: str):
             )
 
 
-def params_from_checkpoint(workdir: str, like, slot: str = "policy", frozen: bool = False):
-    """Parameters of one slot of the latest checkpoint in WORKDIR/checkpoints, rebuilt in
-    the structure of `like` (e.g. ``lm.abstract_params()``); arrays in `like` that the
-    checkpoint lacks (e.g. a new value head) are taken from `like` itself, so pass real
-    arrays there when some may be missing. Shapes are checked and mismatches named."""
+def params_from_checkpoint(workdir: str, like, slot: str = "policy", frozen: bool = False,
+                           step: int | None = None):
+    """Parameters of one slot of the latest checkpoint (or the one at `step`) in
+    WORKDIR/checkpoints, rebuilt in the structure of `like` (e.g. ``lm.abstract_params()``);
+    arrays in `like` that the checkpoint lacks (e.g. a new value head) are taken from `like`
+    itself, so pass real arrays there when some may be missing. Shapes are checked and
+    mismatches named."""
     ckpt = Checkpointer(workdir)
     try:
-        state, _ = ckpt.restore_raw()
+        if step is not None and step not in ckpt.all_steps():
+            raise FileNotFoundError(f"{workdir}: no checkpoint at step {step} (there are: "
+                                    f"{', '.join(map(str, ckpt.all_steps())) or 'none'})")
+        state, _ = ckpt.restore_raw(step)
     finally:
         ckpt.close()
     stored = state["frozen" if frozen else "params"].get(slot)

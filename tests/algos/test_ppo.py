@@ -194,3 +194,16 @@ def test_ablation_variants_change_one_thing():
     for bad, match in (("foo", "unknown variant 'foo'"), ("betax", "is not")):
         with pytest.raises(ValueError, match=match):
             abl.get_config(bad)
+
+
+def test_an_earlier_base_checkpoint_is_evaluated_once_and_reported_as_the_base(tmp_path,
+                                                                                base_dir):
+    wd = tmp_path / "early"
+    s = _run(wd, f"--config.base_workdir={base_dir}", "--config.base_step=10",
+             "--config.rl.iterations=1", config="experiments/synthetic_rl_study.py:ppocoder,smoke")
+    early = json.loads((wd / "base_step_eval.json").read_text())
+    assert s["eval/pass@1_base"] == early["eval/pass@1"]
+    assert s["eval/compile_rate_base"] == early["eval/compile_rate"]
+    out = run_main("experiments/synthetic_rl_study.py:ppocoder,smoke", tmp_path / "bad",
+                   f"--config.base_workdir={base_dir}", "--config.base_step=3", check=False)
+    assert out.returncode != 0 and "no checkpoint at step 3 (there are: 10)" in out.stderr
