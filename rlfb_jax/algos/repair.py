@@ -13,8 +13,11 @@ For each held-out task and seed:
     select      the first program (in execution order) that passes the visible examples,
                 else the first sample; its hidden verdict is the task's pass@1
 
-Both methods share round 0 and spend programs only on unsolved tasks, so at each round the
-repair curve has executed at most as many programs as resampling whenever it solves more.
+A program already executed for a task is not run again (its verdict is known): it is drawn
+again, up to ``repair.redraws`` times, and dropped if it stays a repeat, so the budget
+counts distinct programs for both methods. Both methods share round 0 and spend programs
+only on unsolved tasks, so at each round the repair curve has executed at most as many
+programs as resampling whenever it solves more.
 The model must have been trained to repair: the base's ``data.repair_pairs`` > 0 (see
 `experiments/synthetic_repair.py`).
 
@@ -57,7 +60,10 @@ def default_config() -> ml_collections.ConfigDict:
     c.base_workdir = ""
     c.repair = ml_collections.ConfigDict(dict(
         num_tasks=200, n=4, rounds=3, seeds=3, temperature=0.8, top_k=0, top_p=1.0,
-        max_new_tokens=48, chunk_rows=256, workers=2, timeout=2.0, bootstrap=2000))
+        max_new_tokens=48, chunk_rows=256, workers=2, timeout=2.0, bootstrap=2000,
+        # > 0: a program already executed for the task is drawn again (up to this many
+        # times) instead of being executed again; 0: every sample runs, repeats included
+        redraws=3))
     return c
 
 
@@ -71,24 +77,48 @@ class Attempt:
     prompt_kind: str  # "sample" or "repair"
 
 
-def _attempts(driver: Driver, prompts, n: int, key, kind: str) -> list[list[Attempt]]:
-    """n programs per (plain or repair) prompt task, each run on the visible examples and
-    judged on the hidden tests; [len(prompts)][n]."""
+def _attempts(driver: Driver, prompts, n: int, key, kind: str,
+              seen: list[set[str]]) -> list[list[Attempt]]:
+    """Up to n new programs per (plain or repair) prompt task, each run on the visible
+    examples and judged on the hidden tests; [len(prompts)][<= n].
+
+    ``seen[i]``: the programs already executed for prompt i's task (updated here). With
+    ``repair.redraws`` > 0 a program seen before is not executed again (its verdict is
+    known): it is drawn again, up to that many times, and dropped if it stays a repeat; so
+    "programs executed" counts distinct programs for both methods."""
     rc, base = driver.config.repair, driver.base
     sampling = base.policy.sampling(rc.temperature, rc.top_k, rc.top_p, rc.max_new_tokens)
-    jobs = lambda task, texts: [j for t in texts for j in (feedback_job(task, t), task.to_job(t))]
-    eps = rollout(base.policy, base.params, prompts, sampling, n, key, driver.pool,
-                  chunk_rows=int(rc.chunk_rows), jobs=jobs,
-                  prompt_len=int(driver.config.base.data.prompt_len), desc=kind)
-    out = []
-    for i, task in enumerate(prompts):
-        outs = eps.task_outcomes[i]
-        row = []
-        for j in range(n):
-            text, fb, hid = eps.texts[i * n + j], outs[2 * j], outs[2 * j + 1]
-            feedback = render_feedback(task, text, fb, feedback_job(task, text).program)
-            row.append(Attempt(text, feedback, fb.passed, hid.passed, hid.status, kind))
-        out.append(row)
+    draw = lambda tasks, k, m: rollout(  # sampling only: execution comes below
+        base.policy, base.params, tasks, sampling, m, k, driver.pool,
+        chunk_rows=int(rc.chunk_rows), jobs=lambda task, texts: [],
+        prompt_len=int(driver.config.base.data.prompt_len), desc=kind).texts
+    texts = draw(prompts, key, n)
+    rows = [i // n for i in range(len(texts))]
+    keep: list[str | None] = [None] * len(texts)
+    for attempt in range(int(rc.redraws) + 1):
+        todo = []
+        for j, (i, text) in enumerate(zip(rows, texts)):
+            if keep[j] is not None:
+                continue
+            if text in seen[i] and int(rc.redraws):
+                todo.append(j)
+            else:
+                keep[j] = text
+                seen[i].add(text)
+        if not todo or attempt == int(rc.redraws):
+            break
+        again = draw([prompts[rows[j]] for j in todo], jax.random.fold_in(key, 1 + attempt), 1)
+        for j, text in zip(todo, again):
+            texts[j] = text
+    runs = [(rows[j], text) for j, text in enumerate(keep) if text is not None]
+    jobs = [job for i, text in runs
+            for job in (feedback_job(prompts[i], text), prompts[i].to_job(text))]
+    futures = driver.pool.submit(jobs)
+    out: list[list[Attempt]] = [[] for _ in prompts]
+    for k, (i, text) in enumerate(runs):
+        fb, hid = futures[2 * k].result(), futures[2 * k + 1].result()
+        feedback = render_feedback(prompts[i], text, fb, jobs[2 * k].program)
+        out[i].append(Attempt(text, feedback, fb.passed, hid.passed, hid.status, kind))
     return out
 
 
@@ -103,26 +133,30 @@ def run_seed(driver: Driver, tasks, seed: int) -> dict:
     rc = driver.config.repair
     n, rounds = int(rc.n), int(rc.rounds)
     key = named_key(jax.random.key(seed), "repair")
-    first = _attempts(driver, tasks, n, jax.random.fold_in(key, 0), "sample")
+    seen0 = [set() for _ in tasks]
+    first = _attempts(driver, tasks, n, jax.random.fold_in(key, 0), "sample", seen0)
     result = {"sampled_pass": float(np.mean([a.hidden for row in first for a in row]))}
     for m, method in enumerate(METHODS):
         history = [list(row) for row in first]
         frontier = [list(row) for row in first]
+        seen = [set(s) for s in seen0]
         curve = [([_selected(h) for h in history], [len(h) for h in history])]
         for r in range(1, rounds + 1):
             todo = [i for i, h in enumerate(history) if not any(a.visible for a in h)]
             if todo:
                 k = jax.random.fold_in(key, 1 + m * rounds + r)
                 if method == "repair":
+                    owner = [i for i in todo for _ in frontier[i]]
                     prompts = [repair_task(tasks[i], a.text, a.feedback)
                                for i in todo for a in frontier[i]]
-                    got = _attempts(driver, prompts, 1, k, "repair")
-                    new = [sum(got[j * n:(j + 1) * n], []) for j in range(len(todo))]
+                    got = _attempts(driver, prompts, 1, k, "repair", [seen[i] for i in owner])
+                    new = [sum((g for g, o in zip(got, owner) if o == i), []) for i in todo]
                 else:
-                    new = _attempts(driver, [tasks[i] for i in todo], n, k, "sample")
+                    new = _attempts(driver, [tasks[i] for i in todo], n, k, "sample",
+                                    [seen[i] for i in todo])
                 for i, row in zip(todo, new):
                     history[i] += row
-                    frontier[i] = row
+                    frontier[i] = row or frontier[i]  # all repeats: repair the last ones
             curve.append(([_selected(h) for h in history], [len(h) for h in history]))
         result[method] = {"pass": [[bool(x) for x in c[0]] for c in curve],
                           "programs": [c[1] for c in curve],

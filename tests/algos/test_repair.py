@@ -57,7 +57,8 @@ def test_repair_smoke_end_to_end(repair_run):
     rounds = 2
     for method in ("repair", "resample"):
         progs = [s[f"{method}/round{r}/programs"] for r in range(rounds + 1)]
-        assert progs[0] == 2 and all(a <= b for a, b in zip(progs, progs[1:]))
+        # 2 samples per task, fewer where a repeat stayed a repeat after 3 redraws
+        assert 1 <= progs[0] <= 2 and all(a <= b for a, b in zip(progs, progs[1:]))
         assert all(0 <= s[f"{method}/round{r}/pass@1"] <= 1 for r in range(rounds + 1))
     assert s["repair/round0/pass@1"] == s["resample/round0/pass@1"]  # one shared round 0
     assert "eval/pass@1_base" in s and (wd / "repair.png").exists()
@@ -68,6 +69,9 @@ def test_repair_smoke_end_to_end(repair_run):
     rows = [json.loads(line) for line in open(wd / "repair_samples.jsonl")]
     kinds = {a["prompt_kind"] for r in rows if r["method"] == "repair" for a in r["attempts"]}
     assert kinds <= {"sample", "repair"} and len(rows) == 2 * 4
+    for r in rows:  # no program of a task is executed twice
+        texts = [a["text"] for a in r["attempts"]]
+        assert len(texts) == len(set(texts)), texts
     # a killed run resumes at the next seed: drop the summary and one seed's results
     os.remove(wd / "summary.json")
     os.remove(wd / "seed1.json")
