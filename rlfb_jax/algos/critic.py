@@ -8,8 +8,11 @@ and the program, at every program token.
                  "critic" slot with the "critic" loss (`rlfb_jax.losses.critic`)
     3. held out  the same on samples of the held-out tasks: outcome-class accuracy at the
                  last program token, against always predicting the most frequent class
+                 (training weights the classes equally, ``critic.balance``: about 3 of 4
+                 programs fail a test, and an unweighted critic learned to say only that)
 
-Outputs: summary.json (``critic/acc``, ``critic/acc_majority``, ``critic/recall/<class>``,
+Outputs: summary.json (``critic/acc``, ``critic/acc_majority``, ``critic/balanced_acc`` (the
+mean recall over classes: 0.25 for a constant answer), ``critic/recall/<class>``,
 ``critic/pass_auc``: how well P(passed) ranks the passing programs), critic.md (the
 confusion matrix of the held-out samples), the sample files, and the checkpoint whose "critic" slot PG/PPO load
 with ``rl.critic_workdir`` to weight each token by the critic's probability of the outcome
@@ -52,7 +55,8 @@ def default_config() -> ml_collections.ConfigDict:
     c.critic = ml_collections.ConfigDict(dict(
         train_tasks=2048, n_samples=4, test_tasks=200, test_samples=4, temperature=0.7,
         top_k=40, top_p=1.0, max_new_tokens=48, sample_batch=256, steps=300, batch_size=32,
-        score_batch=256, workers=2, timeout=2.0))
+        score_batch=256, workers=2, timeout=2.0,
+        balance=True))  # class-balanced loss weights (most programs fail their tests)
     c.optimizer.learning_rate = 1e-4
     c.optimizer.warmup_steps = 20
     c.optimizer.schedule = "cosine"
@@ -86,6 +90,16 @@ def critic_batch(tokenizer, tasks, rows, prompt_len: int, completion_len: int, p
     batch.pop("truncated")
     batch["labels"] = np.array([r["label"] for r in rows], np.int32)
     return batch
+
+
+def balanced_weights(labels: np.ndarray) -> np.ndarray:
+    """Per-row weights [N] float32 giving every present class the same total weight (mean 1
+    over labelled rows; 0 for rows without a label)."""
+    keep = labels >= 0
+    counts = np.bincount(labels[keep], minlength=len(CRITIC_CLASSES)).astype(np.float64)
+    present = counts > 0
+    per_class = np.where(present, keep.sum() / (present.sum() * np.maximum(counts, 1)), 0.0)
+    return np.where(keep, per_class[np.maximum(labels, 0)], 0.0).astype(np.float32)
 
 
 def class_probs(lm, params, batch, mesh, rules, batch_size: int) -> np.ndarray:
@@ -130,7 +144,9 @@ def evaluate(probs: np.ndarray, labels: np.ndarray) -> dict:
     counts = np.bincount(labels, minlength=len(CRITIC_CLASSES))
     confusion = np.zeros((len(CRITIC_CLASSES),) * 2, int)
     np.add.at(confusion, (labels, pred), 1)
+    recalls = [confusion[c, c] / counts[c] for c in range(len(counts)) if counts[c]]
     out = {"critic/acc": float(np.mean(pred == labels)),
+           "critic/balanced_acc": float(np.mean(recalls)),
            "critic/acc_majority": float(counts.max() / max(counts.sum(), 1)),
            "critic/test_rows": float(len(labels))}
     auc = _auc(probs[:, -1], labels == len(CRITIC_CLASSES) - 1)
@@ -169,6 +185,8 @@ def train(driver: Driver) -> dict:
     shape = (int(config.base.data.prompt_len), int(cc.max_new_tokens), base.policy.pad_id,
              base.policy.eos_id)
     batch = critic_batch(tok, train_tasks, [r for r in fit if r["label"] >= 0], *shape)
+    if cc.balance:
+        batch["weights"] = balanced_weights(batch["labels"])
     steps = int(cc.steps)
     tx, schedule = make_optimizer(config.optimizer, steps)
     state, shardings = driver.create_state({"critic": jax.tree.map(jnp.copy, base.params)}, {},

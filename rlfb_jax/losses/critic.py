@@ -14,7 +14,8 @@ at token t: q(u | prompt, w_1..w_t)). Its two uses:
 
 Batch (a sequence batch, see `rlfb_jax.losses.sequence`, plus): ``labels`` [B] int32, the
 class index, -1 for rows to ignore (sandbox errors); ``loss_mask`` [B, L] bool, the
-program's tokens.
+program's tokens; ``weights`` [B] float32 (optional): per-row weights, e.g. inverse class
+frequencies (most programs fail their tests: unweighted, the critic learns the majority).
 """
 
 from __future__ import annotations
@@ -51,7 +52,8 @@ def token_class_probs(logits: jax.Array, labels: jax.Array) -> jax.Array:
 
 @register_loss("critic")
 def critic_loss(params, batch, *, model, slot: str = "critic"):
-    """Mean cross-entropy of the outcome class over the program tokens of labelled rows.
+    """Mean cross-entropy of the outcome class over the program tokens of labelled rows
+    (weighted by ``weights`` when the batch has them).
 
     Metrics: ``critic/ce``, ``critic/acc_last`` (argmax at the last program token),
     ``critic/tokens`` and ``critic/rows`` (exact counts, for averaging across calls)."""
@@ -61,7 +63,8 @@ def critic_loss(params, batch, *, model, slot: str = "critic"):
     nll = -jnp.take_along_axis(logp, jnp.maximum(labels, 0)[:, None, None], axis=-1)[..., 0]
     mask = batch["loss_mask"].astype(jnp.float32) * (labels[:, None] >= 0)
     tokens = jnp.sum(mask)
-    ce = jnp.sum(nll * mask) / jnp.maximum(tokens, 1.0)
+    w = mask * batch["weights"][:, None] if "weights" in batch else mask
+    ce = jnp.sum(nll * w) / jnp.maximum(jnp.sum(w), 1e-8)
     last = last_token_index(batch["loss_mask"])
     pred = jnp.argmax(jnp.take_along_axis(logits, last[:, None, None], axis=1)[:, 0], axis=-1)
     rows = (labels >= 0).astype(jnp.float32)

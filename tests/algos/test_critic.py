@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from main_runner import run_main, summary
 
-from rlfb_jax.algos.critic import _auc, evaluate
+from rlfb_jax.algos.critic import _auc, balanced_weights, evaluate
 from rlfb_jax.losses import get_loss
 from rlfb_jax.losses.critic import CRITIC_CLASSES, outcome_class, token_class_probs
 from rlfb_jax.models import LanguageModel, ModelConfig
@@ -40,6 +40,14 @@ def test_critic_loss_by_hand():
     assert float(m["critic/tokens"]) == 5 and float(m["critic/rows"]) == 2
     grads = jax.grad(lambda p: get_loss("critic")(p, batch, model=lm)[0])(params)
     assert float(jnp.abs(grads["critic"]["critic_head"]["kernel"]).sum()) > 0
+    # row weights, with a random head: weights (1, 0, 5) count row 0 alone (row 2 has no
+    # label), which is the loss of row 0 labelled on its own
+    head = params["critic"]["critic_head"]
+    head["kernel"] = jax.random.normal(jax.random.key(1), head["kernel"].shape)
+    loss = lambda b: float(get_loss("critic")(params, b, model=lm)[0])
+    ce_w = loss(dict(batch, weights=jnp.array([1.0, 0.0, 5.0])))
+    assert ce_w == pytest.approx(loss(dict(batch, labels=jnp.array([3, -1, -1]))), rel=1e-6)
+    assert ce_w != pytest.approx(loss(batch), rel=1e-3)
     logits = jnp.log(jnp.array([[[0.1, 0.2, 0.3, 0.4]] * 2, [[0.4, 0.3, 0.2, 0.1]] * 2]))
     np.testing.assert_allclose(token_class_probs(logits, jnp.array([3, -1])),
                                [[0.4, 0.4], [0.0, 0.0]], rtol=1e-6)
@@ -51,6 +59,7 @@ def test_held_out_evaluation():
     labels = np.array([0, 2, 3, 3, -1])
     m, confusion = evaluate(probs, labels)
     assert m["critic/acc"] == 0.75 and m["critic/acc_majority"] == 0.5
+    assert m["critic/balanced_acc"] == (1 + 1 + 0.5) / 3
     assert m["critic/recall/passed"] == 0.5 and m["critic/recall/compile_error"] == 1.0
     assert confusion[3].tolist() == [0, 0, 1, 1] and confusion.sum() == 4
     # P(passed): passing rows 0.6, 0.1 against failing 0.1, 0.2: 1 win + 1 tie of 4 pairs
@@ -79,3 +88,11 @@ def test_critic_smoke_and_ppo_weighted_by_it(critic_run, tmp_path):
     assert not (tmp_path / "bad" / "metrics.jsonl").exists()
     rows = [json.loads(line) for line in open(wd / "metrics.jsonl")]
     assert any("rl/pass_rate" in r for r in rows)
+
+
+def test_balanced_weights_give_each_class_the_same_total():
+    labels = np.array([2, 2, 2, 2, 2, 2, 3, 3, 0, -1])
+    w = balanced_weights(labels)
+    assert w[-1] == 0 and np.isclose(w[labels >= 0].mean(), 1.0)
+    totals = [w[labels == c].sum() for c in (0, 2, 3)]
+    np.testing.assert_allclose(totals, [3.0, 3.0, 3.0])
