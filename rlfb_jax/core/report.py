@@ -140,6 +140,11 @@ def _rest_em_iterations(summary: dict[str, Any]) -> list[int]:
                    if (m := re.fullmatch(r"rest_em/iter(\d+)/pass@1", k))})
 
 
+def _repair_rounds(summary: dict[str, Any]) -> list[int]:
+    return sorted({int(m.group(1)) for k in summary
+                   if (m := re.fullmatch(r"repair/round(\d+)/pass@1", k))})
+
+
 def _demo_stages(summary: dict[str, Any]) -> list[str]:
     return [m.group(1) for k in summary if (m := re.fullmatch(r"demo/(\w+)/pass@1", k))]
 
@@ -188,6 +193,15 @@ def panels(run: Run) -> list[Panel]:
                 pts.insert(0, (0, base))
             if pts:
                 p.lines[label] = ([i for i, _ in pts], [float(v) for _, v in pts])
+        out.append(p)
+    rounds = _repair_rounds(s)
+    if rounds:
+        p = Panel("repair vs resampling", "programs executed per task", rate=True)
+        for m in ("repair", "resample"):
+            p.lines[m] = ([float(s[f"{m}/round{r}/programs"]) for r in rounds],
+                          [float(s[f"{m}/round{r}/pass@1"]) for r in rounds])
+        if base is not None:
+            p.dashed["base greedy"] = float(base)
         out.append(p)
     stages = _demo_stages(s)
     if stages:
@@ -322,6 +336,23 @@ def _method_md(run: Run) -> list[str]:
         out += [f"ReST-EM per iteration (best: {s.get('rest_em/best_iter', '?')}):", ""]
         out += _table(("iteration", *cols), [(i, *(s.get(f"rest_em/iter{i}/{c}") for c in cols))
                                              for i in iters])
+    rounds = _repair_rounds(s)
+    if rounds:
+        out += ["Repair vs resampling (means over seeds; diff = repair - resample, 95% "
+                "bootstrap interval over tasks):", ""]
+        out += _table(("round", "repair pass@1", "programs", "resample pass@1", "programs",
+                       "diff", "low", "high"),
+                      [(r, *(s.get(f"{m}/round{r}/{c}") for m in ("repair", "resample")
+                             for c in ("pass@1", "programs")),
+                        *(s.get(f"diff/round{r}/pass@1{x}") for x in ("", "_lo", "_hi")))
+                       for r in rounds])
+    if "critic/acc" in s:
+        out += ["Critic on held-out samples (outcome class at the last program token):", ""]
+        keys = sorted(k for k in s if k.startswith("critic/") and k != "critic/acc")
+        out += _table(("metric", "value"), [("critic/acc", s["critic/acc"]),
+                                            *((k, s[k]) for k in keys)])
+        if epath.Path(run.path, "critic.md").exists():
+            out += ["Confusion matrix: [critic.md](critic.md).", ""]
     stages = _demo_stages(s)
     if stages:
         out += _table(("stage", "greedy pass@1", "compile rate", "wall time (min)"), [
