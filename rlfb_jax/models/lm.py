@@ -99,9 +99,18 @@ class LanguageModel:
 
 
 def token_logprobs(logits: jax.Array, targets: jax.Array) -> jax.Array:
-    """log p(targets) under logits. logits [..., V] float32, targets [...] int -> [...]."""
-    logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
-    return jnp.take_along_axis(logp, targets[..., None].astype(jnp.int32), axis=-1)[..., 0]
+    """log p(targets) under logits. logits [..., V] float32, targets [...] int -> [...].
+
+    The arithmetic of ``jax.nn.log_softmax`` then a gather (same values, same gradients),
+    with the target picked by a one-hot select instead of ``take_along_axis``: the gather's
+    gradient is a scatter into a zeroed [..., V] buffer, the select's an elementwise op
+    that XLA fuses into the softmax gradient (~6% of a CPU PPO step; issue 19).
+    """
+    x = logits.astype(jnp.float32)
+    shifted = x - jax.lax.stop_gradient(jnp.max(x, axis=-1, keepdims=True))
+    hit = jnp.arange(x.shape[-1], dtype=jnp.int32) == targets[..., None].astype(jnp.int32)
+    picked = jnp.sum(jnp.where(hit, shifted, 0.0), axis=-1)
+    return picked - jnp.log(jnp.sum(jnp.exp(shifted), axis=-1))
 
 
 def entropy(logits: jax.Array) -> jax.Array:

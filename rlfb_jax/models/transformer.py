@@ -56,6 +56,20 @@ class ModelOutput(NamedTuple):
     cache: KVCache | None
 
 
+def _rows(layer, x: jax.Array) -> jax.Array:
+    """``layer`` (a projection over the last axis) applied to x [..., D] as one 2-D matmul.
+
+    Leading dims are merged into rows first. With x [B, T, D] the weight gradient is a
+    contraction over two dims (B and T), which XLA's CPU backend canonicalizes by writing
+    the [B, T, F] output gradient transposed, fused into its producer: per 32 x 128-token
+    PPO minibatch on one core, 11-21 ms per MLP layer and 69 ms for the tied vocabulary
+    head, ~15% of the step (benchmarks/RESULTS.md, issue 19). With one contraction dim
+    there is no copy; the values are the same and a reshape is free on every backend.
+    """
+    y = layer(x.reshape(-1, x.shape[-1]))
+    return y.reshape(*x.shape[:-1], y.shape[-1])
+
+
 def _dense(cfg: ModelConfig, din: int, dout: int, bias: bool, rngs: nnx.Rngs) -> nnx.Linear:
     return nnx.Linear(
         din,
@@ -117,9 +131,9 @@ class Attention(nnx.Module):
         cfg = self.cfg
         b, t, _ = x.shape
         h, kh, dh = cfg.n_heads, cfg.num_kv_heads, cfg.dim_per_head
-        q = self.q_proj(x).reshape(b, t, h, dh)
-        k = self.k_proj(x).reshape(b, t, kh, dh)
-        v = self.v_proj(x).reshape(b, t, kh, dh)
+        q = _rows(self.q_proj, x).reshape(b, t, h, dh)
+        k = _rows(self.k_proj, x).reshape(b, t, kh, dh)
+        v = _rows(self.v_proj, x).reshape(b, t, kh, dh)
         if cfg.arch == "llama":
             q = rope(q, positions, cfg.rope_theta)
             k = rope(k, positions, cfg.rope_theta)
@@ -135,7 +149,7 @@ class Attention(nnx.Module):
         scores = jnp.where(mask[:, None, None, :, :], scores, jnp.finfo(jnp.float32).min)
         probs = jax.nn.softmax(scores, axis=-1).astype(v_cache.dtype)
         out = jnp.einsum("bkgts,bksd->btkgd", probs, v_cache).reshape(b, t, h * dh)
-        return self.o_proj(out), k_cache, v_cache
+        return _rows(self.o_proj, out), k_cache, v_cache
 
 
 class MLP(nnx.Module):
@@ -150,9 +164,13 @@ class MLP(nnx.Module):
             self.down_proj = _dense(cfg, cfg.d_ff, cfg.d_model, True, rngs)
 
     def __call__(self, x):
+        shape = x.shape
+        x = x.reshape(-1, shape[-1])  # one matmul row per token (see `_rows`)
         if self.arch == "llama":
-            return self.down_proj(jax.nn.silu(self.gate_proj(x)) * self.up_proj(x))
-        return self.down_proj(jax.nn.gelu(self.up_proj(x), approximate=True))
+            y = self.down_proj(jax.nn.silu(self.gate_proj(x)) * self.up_proj(x))
+        else:
+            y = self.down_proj(jax.nn.gelu(self.up_proj(x), approximate=True))
+        return y.reshape(shape)
 
 
 class Block(nnx.Module):
@@ -256,11 +274,13 @@ class Transformer(nnx.Module):
         return ModelOutput(logits, hidden, new_cache)
 
     def logits(self, hidden):
+        """[..., D] -> [..., V] float32, as one [rows, D] x [D, V] matmul (see `_rows`)."""
         if self.config.tie_embeddings:
             w = self.embed.embedding[...]
-            return jnp.einsum("btd,vd->btv", hidden.astype(w.dtype), w,
-                              preferred_element_type=jnp.float32)
-        return self.lm_head(hidden.astype(self.config.jnp_dtype)).astype(jnp.float32)
+            rows = hidden.reshape(-1, hidden.shape[-1]).astype(w.dtype)
+            out = jnp.einsum("nd,vd->nv", rows, w, preferred_element_type=jnp.float32)
+            return out.reshape(*hidden.shape[:-1], out.shape[-1])
+        return _rows(self.lm_head, hidden.astype(self.config.jnp_dtype)).astype(jnp.float32)
 
     def value(self, hidden):
         """Scalar value per position: [B, T, D] -> [B, T]."""

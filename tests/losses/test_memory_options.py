@@ -95,7 +95,8 @@ def test_remat_matches_and_saves_memory():
         out = io.StringIO()
         with contextlib.redirect_stdout(out):
             print_saved_residuals(f, params)
-        return out.getvalue().count(f"[2,12,{CFG.d_ff}]")
+        text = out.getvalue()  # the MLP runs on [B * L, d_ff] rows (transformer._rows)
+        return text.count(f"[2,12,{CFG.d_ff}]") + text.count(f"[24,{CFG.d_ff}]")
 
     assert mlp_sized(LanguageModel(CFG)) >= CFG.n_layers
     assert mlp_sized(LanguageModel(CFG.replace(remat=True))) == 0
@@ -123,4 +124,6 @@ def test_chunked_head_needs_less_memory():
     chunked = _temp_bytes(LanguageModel(cfg.replace(logits_chunk=32)), params, batch)
     logits_bytes = 4 * 256 * cfg.vocab_size * 4
     assert whole > logits_bytes  # at least one full copy of the logits
-    assert chunked < whole / 4, (chunked, whole)
+    # 165 MB whole vs 48 MB chunked (300 MB vs 65 MB before the head's one-hot select and
+    # 2-D matmuls, issue 19, shrank the whole head's copies more than the chunks')
+    assert chunked < whole / 3, (chunked, whole)
