@@ -35,7 +35,6 @@ import ast
 import dataclasses
 import random
 import re
-from typing import Any
 
 ATTEMPT_HEADER = "# attempt:"
 FEEDBACK_PREFIX = "# feedback: "
