@@ -226,7 +226,9 @@ def train(driver: Driver) -> dict:
             seeds.append(json.loads(path.read_text()))
             continue
         result = run_seed(driver, tasks, int(driver.config.seed) * 1000 + s)
-        path.write_text(json.dumps(result))  # one write: a killed seed is simply rerun
+        tmp = workdir / f"seed{s}.json.tmp"  # whole or absent: a killed seed is rerun
+        tmp.write_text(json.dumps(result))
+        tmp.replace(path)
         seeds.append(result)
         one = summarize([result], int(rc.rounds), 200)
         driver.log(s + 1, {k: v for k, v in one.items() if "_seed_std" not in k})
