@@ -31,7 +31,8 @@ repair             none: 4 samples per held-out task, up to 2 rounds of repair o
                    failures, selected by the visible examples (<= 12 per task; measured)
 =================  ========================================================================
 
-Append ``,smoke`` for the tests' size (``ppo,smoke``).
+Append ``,smoke`` for the tests' size (``ppo,smoke``; plain ``smoke`` is ``ppo,smoke``).
+There is no default family: the arg names one.
 """
 
 from experiments import synthetic_lever, synthetic_repair, synthetic_rest_em, synthetic_rl_study
@@ -54,7 +55,7 @@ def _eval(base, size: str):
 
 
 def get_config(arg: str = ""):
-    family, _, size = (arg or "").partition(",")
+    family, _, size = ("ppo,smoke" if arg == "smoke" else arg).partition(",")
     if family not in FAMILIES or size not in ("", "smoke"):
         raise ValueError(f"synthetic_families: unknown arg {arg!r}; expected one of "
                          f"{', '.join(FAMILIES)}, optionally followed by ',smoke'")

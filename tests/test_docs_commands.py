@@ -62,6 +62,8 @@ SKIP = {
     "python -m rlfb_jax.main --config experiments/synthetic_rest_em.py --workdir runs/rest_em "
     "[--config.base_workdir=runs/base]": FULL,
     "python -m rlfb_jax.main --config experiments/synthetic_repair.py --workdir runs/repair": FULL,
+    "python -m rlfb_jax.eval.families --workdir runs/families":
+        "18 full runs (hours on CPU); tests/eval/test_families.py runs it at smoke size",
     "python -m rlfb_jax.main --config experiments/synthetic_repair.py --workdir runs/repair "
     "# repair with feedback text": FULL,
     "python -m rlfb_jax.main --config experiments/synthetic_ilf.py --workdir runs/ilf "

@@ -19,7 +19,8 @@ def test_experiment_args(name):
     if not inspect.signature(get_config).parameters:
         get_config()  # no variants
         return
-    if name != "synthetic_ppo_ablation":  # its arg names the ablation: there is no default
+    if name not in ("synthetic_ppo_ablation", "synthetic_families"):  # the arg names the
+        # ablation / the family: there is no default
         get_config("")
     get_config("smoke")
     with pytest.raises(ValueError, match=name):

@@ -115,11 +115,15 @@ def _stat(rows: list[dict], key: str) -> tuple[float, float | None] | None:
     return interval(vs) if vs else None
 
 
-def _cell(stat, fmt: str) -> str:
+def _cell(stat, fmt: str, zero_spread: bool = True) -> str:
+    """mean ± half-width; a budget that is the same in every seed (``zero_spread=False``)
+    is shown alone."""
     if stat is None:
         return "-"
     mean, half = stat
-    return fmt.format(mean) + ("" if half is None else " ± " + fmt.format(half))
+    if half is None or (not zero_spread and half == 0):
+        return fmt.format(mean)
+    return fmt.format(mean) + " ± " + fmt.format(half)
 
 
 def table_md(rows: dict[str, list[dict]], num_tasks: int) -> str:
@@ -131,8 +135,8 @@ def table_md(rows: dict[str, list[dict]], num_tasks: int) -> str:
         train, test = _stat(rs, "train_programs"), _stat(rs, "test_programs_per_task")
         total = (train[0] + test[0] * num_tasks, None) if train and test else None
         lines.append(
-            f"| {LABELS.get(family, family)} | {seeds} | {_cell(train, '{:.0f}')} | "
-            f"{_cell(test, '{:.2f}')} | {_cell(total, '{:.0f}')} | "
+            f"| {LABELS.get(family, family)} | {seeds} | {_cell(train, '{:.0f}', False)} | "
+            f"{_cell(test, '{:.2f}', False)} | {_cell(total, '{:.0f}')} | "
             f"{_cell(_stat(rs, 'pass@1'), '{:.3f}')} | {_cell(_stat(rs, 'pass@8'), '{:.3f}')} | "
             f"{_cell(_stat(rs, 'time_s'), '{:.0f}')} |")
     return "\n".join(lines) + "\n"
