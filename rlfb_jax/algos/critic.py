@@ -14,14 +14,15 @@ and the program, at every program token.
 Outputs: summary.json (``critic/acc``, ``critic/acc_majority``, ``critic/balanced_acc`` (the
 mean recall over classes: 0.25 for a constant answer), ``critic/recall/<class>``,
 ``critic/pass_auc``: how well P(passed) ranks the passing programs), critic.md (the
-confusion matrix of the held-out samples), the sample files, and the checkpoint whose "critic" slot PG/PPO load
-with ``rl.critic_workdir`` to weight each token by the critic's probability of the outcome
+confusion matrix of the held-out samples), the sample files, and the checkpoint whose
+"critic" slot PG/PPO load with ``rl.critic_workdir`` to weight each token by the critic's probability of the outcome
 its program had.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import time
 
 import jax
@@ -118,6 +119,52 @@ def class_probs(lm, params, batch, mesh, rules, batch_size: int) -> np.ndarray:
         probs = jax.device_get(last_probs(params, shd.shard_batch(part, mesh, rules)))
         out.append(probs[: min(batch_size, n - s)])
     return np.concatenate(out)
+
+
+def passed_probs(lm, params, batch, mesh, rules, batch_size: int) -> np.ndarray:
+    """The critic's P(passed) at every position [N, L] (position t has read tokens <= t)."""
+    passed = CRITIC_CLASSES.index("passed")
+
+    @jax.jit
+    def probs(params, part):
+        return jax.nn.softmax(critic_logits(lm, params, part).astype(jnp.float32))[..., passed]
+
+    n, out = len(batch["tokens"]), []
+    for s in range(0, n, batch_size):
+        idx = np.arange(s, s + batch_size).clip(max=n - 1)
+        part = {k: batch[k][idx] for k in ("tokens", "attention_mask")}
+        out.append(jax.device_get(probs(params, shd.shard_batch(part, mesh, rules)))[
+            : min(batch_size, n - s)])
+    return np.concatenate(out)
+
+
+def prefix_cut(pass_prob: np.ndarray, loss_mask: np.ndarray) -> int:
+    """How many program tokens CodeRL's critical sampling keeps for one row: the cut where
+    the critic's P(passed | prompt, w_1..w_k) is highest, over k = 0 (nothing kept: the value
+    after the prompt) .. m-2 (m program tokens with the stop token; at least the last
+    program token and the stop token are sampled again). Ties: the shortest prefix."""
+    pos = np.flatnonzero(loss_mask)
+    if len(pos) < 3:
+        return 0
+    candidates = np.concatenate([[pos[0] - 1], pos[: len(pos) - 2]])
+    return int(np.argmax(pass_prob[candidates]))
+
+
+def critical_prefixes(lm, params, tokenizer, tasks, completions, prompt_len: int,
+                      completion_len: int, pad: int, eos: int, mesh, rules,
+                      batch_size: int) -> list[str]:
+    """For each (task, failed completion): the text of the prefix to keep and sample on
+    from (`prefix_cut` of the critic's values; Le et al. 2022, critical sampling)."""
+    if not completions:
+        return []
+    ids = encode_batch(tokenizer, list(completions))
+    rows = [{"task": i, "ids": r, "label": -1} for i, r in enumerate(ids)]
+    batch = critic_batch(tokenizer, tasks, rows, prompt_len, completion_len, pad, eos)
+    probs = passed_probs(lm, params, batch, mesh, rules, batch_size)
+    cuts = [prefix_cut(p, m) for p, m in zip(probs, batch["loss_mask"])]
+    # a prefix is the completion's own text (decoding may normalise a boundary's spaces)
+    return [os.path.commonprefix([tokenizer.decode(r[:k], skip_special_tokens=True), text])
+            if k else "" for r, k, text in zip(ids, cuts, completions)]
 
 
 def _auc(scores: np.ndarray, positive: np.ndarray) -> float:

@@ -136,7 +136,7 @@ def iteration(p: PPO, state: TrainState, it: int) -> tuple[TrainState, dict]:
     # -- collect: sample, execute (overlapped), reward
     eps = rollout(p.policy, state.params["policy"], tasks, p.sampling, n, state.key("rollout"),
                   p.driver.pool, p.reward_fn, chunk_rows=int(rl.chunk_prompts) * n,
-                  prompt_len=p.prompt_len)
+                  prompt_len=p.prompt_len, desc=f"iteration {it + 1} samples")
     t0 = time.time()
     baseline = np.zeros(len(eps.texts), np.float32)
     if p.greedy is not None:

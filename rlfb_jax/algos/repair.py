@@ -10,6 +10,9 @@ For each held-out task and seed:
                             the same model prompted with (task, attempt, feedback text)
                             (`rlfb_jax.data.feedback`)
                   resample: n fresh samples of the plain prompt
+                  critical: (with ``repair.critic_workdir``, CodeRL's critical sampling)
+                            each failed attempt is cut where a critic's P(passed | prompt,
+                            program so far) is highest and sampled on from there
     select      the first program (in execution order) that passes the visible examples,
                 else the first sample; its hidden verdict is the task's pass@1
 
@@ -53,6 +56,13 @@ log = logging.getLogger("rlfb_jax")
 METHODS = ("repair", "resample")
 
 
+def methods(critical: bool) -> tuple[str, ...]:
+    """The methods compared: repair and resampling, and CodeRL's critical sampling when a
+    critic is given (each failed attempt cut where the critic's P(passed) is highest and
+    sampled on from there, `rlfb_jax.algos.critic.critical_prefixes`)."""
+    return METHODS + ("critical",) if critical else METHODS
+
+
 def default_config() -> ml_collections.ConfigDict:
     c = experiment_config()
     c.algo = "repair"
@@ -63,7 +73,10 @@ def default_config() -> ml_collections.ConfigDict:
         max_new_tokens=48, chunk_rows=256, workers=2, timeout=2.0, bootstrap=2000,
         # > 0: a program already executed for the task is drawn again (up to this many
         # times) instead of being executed again; 0: every sample runs, repeats included
-        redraws=3))
+        redraws=3,
+        # a finished critic run (experiments/synthetic_critic.py on this base): adds a third
+        # method, CodeRL's critical sampling; "": off
+        critic_workdir=""))
     return c
 
 
@@ -77,10 +90,13 @@ class Attempt:
     prompt_kind: str  # "sample" or "repair"
 
 
-def _attempts(driver: Driver, prompts, n: int, key, kind: str,
-              seen: list[set[str]]) -> list[list[Attempt]]:
+def _attempts(driver: Driver, prompts, n: int, key, kind: str, seen: list[set[str]],
+              tasks=None, prefixes: list[str] | None = None) -> list[list[Attempt]]:
     """Up to n new programs per (plain or repair) prompt task, each run on the visible
     examples and judged on the hidden tests; [len(prompts)][<= n].
+
+    With `prefixes` (critical sampling), prompt i is ``tasks[i]`` with ``prefixes[i]``
+    appended: its programs are ``prefixes[i]`` + the sample, run as ``tasks[i]``'s.
 
     ``seen[i]``: the programs already executed for prompt i's task (updated here). With
     ``repair.redraws`` > 0 a program seen before is not executed again (its verdict is
@@ -92,8 +108,10 @@ def _attempts(driver: Driver, prompts, n: int, key, kind: str,
         base.policy, base.params, tasks, sampling, m, k, driver.pool,
         chunk_rows=int(rc.chunk_rows), jobs=lambda task, texts: [],
         prompt_len=int(driver.config.base.data.prompt_len), desc=kind).texts
-    texts = draw(prompts, key, n)
-    rows = [i // n for i in range(len(texts))]
+    tasks = prompts if tasks is None else tasks
+    pre = (lambda i: prefixes[i]) if prefixes is not None else (lambda i: "")
+    rows = [i // n for i in range(len(prompts) * n)]
+    texts = [pre(i) + t for i, t in zip(rows, draw(prompts, key, n))]
     keep: list[str | None] = [None] * len(texts)
     for attempt in range(int(rc.redraws) + 1):
         todo = []
@@ -109,15 +127,15 @@ def _attempts(driver: Driver, prompts, n: int, key, kind: str,
             break
         again = draw([prompts[rows[j]] for j in todo], jax.random.fold_in(key, 1 + attempt), 1)
         for j, text in zip(todo, again):
-            texts[j] = text
+            texts[j] = pre(rows[j]) + text
     runs = [(rows[j], text) for j, text in enumerate(keep) if text is not None]
     jobs = [job for i, text in runs
-            for job in (feedback_job(prompts[i], text), prompts[i].to_job(text))]
+            for job in (feedback_job(tasks[i], text), tasks[i].to_job(text))]
     futures = driver.pool.submit(jobs)
     out: list[list[Attempt]] = [[] for _ in prompts]
     for k, (i, text) in enumerate(runs):
         fb, hid = futures[2 * k].result(), futures[2 * k + 1].result()
-        feedback = render_feedback(prompts[i], text, fb, jobs[2 * k].program)
+        feedback = render_feedback(tasks[i], text, fb, jobs[2 * k].program)
         out[i].append(Attempt(text, feedback, fb.passed, hid.passed, hid.status, kind))
     return out
 
@@ -127,20 +145,22 @@ def _selected(history: list[Attempt]) -> bool:
     return next((a.hidden for a in history if a.visible), history[0].hidden)
 
 
-def run_seed(driver: Driver, tasks, seed: int) -> dict:
-    """Both methods for one seed: per method, per round, the selected programs' hidden
-    verdicts [tasks] and the programs executed per task."""
+def run_seed(driver: Driver, tasks, seed: int, critic=None) -> dict:
+    """Every method for one seed: per method, per round, the selected programs' hidden
+    verdicts [tasks] and the programs executed per task. ``critic(tasks, completions) ->
+    prefixes`` adds critical sampling (`methods`)."""
     rc = driver.config.repair
     n, rounds = int(rc.n), int(rc.rounds)
     key = named_key(jax.random.key(seed), "repair")
     seen0 = [set() for _ in tasks]
     first = _attempts(driver, tasks, n, jax.random.fold_in(key, 0), "sample", seen0)
     result = {"sampled_pass": float(np.mean([a.hidden for row in first for a in row]))}
-    for m, method in enumerate(METHODS):
+    for m, method in enumerate(methods(critic is not None)):
         history = [list(row) for row in first]
         frontier = [list(row) for row in first]
         seen = [set(s) for s in seen0]
         curve = [([_selected(h) for h in history], [len(h) for h in history])]
+        kept: list[float] = []  # critical: the share of each failed program's text kept
         for r in range(1, rounds + 1):
             todo = [i for i, h in enumerate(history) if not any(a.visible for a in h)]
             if todo:
@@ -151,6 +171,17 @@ def run_seed(driver: Driver, tasks, seed: int) -> dict:
                                for i in todo for a in frontier[i]]
                     got = _attempts(driver, prompts, 1, k, "repair", [seen[i] for i in owner])
                     new = [sum((g for g, o in zip(got, owner) if o == i), []) for i in todo]
+                elif method == "critical":  # resample each failure after the critic's cut
+                    owner = [i for i in todo for _ in frontier[i]]
+                    judged = [tasks[i] for i in owner]
+                    failed = [a.text for i in todo for a in frontier[i]]
+                    prefixes = critic(judged, failed)
+                    kept += [len(p) / max(len(t), 1) for p, t in zip(prefixes, failed)]
+                    prompts = [dataclasses.replace(t, prompt=t.prompt + p)
+                               for t, p in zip(judged, prefixes)]
+                    got = _attempts(driver, prompts, 1, k, "critical", [seen[i] for i in owner],
+                                    tasks=judged, prefixes=prefixes)
+                    new = [sum((g for g, o in zip(got, owner) if o == i), []) for i in todo]
                 else:
                     new = _attempts(driver, [tasks[i] for i in todo], n, k, "sample",
                                     [seen[i] for i in todo])
@@ -159,7 +190,7 @@ def run_seed(driver: Driver, tasks, seed: int) -> dict:
                     frontier[i] = row or frontier[i]  # all repeats: repair the last ones
             curve.append(([_selected(h) for h in history], [len(h) for h in history]))
         result[method] = {"pass": [[bool(x) for x in c[0]] for c in curve],
-                          "programs": [c[1] for c in curve],
+                          "programs": [c[1] for c in curve], "kept_frac": kept,
                           "attempts": [[dataclasses.asdict(a) for a in h] for h in history]}
     return result
 
@@ -172,20 +203,28 @@ def _bootstrap(diffs: np.ndarray, draws: int, seed: int) -> tuple[float, float]:
 
 
 def summarize(seeds: list[dict], rounds: int, draws: int = 2000) -> dict[str, float]:
+    """Means over seeds per method and round; ``diff/...`` is repair - resample and, with
+    critical sampling, ``diff_critical/...`` critical - resample (paired, bootstrap)."""
     out = {"repair/sampled_pass@1": float(np.mean([s["sampled_pass"] for s in seeds]))}
+    ms = methods("critical" in seeds[0])
+    if "critical" in ms:  # how much of a failed program critical sampling keeps, on average
+        kept = [k for s in seeds for k in s["critical"].get("kept_frac", [])]
+        out["critical/kept_frac"] = float(np.mean(kept)) if kept else 0.0
     for r in range(rounds + 1):
         per = {}
-        for method in METHODS:
+        for method in ms:
             passed = np.array([s[method]["pass"][r] for s in seeds], float)  # [seeds, tasks]
             progs = np.array([s[method]["programs"][r] for s in seeds], float)
             out[f"{method}/round{r}/pass@1"] = float(passed.mean())
             out[f"{method}/round{r}/pass@1_seed_std"] = float(passed.mean(axis=1).std())
             out[f"{method}/round{r}/programs"] = float(progs.mean())
             per[method] = passed.mean(axis=0)  # per task, over seeds
-        diff = per["repair"] - per["resample"]
-        out[f"diff/round{r}/pass@1"] = float(diff.mean())
-        out[f"diff/round{r}/pass@1_lo"], out[f"diff/round{r}/pass@1_hi"] = _bootstrap(
-            diff, draws, r)
+        for name, method in (("diff", "repair"), ("diff_critical", "critical")):
+            if method in per:
+                diff = per[method] - per["resample"]
+                out[f"{name}/round{r}/pass@1"] = float(diff.mean())
+                out[f"{name}/round{r}/pass@1_lo"], out[f"{name}/round{r}/pass@1_hi"] = \
+                    _bootstrap(diff, draws, r)
     return out
 
 
@@ -193,7 +232,7 @@ def plot(path: str, summary: dict, rounds: int) -> None:
     from rlfb_jax.core.metrics import new_figure, save_figure
 
     fig, ax = new_figure(figsize=(5.5, 4))
-    for method, marker in zip(METHODS, "os"):
+    for method, marker in zip(methods("critical/round0/pass@1" in summary), "os^"):
         xs = [summary[f"{method}/round{r}/programs"] for r in range(rounds + 1)]
         ys = [summary[f"{method}/round{r}/pass@1"] for r in range(rounds + 1)]
         err = [summary[f"{method}/round{r}/pass@1_seed_std"] for r in range(rounds + 1)]
@@ -210,6 +249,35 @@ def plot(path: str, summary: dict, rounds: int) -> None:
     save_figure(fig, path, dpi=120)
 
 
+def _critic(driver: Driver):
+    """``(tasks, completions) -> prefixes`` from the finished critic run of
+    ``repair.critic_workdir``, which must have been trained on this base's data."""
+    from rlfb_jax.algos.base_model import PROMPT_DEFINING
+    from rlfb_jax.algos.critic import critical_prefixes
+    from rlfb_jax.core.checkpoint import params_from_checkpoint
+
+    cdir, base, cfg = driver.config.repair.critic_workdir, driver.base, driver.config
+    if not epath.Path(cdir, "summary.json").exists():
+        raise ValueError(f"config.repair.critic_workdir={cdir!r}: no finished critic run "
+                         "there (train one with experiments/synthetic_critic.py:repair)")
+    theirs = json.loads(epath.Path(cdir, "config.json").read_text()).get("base", {}).get(
+        "data", {})
+    ours = cfg.base.data.to_dict()
+    diff = [k for k in PROMPT_DEFINING if k in ours and theirs.get(k) != ours[k]]
+    if diff:
+        raise ValueError(f"config.repair.critic_workdir={cdir!r}: the critic was trained on "
+                         f"another base's data ({', '.join('data.' + k for k in diff)} "
+                         "differ)")
+    lm = base.policy.with_heads(("critic",)).lm
+    params = params_from_checkpoint(cdir, lm.abstract_params(), slot="critic")
+    shape = (int(cfg.base.data.prompt_len), int(cfg.repair.max_new_tokens),
+             base.policy.pad_id, base.policy.eos_id)
+    log.info("critical sampling with the critic of %s", cdir)
+    return lambda tasks, texts: critical_prefixes(
+        lm, params, base.policy.tokenizer, tasks, texts, *shape, driver.mesh, driver.rules,
+        int(cfg.repair.chunk_rows))
+
+
 @register_algo("repair", pool="repair")
 def train(driver: Driver) -> dict:
     rc = driver.config.repair
@@ -218,6 +286,8 @@ def train(driver: Driver) -> dict:
         log.warning("the base was trained without repair examples (base.data.repair_pairs=0): "
                     "its repairs are plain samples with a longer prompt")
     tasks = list(base.data.eval_tasks)[: int(rc.num_tasks)]
+    critic = _critic(driver) if rc.critic_workdir else None
+    ms = methods(critic is not None)
     seeds = []
     workdir = epath.Path(driver.workdir)
     for s in range(int(rc.seeds)):
@@ -225,20 +295,20 @@ def train(driver: Driver) -> dict:
         if path.exists():
             seeds.append(json.loads(path.read_text()))
             continue
-        result = run_seed(driver, tasks, int(driver.config.seed) * 1000 + s)
+        result = run_seed(driver, tasks, int(driver.config.seed) * 1000 + s, critic)
         tmp = workdir / f"seed{s}.json.tmp"  # whole or absent: a killed seed is rerun
         tmp.write_text(json.dumps(result))
         tmp.replace(path)
         seeds.append(result)
         one = summarize([result], int(rc.rounds), 200)
         driver.log(s + 1, {k: v for k, v in one.items() if "_seed_std" not in k})
-        log.info("seed %d: repair %s | resample %s", s, *(" ".join(
+        log.info("seed %d: %s", s, " | ".join(m + " " + " ".join(
             f"{one[f'{m}/round{r}/pass@1']:.3f}" for r in range(int(rc.rounds) + 1))
-            for m in METHODS))
+            for m in ms))
     summary = summarize(seeds, int(rc.rounds), int(rc.bootstrap))
     (workdir / "repair_samples.jsonl").write_text("".join(
         json.dumps({"task_id": task.task_id, "method": method, "attempts": hist}) + "\n"
-        for method in METHODS for task, hist in zip(tasks, seeds[0][method]["attempts"])))
+        for method in ms for task, hist in zip(tasks, seeds[0][method]["attempts"])))
     plot(str(workdir / "repair.png"), {**summary, "eval/pass@1_base": base.summary.get(
         "eval/pass@1", float("nan"))}, int(rc.rounds))
     summary = driver.finish(summary, base=base)

@@ -8,9 +8,11 @@ import numpy as np
 import pytest
 from main_runner import run_main, summary
 
+from rlfb_jax.algos.critic import prefix_cut
 from rlfb_jax.algos.repair import Attempt, _selected, summarize
 
 REPAIR = "experiments/synthetic_repair.py:smoke"
+CRITIC = "experiments/synthetic_critic.py:repair,smoke"
 ILF = "experiments/synthetic_ilf.py:smoke"
 
 
@@ -93,3 +95,50 @@ def test_ilf_smoke_trains_on_passing_repairs_of_the_shared_base(repair_run, tmp_
     bad = run_main(ILF, tmp_path / "bad", f"--config.base_workdir={repair_run / 'base'}",
                    "--config.rest_em.feedback_repair=ilff", check=False)
     assert bad.returncode != 0 and "feedback_repair='ilff'" in bad.stderr
+
+
+def test_prefix_cut_keeps_the_prefix_the_critic_values_most():
+    mask = np.array([0, 0, 1, 1, 1, 1, 1], bool)  # 2 prompt tokens, 4 program tokens + stop
+    # candidates: after the prompt (keep 0), after program token 1 (keep 1), 2 (keep 2), 3
+    # (keep 3); after token 4 and after the stop token are not (something must be sampled)
+    assert prefix_cut(np.array([.1, .3, .2, .5, .4, .9, .95]), mask) == 2
+    assert prefix_cut(np.array([.1, .8, .2, .5, .4, .9, .95]), mask) == 0
+    assert prefix_cut(np.array([.1, .3, .2, .5, .6, .9, .95]), mask) == 3
+    assert prefix_cut(np.array([.1, .3, .3, .3, .3, .9, .95]), mask) == 0  # ties: shortest
+    assert prefix_cut(np.array([.1, .3, .9, .9]), np.array([0, 0, 1, 1], bool)) == 0
+
+
+def test_critical_sampling_smoke(repair_run, tmp_path):
+    """CodeRL's critical sampling as a third arm: a critic trained on the repair base, then
+    repair / resample / critical from one round 0, each program executed once per task."""
+    base = f"--config.base_workdir={repair_run / 'base'}"
+    critic = tmp_path / "critic"
+    run_main(CRITIC, critic, base)
+    wd = tmp_path / "critical"
+    run_main(REPAIR, wd, base, f"--config.repair.critic_workdir={critic}")
+    s = summary(wd)
+    for r in range(3):
+        assert 0 <= s[f"critical/round{r}/pass@1"] <= 1
+        assert s[f"diff_critical/round{r}/pass@1_lo"] <= s[f"diff_critical/round{r}/pass@1"]
+    assert s["critical/round0/pass@1"] == s["repair/round0/pass@1"] == s["resample/round0/pass@1"]
+    assert 0 <= s["critical/kept_frac"] < 1
+    rows = [json.loads(line) for line in open(wd / "repair_samples.jsonl")]
+    assert {r["method"] for r in rows} == {"repair", "resample", "critical"}
+    for r in rows:
+        texts = [a["text"] for a in r["attempts"]]
+        assert len(texts) == len(set(texts)), texts
+        if r["method"] == "critical":
+            assert {a["prompt_kind"] for a in r["attempts"]} <= {"sample", "critical"}
+    # a critic of another base's data, or no finished critic, is refused before any work
+    other = tmp_path / "other_critic"
+    other.mkdir()
+    cfg = json.loads((critic / "config.json").read_text())
+    cfg["base"]["data"]["repair_pairs"] = 7
+    (other / "config.json").write_text(json.dumps(cfg))
+    (other / "summary.json").write_text("{}")
+    bad = run_main(REPAIR, tmp_path / "bad", base, f"--config.repair.critic_workdir={other}",
+                   check=False)
+    assert bad.returncode != 0 and "another base's data (data.repair_pairs" in bad.stderr
+    bad = run_main(REPAIR, tmp_path / "bad2", base,
+                   f"--config.repair.critic_workdir={tmp_path / 'none'}", check=False)
+    assert bad.returncode != 0 and "no finished critic run" in bad.stderr
