@@ -12,11 +12,14 @@ finished run it finds:
 
 * ``families.md``: per family, the programs sampled and executed on training tasks, the
   programs executed per held-out task at test time, held-out pass@1 of the program the
-  method picks (greedy for a trained policy; LEVER's top program; the first sample or repair
-  that passes the visible examples), sampled pass@8 where the family has a policy to sample,
-  and wall time: mean and 95% Student-t interval over seeds (`rlfb_jax.eval.seeds`);
+  method picks (greedy for a trained policy, which for ReST-EM / expert iteration / ILF is
+  the iterate validation keeps, possibly the base; LEVER's top program; the first sample or
+  repair that passes the visible examples), the trained model's own greedy pass@1 (the last
+  iterate, kept or not), sampled pass@8 where the family has a policy to sample, and wall
+  time: mean and 95% Student-t interval over seeds (`rlfb_jax.eval.seeds`);
 * ``families.png``: held-out pass@1 against programs executed in all (training + test) and
-  against wall time, one point per family with its interval, the base dashed;
+  against wall time, one point per family with its interval (hollow: the last iterate,
+  where validation kept an earlier one), the base dashed;
 * ``families.json``: every run's row.
 
 The base row is the base's own evaluation (greedy: deterministic); ``resample`` is the
@@ -44,7 +47,8 @@ FAMILIES = ("ppo", "rest_em", "expert_iteration", "ilf", "lever", "repair")
 LABELS = {"base": "base (greedy)", "ppo": "PPO (graded)", "rest_em": "ReST-EM",
           "expert_iteration": "expert iteration", "ilf": "ILF", "lever": "LEVER rerank",
           "repair": "repair at inference", "resample": "resample at inference"}
-COLUMNS = ("train_programs", "test_programs_per_task", "pass@1", "pass@8", "time_s")
+COLUMNS = ("train_programs", "test_programs_per_task", "pass@1", "trained_pass@1", "pass@8",
+           "time_s")
 
 
 def _read_json(path: epath.Path) -> dict[str, Any]:
@@ -58,7 +62,8 @@ def run_row(family: str, run: str) -> dict[str, float | None]:
     c = _read_json(epath.Path(run, "config.json"))
     if not s:
         raise FileNotFoundError(f"{run}: no summary.json (not a finished run)")
-    row: dict[str, float | None] = {"time_s": s.get("time/total_s"), "pass@8": None}
+    row: dict[str, float | None] = {"time_s": s.get("time/total_s"), "pass@8": None,
+                                    "trained_pass@1": None}
     if family == "ppo":
         rl = c["rl"]
         row["train_programs"] = rl["iterations"] * rl["prompts_per_iter"] * rl["n_samples"]
@@ -66,6 +71,8 @@ def run_row(family: str, run: str) -> dict[str, float | None]:
         iters = int(c["rest_em"]["iterations"])
         row["train_programs"] = sum(s.get(f"rest_em/iter{i}/programs", 0.0)
                                     for i in range(1, iters + 1))
+        # the last iterate, whether or not validation kept it (eval/pass@1 is the pick)
+        row["trained_pass@1"] = s.get(f"rest_em/iter{iters}/pass@1")
     elif family == "lever":
         row["train_programs"] = c["lever"]["train_tasks"] * c["lever"]["train_samples"]
         n = max(int(k.rsplit("@", 1)[1]) for k in s if k.startswith("rerank/lever@"))
@@ -81,6 +88,8 @@ def run_row(family: str, run: str) -> dict[str, float | None]:
         raise ValueError(f"unknown family {family!r}; expected one of {', '.join(FAMILIES)}")
     row["test_programs_per_task"] = 1
     row["pass@1"], row["pass@8"] = s.get("eval/pass@1"), s.get("eval/pass@8")
+    if row["trained_pass@1"] is None:
+        row["trained_pass@1"] = row["pass@1"]
     return row
 
 
@@ -89,7 +98,7 @@ def base_row(base: str) -> dict[str, float | None]:
     if not s:
         raise FileNotFoundError(f"{base}: no summary.json (the base is not trained yet)")
     return {"train_programs": 0, "test_programs_per_task": 1, "pass@1": s.get("eval/pass@1"),
-            "pass@8": s.get("eval/pass@8"), "time_s": None}
+            "trained_pass@1": None, "pass@8": s.get("eval/pass@8"), "time_s": None}
 
 
 def collect(workdir: str, base: str, seeds: Sequence[int],
@@ -128,8 +137,8 @@ def _cell(stat, fmt: str, zero_spread: bool = True) -> str:
 
 def table_md(rows: dict[str, list[dict]], num_tasks: int) -> str:
     lines = ["| family | seeds | train programs | test programs / task | programs in all | "
-             "held-out pass@1 | pass@8 | wall time (s) |",
-             "| --- | --- |" + " ---: |" * 6]
+             "held-out pass@1 | trained model's pass@1 | pass@8 | wall time (s) |",
+             "| --- | --- |" + " ---: |" * 7]
     for family, rs in rows.items():
         seeds = ",".join(str(r["seed"]) for r in rs if r["seed"] is not None) or "-"
         train, test = _stat(rs, "train_programs"), _stat(rs, "test_programs_per_task")
@@ -137,7 +146,8 @@ def table_md(rows: dict[str, list[dict]], num_tasks: int) -> str:
         lines.append(
             f"| {LABELS.get(family, family)} | {seeds} | {_cell(train, '{:.0f}', False)} | "
             f"{_cell(test, '{:.2f}', False)} | {_cell(total, '{:.0f}')} | "
-            f"{_cell(_stat(rs, 'pass@1'), '{:.3f}')} | {_cell(_stat(rs, 'pass@8'), '{:.3f}')} | "
+            f"{_cell(_stat(rs, 'pass@1'), '{:.3f}')} | "
+            f"{_cell(_stat(rs, 'trained_pass@1'), '{:.3f}')} | {_cell(_stat(rs, 'pass@8'), '{:.3f}')} | "
             f"{_cell(_stat(rs, 'time_s'), '{:.0f}')} |")
     return "\n".join(lines) + "\n"
 
@@ -157,7 +167,12 @@ def figure_png(rows: dict[str, list[dict]], num_tasks: int) -> bytes:
         train, test = _stat(rs, "train_programs"), _stat(rs, "test_programs_per_task")
         x = train[0] + test[0] * num_tasks
         err = None if p1[1] is None else p1[1]
-        a.errorbar([x], [p1[0]], yerr=err, fmt="o", capsize=3, label=LABELS.get(family, family))
+        line = a.errorbar([x], [p1[0]], yerr=err, fmt="o", capsize=3,
+                          label=LABELS.get(family, family))
+        trained = _stat(rs, "trained_pass@1")
+        if trained is not None and abs(trained[0] - p1[0]) > 1e-9:  # validation kept the base
+            a.errorbar([x], [trained[0]], yerr=trained[1], fmt="o", mfc="none", capsize=3,
+                       color=line[0].get_color())
         t = _stat(rs, "time_s")
         if t is not None:
             b.errorbar([t[0]], [p1[0]], yerr=err, xerr=t[1], fmt="o", capsize=3,

@@ -8,8 +8,8 @@ import subprocess
 import sys
 
 import pytest
-
 from main_runner import REPO, main_env
+
 from rlfb_jax.eval import families as fam
 
 
@@ -31,6 +31,7 @@ def _world(tmp_path, pass1=(0.60, 0.64, 0.68)):
              {"rl": {"iterations": 1, "prompts_per_iter": 1024, "n_samples": 4}})
         _run(tmp_path, f"ilf_s{s}", {"eval/pass@1": p - 0.1, "eval/pass@8": p,
                                      "rest_em/iter1/programs": 4000.0 + s,
+                                     "rest_em/iter1/pass@1": p - 0.2,
                                      "rest_em/iter2/programs": 99.0,  # not run: 1 iteration
                                      "time/total_s": 300.0},
              {"rest_em": {"iterations": 1}})
@@ -56,13 +57,18 @@ def test_rows_are_each_familys_own_measure(tmp_path):
     assert list(rows) == ["base", "ppo", "expert_iteration", "ilf", "lever", "repair",
                           "resample"]
     assert "rest_em" not in rows  # no finished run: absent, not zero
-    assert rows["base"] == [{"train_programs": 0, "test_programs_per_task": 1,
-                             "pass@1": 0.58, "pass@8": 0.78, "time_s": None, "seed": None}]
+    assert rows["base"] == [{"train_programs": 0, "test_programs_per_task": 1, "pass@1": 0.58,
+                             "trained_pass@1": None, "pass@8": 0.78, "time_s": None,
+                             "seed": None}]
     ppo = rows["ppo"][1]
     assert (ppo["train_programs"], ppo["test_programs_per_task"], ppo["pass@1"],
             ppo["pass@8"], ppo["seed"]) == (4096, 1, 0.64, 0.64 + 0.2, 1)
     # only the iterations the run was configured for count
     assert [r["train_programs"] for r in rows["ilf"]] == [4000.0, 4001.0, 4002.0]
+    # the pick (validation's iterate) and the trained model's own pass@1 are both kept
+    assert rows["ilf"][0]["pass@1"] == pytest.approx(0.5)
+    assert rows["ilf"][0]["trained_pass@1"] == pytest.approx(0.4)
+    assert rows["ppo"][0]["trained_pass@1"] == rows["ppo"][0]["pass@1"]
     assert rows["expert_iteration"][0]["train_programs"] == 4096.0
     lever = rows["lever"][2]  # the largest n is the pick's budget
     assert (lever["train_programs"], lever["test_programs_per_task"], lever["pass@1"],
