@@ -121,50 +121,58 @@ def class_probs(lm, params, batch, mesh, rules, batch_size: int) -> np.ndarray:
     return np.concatenate(out)
 
 
-def passed_probs(lm, params, batch, mesh, rules, batch_size: int) -> np.ndarray:
-    """The critic's P(passed) at every position [N, L] (position t has read tokens <= t)."""
+def passed_probs_fn(lm):
+    """A jitted ``(params, batch) -> P(passed) [B, L]`` of the critic at every position
+    (position t has read tokens <= t); build it once per critic (each call of the result
+    with the same batch shape reuses one compilation)."""
     passed = CRITIC_CLASSES.index("passed")
 
     @jax.jit
     def probs(params, part):
         return jax.nn.softmax(critic_logits(lm, params, part).astype(jnp.float32))[..., passed]
 
+    return probs
+
+
+def passed_probs(probs_fn, params, batch, mesh, rules, batch_size: int) -> np.ndarray:
+    """`probs_fn` (`passed_probs_fn`) over `batch` in fixed-size chunks, [N, L]."""
     n, out = len(batch["tokens"]), []
     for s in range(0, n, batch_size):
         idx = np.arange(s, s + batch_size).clip(max=n - 1)
         part = {k: batch[k][idx] for k in ("tokens", "attention_mask")}
-        out.append(jax.device_get(probs(params, shd.shard_batch(part, mesh, rules)))[
+        out.append(jax.device_get(probs_fn(params, shd.shard_batch(part, mesh, rules)))[
             : min(batch_size, n - s)])
     return np.concatenate(out)
 
 
 def prefix_cut(pass_prob: np.ndarray, loss_mask: np.ndarray) -> int:
-    """How many program tokens CodeRL's critical sampling keeps for one row: the cut where
-    the critic's P(passed | prompt, w_1..w_k) is highest, over k = 0 (nothing kept: the value
-    after the prompt) .. m-2 (m program tokens with the stop token; at least the last
-    program token and the stop token are sampled again). Ties: the shortest prefix."""
+    """How many program tokens CodeRL's critical sampling keeps for one row: the k in
+    1 .. m-2 (m program tokens with the stop token) whose P(passed | prompt, w_1..w_k) is
+    highest, so at least the first token is kept (the critic is trained on program tokens
+    only) and the last program token and the stop token are sampled again. Programs of
+    fewer than 3 tokens keep nothing. Ties: the shortest prefix."""
     pos = np.flatnonzero(loss_mask)
     if len(pos) < 3:
         return 0
-    candidates = np.concatenate([[pos[0] - 1], pos[: len(pos) - 2]])
-    return int(np.argmax(pass_prob[candidates]))
+    return 1 + int(np.argmax(pass_prob[pos[: len(pos) - 2]]))
 
 
-def critical_prefixes(lm, params, tokenizer, tasks, completions, prompt_len: int,
+def critical_prefixes(probs_fn, params, tokenizer, tasks, completions, prompt_len: int,
                       completion_len: int, pad: int, eos: int, mesh, rules,
-                      batch_size: int) -> list[str]:
-    """For each (task, failed completion): the text of the prefix to keep and sample on
-    from (`prefix_cut` of the critic's values; Le et al. 2022, critical sampling)."""
+                      batch_size: int) -> list[tuple[str, list[int]]]:
+    """For each (task, failed completion): the prefix to keep and sample on from, as (text,
+    token ids) (`prefix_cut` of the critic's values; Le et al. 2022, critical sampling).
+    The ids are the completion's own encoding, as training encodes completions."""
     if not completions:
         return []
     ids = encode_batch(tokenizer, list(completions))
     rows = [{"task": i, "ids": r, "label": -1} for i, r in enumerate(ids)]
     batch = critic_batch(tokenizer, tasks, rows, prompt_len, completion_len, pad, eos)
-    probs = passed_probs(lm, params, batch, mesh, rules, batch_size)
+    probs = passed_probs(probs_fn, params, batch, mesh, rules, batch_size)
     cuts = [prefix_cut(p, m) for p, m in zip(probs, batch["loss_mask"])]
     # a prefix is the completion's own text (decoding may normalise a boundary's spaces)
-    return [os.path.commonprefix([tokenizer.decode(r[:k], skip_special_tokens=True), text])
-            if k else "" for r, k, text in zip(ids, cuts, completions)]
+    return [(os.path.commonprefix([tokenizer.decode(r[:k], skip_special_tokens=True), text])
+             if k else "", r[:k]) for r, k, text in zip(ids, cuts, completions)]
 
 
 def _auc(scores: np.ndarray, positive: np.ndarray) -> float:

@@ -51,6 +51,7 @@ from rlfb_jax.core.config import experiment_config
 from rlfb_jax.core.rollout import rollout
 from rlfb_jax.core.state import named_key
 from rlfb_jax.data.feedback import feedback_job, render_feedback, repair_task
+from rlfb_jax.data.tokenizer import encode_batch
 
 log = logging.getLogger("rlfb_jax")
 METHODS = ("repair", "resample")
@@ -87,16 +88,18 @@ class Attempt:
     visible: bool  # passes the visible examples
     hidden: bool  # passes the hidden tests (judging only: never shown to the model)
     status: str  # the hidden tests' status
-    prompt_kind: str  # "sample" or "repair"
+    prompt_kind: str  # "sample", "repair" or "critical"
 
 
 def _attempts(driver: Driver, prompts, n: int, key, kind: str, seen: list[set[str]],
-              tasks=None, prefixes: list[str] | None = None) -> list[list[Attempt]]:
+              prefixes: list[tuple[str, list[int]]] | None = None) -> list[list[Attempt]]:
     """Up to n new programs per (plain or repair) prompt task, each run on the visible
     examples and judged on the hidden tests; [len(prompts)][<= n].
 
-    With `prefixes` (critical sampling), prompt i is ``tasks[i]`` with ``prefixes[i]``
-    appended: its programs are ``prefixes[i]`` + the sample, run as ``tasks[i]``'s.
+    With `prefixes` (critical sampling: (text, token ids) of a program's start per prompt),
+    prompt i is sampled on from its prompt's ids + ``prefixes[i]``'s ids (encoded apart, as
+    training encodes prompt and completion), and its programs are the prefix's text + the
+    sample.
 
     ``seen[i]``: the programs already executed for prompt i's task (updated here). With
     ``repair.redraws`` > 0 a program seen before is not executed again (its verdict is
@@ -104,14 +107,20 @@ def _attempts(driver: Driver, prompts, n: int, key, kind: str, seen: list[set[st
     "programs executed" counts distinct programs for both methods."""
     rc, base = driver.config.repair, driver.base
     sampling = base.policy.sampling(rc.temperature, rc.top_k, rc.top_p, rc.max_new_tokens)
-    draw = lambda tasks, k, m: rollout(  # sampling only: execution comes below
-        base.policy, base.params, tasks, sampling, m, k, driver.pool,
-        chunk_rows=int(rc.chunk_rows), jobs=lambda task, texts: [],
-        prompt_len=int(driver.config.base.data.prompt_len), desc=kind).texts
-    tasks = prompts if tasks is None else tasks
-    pre = (lambda i: prefixes[i]) if prefixes is not None else (lambda i: "")
+    ids = None
+    if prefixes is not None:
+        ids = [p + list(pre_ids) for p, (_, pre_ids) in zip(
+            encode_batch(base.policy.tokenizer, [t.prompt for t in prompts]), prefixes)]
+
+    def draw(which: list[int], k, m):  # sampling only: execution comes below
+        return rollout(base.policy, base.params, [prompts[i] for i in which], sampling, m, k,
+                       driver.pool, chunk_rows=int(rc.chunk_rows), jobs=lambda task, texts: [],
+                       prompt_len=int(driver.config.base.data.prompt_len), desc=kind,
+                       prompt_ids=None if ids is None else [ids[i] for i in which]).texts
+
+    pre = (lambda i: prefixes[i][0]) if prefixes is not None else (lambda i: "")
     rows = [i // n for i in range(len(prompts) * n)]
-    texts = [pre(i) + t for i, t in zip(rows, draw(prompts, key, n))]
+    texts = [pre(i) + t for i, t in zip(rows, draw(list(range(len(prompts))), key, n))]
     keep: list[str | None] = [None] * len(texts)
     for attempt in range(int(rc.redraws) + 1):
         todo = []
@@ -125,17 +134,17 @@ def _attempts(driver: Driver, prompts, n: int, key, kind: str, seen: list[set[st
                 seen[i].add(text)
         if not todo or attempt == int(rc.redraws):
             break
-        again = draw([prompts[rows[j]] for j in todo], jax.random.fold_in(key, 1 + attempt), 1)
+        again = draw([rows[j] for j in todo], jax.random.fold_in(key, 1 + attempt), 1)
         for j, text in zip(todo, again):
             texts[j] = pre(rows[j]) + text
     runs = [(rows[j], text) for j, text in enumerate(keep) if text is not None]
     jobs = [job for i, text in runs
-            for job in (feedback_job(tasks[i], text), tasks[i].to_job(text))]
+            for job in (feedback_job(prompts[i], text), prompts[i].to_job(text))]
     futures = driver.pool.submit(jobs)
     out: list[list[Attempt]] = [[] for _ in prompts]
     for k, (i, text) in enumerate(runs):
         fb, hid = futures[2 * k].result(), futures[2 * k + 1].result()
-        feedback = render_feedback(tasks[i], text, fb, jobs[2 * k].program)
+        feedback = render_feedback(prompts[i], text, fb, jobs[2 * k].program)
         out[i].append(Attempt(text, feedback, fb.passed, hid.passed, hid.status, kind))
     return out
 
@@ -176,11 +185,9 @@ def run_seed(driver: Driver, tasks, seed: int, critic=None) -> dict:
                     judged = [tasks[i] for i in owner]
                     failed = [a.text for i in todo for a in frontier[i]]
                     prefixes = critic(judged, failed)
-                    kept += [len(p) / max(len(t), 1) for p, t in zip(prefixes, failed)]
-                    prompts = [dataclasses.replace(t, prompt=t.prompt + p)
-                               for t, p in zip(judged, prefixes)]
-                    got = _attempts(driver, prompts, 1, k, "critical", [seen[i] for i in owner],
-                                    tasks=judged, prefixes=prefixes)
+                    kept += [len(p) / max(len(t), 1) for (p, _), t in zip(prefixes, failed)]
+                    got = _attempts(driver, judged, 1, k, "critical", [seen[i] for i in owner],
+                                    prefixes=prefixes)
                     new = [sum((g for g, o in zip(got, owner) if o == i), []) for i in todo]
                 else:
                     new = _attempts(driver, [tasks[i] for i in todo], n, k, "sample",
@@ -206,7 +213,7 @@ def summarize(seeds: list[dict], rounds: int, draws: int = 2000) -> dict[str, fl
     """Means over seeds per method and round; ``diff/...`` is repair - resample and, with
     critical sampling, ``diff_critical/...`` critical - resample (paired, bootstrap)."""
     out = {"repair/sampled_pass@1": float(np.mean([s["sampled_pass"] for s in seeds]))}
-    ms = methods("critical" in seeds[0])
+    ms = methods(all("critical" in s for s in seeds))
     if "critical" in ms:  # how much of a failed program critical sampling keeps, on average
         kept = [k for s in seeds for k in s["critical"].get("kept_frac", [])]
         out["critical/kept_frac"] = float(np.mean(kept)) if kept else 0.0
@@ -253,7 +260,7 @@ def _critic(driver: Driver):
     """``(tasks, completions) -> prefixes`` from the finished critic run of
     ``repair.critic_workdir``, which must have been trained on this base's data."""
     from rlfb_jax.algos.base_model import PROMPT_DEFINING
-    from rlfb_jax.algos.critic import critical_prefixes
+    from rlfb_jax.algos.critic import critical_prefixes, passed_probs_fn
     from rlfb_jax.core.checkpoint import params_from_checkpoint
 
     cdir, base, cfg = driver.config.repair.critic_workdir, driver.base, driver.config
@@ -273,8 +280,9 @@ def _critic(driver: Driver):
     shape = (int(cfg.base.data.prompt_len), int(cfg.repair.max_new_tokens),
              base.policy.pad_id, base.policy.eos_id)
     log.info("critical sampling with the critic of %s", cdir)
+    probs_fn = passed_probs_fn(lm)
     return lambda tasks, texts: critical_prefixes(
-        lm, params, base.policy.tokenizer, tasks, texts, *shape, driver.mesh, driver.rules,
+        probs_fn, params, base.policy.tokenizer, tasks, texts, *shape, driver.mesh, driver.rules,
         int(cfg.repair.chunk_rows))
 
 
@@ -292,9 +300,11 @@ def train(driver: Driver) -> dict:
     workdir = epath.Path(driver.workdir)
     for s in range(int(rc.seeds)):
         path = workdir / f"seed{s}.json"
-        if path.exists():
-            seeds.append(json.loads(path.read_text()))
-            continue
+        if path.exists():  # a seed run without the critic lacks its arm: run it again
+            done = json.loads(path.read_text())
+            if set(ms) <= set(done):
+                seeds.append(done)
+                continue
         result = run_seed(driver, tasks, int(driver.config.seed) * 1000 + s, critic)
         tmp = workdir / f"seed{s}.json.tmp"  # whole or absent: a killed seed is rerun
         tmp.write_text(json.dumps(result))

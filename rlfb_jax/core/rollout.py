@@ -79,21 +79,27 @@ def _chunks(prompts: list[list[int]], n: int, chunk_rows: int) -> list[list[int]
 
 def rollout(policy, params, tasks: Sequence[Any], sampling, n: int, key: jax.Array, pool,
             reward_fn=None, *, chunk_rows: int = 64, prompt_len: int | None = None,
-            jobs: JobsFn | None = None, desc: str | None = None) -> Episodes:
+            jobs: JobsFn | None = None, desc: str | None = None,
+            prompt_ids: Sequence[Sequence[int]] | None = None) -> Episodes:
     """Samples `n` completions per task with `policy` at `params`, executes them in `pool`
     (overlapped with sampling, see the module docstring) and scores them with
     ``reward_fn(tasks [B], texts [B], outcomes [B]) -> (rewards [B], metrics)``.
 
     `key` is folded with the chunk index. `prompt_len`: prompts keep their last prompt_len
     tokens and share one compiled prompt length (None: the sampler's buckets). `desc` shows
-    a progress bar on stderr.
+    a progress bar on stderr. `prompt_ids`: each task's prompt as token ids (default: the
+    tokenizer's encoding of ``task.prompt``), e.g. a prompt followed by the first tokens of
+    a program to continue, encoded as training encodes a prompt and its completion.
     """
     from tqdm.auto import tqdm
 
     if not tasks:
         raise ValueError("rollout: no tasks")
     jobs = jobs or test_jobs()
-    prompts = encode_batch(policy.tokenizer, [t.prompt for t in tasks])
+    if prompt_ids is not None and len(prompt_ids) != len(tasks):
+        raise ValueError(f"rollout: {len(prompt_ids)} prompt_ids for {len(tasks)} tasks")
+    prompts = ([list(p) for p in prompt_ids] if prompt_ids is not None
+               else encode_batch(policy.tokenizer, [t.prompt for t in tasks]))
     if prompt_len is not None:
         prompts = [p[-prompt_len:] for p in prompts]
     sampler = policy.sampler(prompt_len)

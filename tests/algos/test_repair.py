@@ -99,12 +99,13 @@ def test_ilf_smoke_trains_on_passing_repairs_of_the_shared_base(repair_run, tmp_
 
 def test_prefix_cut_keeps_the_prefix_the_critic_values_most():
     mask = np.array([0, 0, 1, 1, 1, 1, 1], bool)  # 2 prompt tokens, 4 program tokens + stop
-    # candidates: after the prompt (keep 0), after program token 1 (keep 1), 2 (keep 2), 3
-    # (keep 3); after token 4 and after the stop token are not (something must be sampled)
+    # candidates: after program token 1 (keep 1), 2 (keep 2), 3 (keep 3); not after the
+    # prompt (the critic is not trained there), nor after token 4 or the stop token
     assert prefix_cut(np.array([.1, .3, .2, .5, .4, .9, .95]), mask) == 2
-    assert prefix_cut(np.array([.1, .8, .2, .5, .4, .9, .95]), mask) == 0
+    assert prefix_cut(np.array([.1, .99, .2, .5, .4, .9, .95]), mask) == 2
     assert prefix_cut(np.array([.1, .3, .2, .5, .6, .9, .95]), mask) == 3
-    assert prefix_cut(np.array([.1, .3, .3, .3, .3, .9, .95]), mask) == 0  # ties: shortest
+    assert prefix_cut(np.array([.1, .3, .7, .3, .3, .9, .95]), mask) == 1
+    assert prefix_cut(np.array([.1, .3, .3, .3, .3, .9, .95]), mask) == 1  # ties: shortest
     assert prefix_cut(np.array([.1, .3, .9, .9]), np.array([0, 0, 1, 1], bool)) == 0
 
 

@@ -102,3 +102,24 @@ def test_rewards_need_one_job_per_row(policy):
         rollout(policy, params, [Task("def f(x):\n")], policy.sampling(0.0, max_new_tokens=2),
                 1, jax.random.key(0), RecordingPool([]), lambda *a: (np.zeros(1), {}),
                 jobs=two_jobs)
+
+
+def test_prompt_ids_replace_the_prompts_encoding(policy):
+    """Given ids are what the sampler sees (a prompt + the start of a program to continue,
+    encoded apart); the encoding of task.prompt gives the same samples as no ids."""
+    from rlfb_jax.data.tokenizer import encode_batch
+
+    policy, params = policy
+    tasks = [Task("def f(x):\n"), Task("def add_1(x):\n")]
+    sampling, key = policy.sampling(1.0, max_new_tokens=5), jax.random.key(3)
+    pool = RecordingPool([])
+    plain = rollout(policy, params, tasks, sampling, 2, key, pool)
+    ids = encode_batch(policy.tokenizer, [t.prompt for t in tasks])
+    same = rollout(policy, params, tasks, sampling, 2, key, pool, prompt_ids=ids)
+    assert same.texts == plain.texts and same.prompts == plain.prompts
+    start = encode_batch(policy.tokenizer, ["    return"])[0]
+    longer = rollout(policy, params, tasks, sampling, 2, key, pool,
+                     prompt_ids=[p + start for p in ids])
+    assert longer.prompts == [p + start for p in ids]
+    with pytest.raises(ValueError, match="1 prompt_ids for 2 tasks"):
+        rollout(policy, params, tasks, sampling, 2, key, pool, prompt_ids=ids[:1])
