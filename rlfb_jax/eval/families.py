@@ -68,7 +68,8 @@ def run_row(family: str, run: str) -> dict[str, float | None]:
         rl = c["rl"]
         row["train_programs"] = rl["iterations"] * rl["prompts_per_iter"] * rl["n_samples"]
     elif family in ("rest_em", "expert_iteration", "ilf"):
-        iters = int(c["rest_em"]["iterations"])
+        # the iterations that ran (early stopping may end a run before its configured count)
+        iters = int(s.get("rest_em/iterations_run", c["rest_em"]["iterations"]))
         row["train_programs"] = sum(s.get(f"rest_em/iter{i}/programs", 0.0)
                                     for i in range(1, iters + 1))
         # the last iterate, whether or not validation kept it (eval/pass@1 is the pick)
