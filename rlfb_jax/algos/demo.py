@@ -53,25 +53,33 @@ def _fmt(v) -> str:
     return "-" if v is None or v != v else f"{v:.3f}"
 
 
-def label(stage: str, n: int = 16) -> str:
-    return LABELS[stage].format(n=n)
+def label(stage: str, n: int = 16, rl=None) -> str:
+    """The stage's row name; for PPO with its ``rl`` config, what it learns from: successes
+    only (advantages floored, filtered behaviour cloning inside the loop) or graded rewards
+    with failures pushed down."""
+    name = LABELS[stage].format(n=n)
+    if stage == "ppo" and rl is not None:
+        floor = rl.get("adv_floor")
+        name += (f", successes only (advantages >= {floor:g})" if floor is not None
+                 else ", failures pushed down")
+    return name
 
 
-def markdown_table(rows: list[tuple[str, dict, float]], n: int = 16) -> str:
+def markdown_table(rows: list[tuple[str, dict, float]], n: int = 16, rl=None) -> str:
     lines = ["| stage | held-out greedy pass@1 | compile rate | wall time |",
              "| --- | ---: | ---: | ---: |"]
     for stage, res, secs in rows:
-        lines.append(f"| {label(stage, n)} | {_fmt(res['pass@1'])} | {_fmt(res['compile_rate'])} "
+        lines.append(f"| {label(stage, n, rl)} | {_fmt(res['pass@1'])} | {_fmt(res['compile_rate'])} "
                      f"| {secs / 60:.1f} min |")
     return "\n".join(lines) + "\n"
 
 
-def plot(path: str, rows: list[tuple[str, dict, float]], n: int = 16) -> None:
+def plot(path: str, rows: list[tuple[str, dict, float]], n: int = 16, rl=None) -> None:
     import numpy as np
 
     from rlfb_jax.core.metrics import new_figure, save_figure
 
-    names = [label(s, n) for s, _, _ in rows]
+    names = [label(s, n, rl) for s, _, _ in rows]
     x = np.arange(len(rows))
     fig, axes = new_figure(1, 2, figsize=(10, 3.6))
     for ax, key, title in ((axes[0], "pass@1", "held-out pass@1"),
@@ -126,12 +134,12 @@ def run_stages(driver: Driver) -> dict:
                  _fmt(res["pass@1"]), _fmt(res["compile_rate"]), secs / 60)
     summary["demo/total_s"] = sum(secs for _, _, secs in rows)
     summary["demo/wall_s"] = time.time() - t_start
-    table = markdown_table(rows, n)
+    table = markdown_table(rows, n, config.ppo.rl)
     if is_main_process():
         n_test = int(config.base.eval.num_tasks)
         epath.Path(workdir, "demo.md").write_text(
             f"Held-out synthetic test split ({n_test} tasks); every method starts from the "
             f"same base model.\n\n{table}\nTotal: {summary['demo/total_s'] / 60:.1f} min.\n")
-        plot(os.path.join(workdir, "demo.png"), rows, n)
+        plot(os.path.join(workdir, "demo.png"), rows, n, config.ppo.rl)
     print("\n" + table, flush=True)
     return driver.finish(summary)
