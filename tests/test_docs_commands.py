@@ -62,6 +62,12 @@ SKIP = {
     "python -m rlfb_jax.main --config experiments/synthetic_rest_em.py --workdir runs/rest_em "
     "[--config.base_workdir=runs/base]": FULL,
     "python -m rlfb_jax.main --config experiments/synthetic_repair.py --workdir runs/repair": FULL,
+    "python -m rlfb_jax.main --config experiments/synthetic_critic.py:repair "
+    "--workdir runs/critic_repair --config.base_workdir=runs/repair/base":
+        "needs the full repair base; tests/algos/test_repair.py runs repair,smoke",
+    "python -m rlfb_jax.main --config experiments/synthetic_repair.py --workdir runs/critical "
+    "--config.base_workdir=runs/repair/base --config.repair.critic_workdir=runs/critic_repair":
+        FULL,
     "python -m rlfb_jax.eval.families --workdir runs/families":
         "18 full runs (hours on CPU); tests/eval/test_families.py runs it at smoke size",
     "python -m rlfb_jax.main --config experiments/synthetic_repair.py --workdir runs/repair "
