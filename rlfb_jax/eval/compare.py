@@ -87,21 +87,22 @@ class FinishedRun:
     """A finished run directory: its metrics rows, summary and held-out samples."""
 
     def __init__(self, path: str, label: str | None = None):
-        if os.path.isfile(path):
+        from etils import epath  # a local directory, or a cloud run's URI (gs://...)
+
+        where = epath.Path(path)
+        if where.is_file():
             raise NotADirectoryError(f"{path!r} is a file, not a run directory (a run directory "
                                      f"holds summary.json, metrics.jsonl and config.json)")
-        if not os.path.isdir(path):
+        if not where.is_dir():
             raise FileNotFoundError(f"run directory {path!r} does not exist")
         self.path, self.label = path, label or os.path.basename(os.path.normpath(path))
-        metrics = os.path.join(path, "metrics.jsonl")
-        summary = os.path.join(path, "summary.json")
-        if not os.path.exists(summary):
+        summary = where / "summary.json"
+        if not summary.exists():
             raise FileNotFoundError(f"{summary} not found: is {path!r} a finished run?")
-        with open(summary) as f:
-            self.summary: dict[str, Any] = json.load(f)
-        self.rows = read_jsonl(metrics) if os.path.exists(metrics) else []
-        sp = os.path.join(path, "eval_samples.jsonl")
-        self.samples = read_jsonl(sp) if os.path.exists(sp) else []
+        self.summary: dict[str, Any] = json.loads(summary.read_text())
+        metrics, sp = where / "metrics.jsonl", where / "eval_samples.jsonl"
+        self.rows = read_jsonl(str(metrics)) if metrics.exists() else []
+        self.samples = read_jsonl(str(sp)) if sp.exists() else []
         self.stats = sample_stats(self.samples)
 
     def curve(self, key: str, base: FinishedRun | None = None) -> tuple[list[int], list[float]]:

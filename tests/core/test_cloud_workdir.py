@@ -52,6 +52,24 @@ def test_metrics_summary_and_plots_on_a_bucket(bucket, tmp_path):
     assert os.listdir(tmp_path) == ["gcs"]  # no ./gs:/bucket/run
 
 
+def test_compare_reads_runs_on_a_bucket(bucket, tmp_path):
+    from rlfb_jax.eval.compare import FinishedRun, compare
+
+    for name, final in (("a", 0.3), ("b", 0.5)):
+        w = MetricsWriter(f"gs://bucket/{name}")
+        w.write(1, {"eval/pass@1": final})
+        w.close()
+        write_summary(f"gs://bucket/{name}", {"eval/pass@1": final})
+    (bucket / "a" / "eval_samples.jsonl").write_text(json.dumps(
+        {"task_id": "t", "completion": "x", "passed": True, "status": "passed"}) + "\n")
+    files = compare(["gs://bucket/a", "gs://bucket/b"], str(tmp_path / "out"))
+    table = open(files["table"]).read()
+    assert "| a |" in table and "0.300" in table and "0.500" in table
+    assert "outcomes" in files  # run a's samples were read from the bucket
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        FinishedRun("gs://bucket/none")
+
+
 def _main(root, cwd) -> subprocess.CompletedProcess:
     """The smoke experiment with --workdir gs://bucket/run, gs:// being ROOT/."""
     cmd = [sys.executable, os.path.join(REPO, "tests", "fake_gcs.py"), str(root), "-m",
