@@ -76,7 +76,10 @@ def run_row(family: str, run: str) -> dict[str, float | None]:
         row["trained_pass@1"] = s.get(f"rest_em/iter{iters}/pass@1")
     elif family == "lever":
         row["train_programs"] = c["lever"]["train_tasks"] * c["lever"]["train_samples"]
-        n = max(int(k.rsplit("@", 1)[1]) for k in s if k.startswith("rerank/lever@"))
+        ns = [int(k.rsplit("@", 1)[1]) for k in s if k.startswith("rerank/lever@")]
+        if not ns:
+            raise KeyError("rerank/lever@<n>")
+        n = max(ns)
         row["test_programs_per_task"], row["pass@1"] = n, s[f"rerank/lever@{n}"]
         return row
     elif family in ("repair", "resample"):
@@ -116,7 +119,12 @@ def collect(workdir: str, base: str, seeds: Sequence[int],
                 continue
             names = (family, "resample") if family == "repair" else (family,)
             for name in names:
-                out.setdefault(name, []).append(dict(run_row(name, run), seed=seed))
+                try:
+                    row = run_row(name, run)
+                except KeyError as e:  # a run of another algorithm, or of an older version
+                    raise ValueError(f"{run}: not a finished {family} run of "
+                                     f"{EXPERIMENT} (no {e} in its files)") from None
+                out.setdefault(name, []).append(dict(row, seed=seed))
     return out
 
 

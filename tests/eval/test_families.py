@@ -95,6 +95,13 @@ def test_table_gives_mean_and_t_interval_over_seeds(tmp_path):
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_a_run_of_another_kind_is_named(tmp_path):
+    base = _world(tmp_path)
+    (tmp_path / "lever_s1" / "summary.json").write_text(json.dumps({"eval/pass@1": 0.5}))
+    with pytest.raises(ValueError, match="lever_s1: not a finished lever run"):
+        fam.collect(str(tmp_path), base, [0, 1, 2])
+
+
 def test_a_run_without_summary_is_named(tmp_path):
     (tmp_path / "ppo_s0").mkdir()
     with pytest.raises(FileNotFoundError, match="ppo_s0: no summary.json"):
