@@ -131,21 +131,21 @@ def test_dry_run_prints_every_command_seed_major(tmp_path):
 
 def test_smoke_end_to_end_resumes_and_reports_a_failed_run(tmp_path):
     """Two families at smoke size from one freshly trained base; a second call runs
-    nothing; a run that fails is named, the others' rows stand, the exit status is 1."""
+    nothing; a run that fails is named, the others' rows stand, the exit status is 1.
+    (Every family at smoke size: `test_every_family_smoke`, slow.)"""
     wd = tmp_path / "fam"
-    out = _families("--workdir", str(wd), "--seeds", "0", "--families", "repair", "lever",
+    out = _families("--workdir", str(wd), "--seeds", "0", "--families", "repair", "ilf",
                     "--smoke")
     assert out.returncode == 0, out.stderr[-3000:] + out.stdout[-2000:]
     md = (wd / "families.md").read_text()
-    for label in ("base (greedy)", "LEVER rerank", "repair at inference",
-                  "resample at inference"):
+    for label in ("base (greedy)", "ILF", "repair at inference", "resample at inference"):
         assert f"| {label} |" in md
     assert (wd / "families.png").stat().st_size > 1000
-    assert os.path.isfile(wd / "logs" / "lever_s0.log")
-    again = _families("--workdir", str(wd), "--seeds", "0", "--families", "repair", "lever",
+    assert os.path.isfile(wd / "logs" / "ilf_s0.log")
+    again = _families("--workdir", str(wd), "--seeds", "0", "--families", "repair", "ilf",
                       "--smoke", timeout=120)
     assert again.returncode == 0
-    assert "lever_s0: finished" in again.stdout and "running" not in again.stdout
+    assert "ilf_s0: finished" in again.stdout and "running" not in again.stdout
     # seed 1 against a base trained on other data: refused by the run, named by the command
     other = tmp_path / "other_base"
     other.mkdir()
