@@ -103,6 +103,19 @@ def balanced_weights(labels: np.ndarray) -> np.ndarray:
     return np.where(keep, per_class[np.maximum(labels, 0)], 0.0).astype(np.float32)
 
 
+def _in_chunks(fn, params, batch, keys, mesh, rules, batch_size: int) -> np.ndarray:
+    """``fn(params, part)`` over ``batch``'s rows in chunks of exactly ``batch_size`` rows
+    (the last one padded by repeating the last row, so one compilation serves every
+    chunk), sharded over the mesh; the results concatenated on the host, padding dropped."""
+    n, out = len(batch["tokens"]), []
+    for s in range(0, n, batch_size):
+        idx = np.arange(s, s + batch_size).clip(max=n - 1)
+        part = {k: batch[k][idx] for k in keys}
+        out.append(jax.device_get(fn(params, shd.shard_batch(part, mesh, rules)))[
+            : min(batch_size, n - s)])
+    return np.concatenate(out)
+
+
 def class_probs(lm, params, batch, mesh, rules, batch_size: int) -> np.ndarray:
     """Softmax of the critic at each row's last program token, [N, C]."""
 
@@ -112,13 +125,8 @@ def class_probs(lm, params, batch, mesh, rules, batch_size: int) -> np.ndarray:
         last = last_token_index(part["loss_mask"])
         return jax.nn.softmax(jnp.take_along_axis(logits, last[:, None, None], axis=1)[:, 0])
 
-    n, out = len(batch["tokens"]), []
-    for s in range(0, n, batch_size):
-        idx = np.arange(s, s + batch_size).clip(max=n - 1)
-        part = {k: batch[k][idx] for k in ("tokens", "attention_mask", "loss_mask")}
-        probs = jax.device_get(last_probs(params, shd.shard_batch(part, mesh, rules)))
-        out.append(probs[: min(batch_size, n - s)])
-    return np.concatenate(out)
+    return _in_chunks(last_probs, params, batch, ("tokens", "attention_mask", "loss_mask"),
+                      mesh, rules, batch_size)
 
 
 def passed_probs_fn(lm):
@@ -136,13 +144,8 @@ def passed_probs_fn(lm):
 
 def passed_probs(probs_fn, params, batch, mesh, rules, batch_size: int) -> np.ndarray:
     """`probs_fn` (`passed_probs_fn`) over `batch` in fixed-size chunks, [N, L]."""
-    n, out = len(batch["tokens"]), []
-    for s in range(0, n, batch_size):
-        idx = np.arange(s, s + batch_size).clip(max=n - 1)
-        part = {k: batch[k][idx] for k in ("tokens", "attention_mask")}
-        out.append(jax.device_get(probs_fn(params, shd.shard_batch(part, mesh, rules)))[
-            : min(batch_size, n - s)])
-    return np.concatenate(out)
+    return _in_chunks(probs_fn, params, batch, ("tokens", "attention_mask"), mesh, rules,
+                      batch_size)
 
 
 def prefix_cut(pass_prob: np.ndarray, loss_mask: np.ndarray) -> int:

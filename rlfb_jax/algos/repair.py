@@ -174,20 +174,21 @@ def run_seed(driver: Driver, tasks, seed: int, critic=None) -> dict:
             todo = [i for i, h in enumerate(history) if not any(a.visible for a in h)]
             if todo:
                 k = jax.random.fold_in(key, 1 + m * rounds + r)
-                if method == "repair":
+                if method in ("repair", "critical"):  # one attempt per frontier failure
                     owner = [i for i in todo for _ in frontier[i]]
-                    prompts = [repair_task(tasks[i], a.text, a.feedback)
-                               for i in todo for a in frontier[i]]
-                    got = _attempts(driver, prompts, 1, k, "repair", [seen[i] for i in owner])
-                    new = [sum((g for g, o in zip(got, owner) if o == i), []) for i in todo]
-                elif method == "critical":  # resample each failure after the critic's cut
-                    owner = [i for i in todo for _ in frontier[i]]
-                    judged = [tasks[i] for i in owner]
-                    failed = [a.text for i in todo for a in frontier[i]]
-                    prefixes = critic(judged, failed)
-                    kept += [len(p) / max(len(t), 1) for (p, _), t in zip(prefixes, failed)]
-                    got = _attempts(driver, judged, 1, k, "critical", [seen[i] for i in owner],
-                                    prefixes=prefixes)
+                    failed = [a for i in todo for a in frontier[i]]
+                    seen_by = [seen[i] for i in owner]
+                    if method == "repair":
+                        got = _attempts(driver, [repair_task(tasks[i], a.text, a.feedback)
+                                                 for i, a in zip(owner, failed)], 1, k,
+                                        "repair", seen_by)
+                    else:  # resample each failure after the critic's cut
+                        judged = [tasks[i] for i in owner]
+                        prefixes = critic(judged, [a.text for a in failed])
+                        kept += [len(p) / max(len(a.text), 1)
+                                 for (p, _), a in zip(prefixes, failed)]
+                        got = _attempts(driver, judged, 1, k, "critical", seen_by,
+                                        prefixes=prefixes)
                     new = [sum((g for g, o in zip(got, owner) if o == i), []) for i in todo]
                 else:
                     new = _attempts(driver, [tasks[i] for i in todo], n, k, "sample",
