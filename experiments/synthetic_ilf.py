@@ -7,7 +7,9 @@ on the synthetic world.
 
 The base is experiments/synthetic_repair.py's (the synthetic recipe with repair examples:
 one model samples and repairs), so ``--config.base_workdir`` can share one base between the
-two and with the repair experiment. Each iteration: 1,024 training problems x 4 samples; each
+two and with the repair experiment. One iteration (a second lowered pass@1 further: 0.455 ->
+0.390, docs/results.md; ``--config.rest_em.iterations=N`` runs more): 1,024 training problems
+x 4 samples; each
 failure that fails a visible example gets its feedback text and one repair (at most 4 per
 problem); the repairs that pass the training tests are the M-step's data, as (task ->
 repair), from the base (ReST-EM's restart). ``:rest_em`` is plain ReST-EM with 8 samples per
@@ -33,7 +35,7 @@ def get_config(arg: str = ""):
     c.unlock()
     c.base = synthetic_repair.get_config(size).base
     c.eval = c.base.eval.copy_and_resolve_references()
-    c.rest_em.iterations = 2 if not size else c.rest_em.iterations
+    c.rest_em.iterations = 1
     c.rest_em.problems_per_iter = 1024 if not size else c.rest_em.problems_per_iter
     c.rest_em.feedback_repair = "off" if variant == "rest_em" else variant
     c.rest_em.repairs_per_problem = 4
