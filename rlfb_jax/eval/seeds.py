@@ -6,8 +6,9 @@
 
 Runs are grouped by their directory name without the ``_s<seed>`` suffix; each group's
 row gives, per metric of
-summary.json (or, for ``kl``, the last logged ``kl/mean`` of metrics.jsonl), the mean over
-its runs and a 95% Student-t interval (mean +- t_{0.975, n-1} * sd / sqrt(n)), plus n and
+summary.json (a metric summary.json lacks: its last logged value in metrics.jsonl; ``kl`` is
+the last logged ``kl/seq_kl``, the KL to the base per sequence of the last iteration's
+samples, measured when they were drawn), the mean over its runs and a 95% Student-t interval (mean +- t_{0.975, n-1} * sd / sqrt(n)), plus n and
 the seeds. A group of one run gets no interval: a single run is not a result.
 """
 
@@ -22,6 +23,7 @@ import sys
 from collections.abc import Sequence
 
 DEFAULT_METRICS = ("eval/pass@1", "eval/pass@16", "eval/compile_rate", "kl", "time/total_s")
+KL_KEY = "kl/seq_kl"  # logged by PG/PPO each iteration, from the rollout (before the update)
 _SEED = re.compile(r"^(.*)_s(\d+)$")
 
 
@@ -37,7 +39,8 @@ def _last_logged(path: str, key: str) -> float | None:
 
 
 def run_values(run: str, metrics: Sequence[str]) -> dict[str, float]:
-    """The metrics of one finished run (``kl``: the last logged ``kl/mean``)."""
+    """The metrics of one finished run (``kl``: the last logged ``kl/seq_kl``; a metric
+    summary.json lacks: its last logged value)."""
     path = os.path.join(run, "summary.json")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{run}: no summary.json (not a finished run directory)")
@@ -45,8 +48,10 @@ def run_values(run: str, metrics: Sequence[str]) -> dict[str, float]:
         summary = json.load(f)
     out = {}
     for m in metrics:
-        v = (_last_logged(os.path.join(run, "metrics.jsonl"), "kl/mean") if m == "kl"
-             else summary.get(m))
+        key = KL_KEY if m == "kl" else m
+        v = summary.get(key)
+        if v is None:
+            v = _last_logged(os.path.join(run, "metrics.jsonl"), key)
         if v is not None:
             out[m] = float(v)
     return out

@@ -11,7 +11,7 @@ def _run(root, name, summary, kls=()):
     d = root / name
     d.mkdir()
     (d / "summary.json").write_text(json.dumps(summary))
-    (d / "metrics.jsonl").write_text("".join(json.dumps({"step": i, "kl/mean": k}) + "\n"
+    (d / "metrics.jsonl").write_text("".join(json.dumps({"step": i, "kl/seq_kl": k, "kl/mean": -k, "extra/x": 2 * k}) + "\n"
                                              for i, k in enumerate(kls)))
     return str(d)
 
@@ -36,6 +36,8 @@ def test_table_groups_by_seed_suffix_and_reads_the_last_kl(tmp_path, capsys):
     out = tmp_path / "t.md"
     assert main([*runs, "--metrics", "eval/pass@1", "kl", "time/total_s", "--out", str(out)]) == 0
     assert out.read_text() == text == capsys.readouterr().out
+    # a metric summary.json lacks is read from the last logged row that has it
+    assert table(runs[:1], ["extra/x"]).splitlines()[2] == "| graded | 1 | 0 | 0.200 |"
 
 
 def test_a_directory_without_summary_is_named(tmp_path, capsys):
