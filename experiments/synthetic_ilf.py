@@ -8,12 +8,11 @@ on the synthetic world.
 The base is experiments/synthetic_repair.py's (the synthetic recipe with repair examples:
 one model samples and repairs), so ``--config.base_workdir`` can share one base between the
 two and with the repair experiment. One iteration (a second lowered pass@1 further: 0.455 ->
-0.390, docs/results.md; ``--config.rest_em.iterations=N`` runs more): 1,024 training problems
-x 4 samples; each
-failure that fails a visible example gets its feedback text and one repair (at most 4 per
-problem); the repairs that pass the training tests are the M-step's data, as (task ->
-repair), from the base (ReST-EM's restart). ``:rest_em`` is plain ReST-EM with 8 samples per
-problem: at least as many programs sampled and executed as ILF's 4 + repairs
+0.390, docs/results.md; ``--config.rest_em.iterations=N`` runs more): 1,024 training
+problems x 4 samples; each failure that fails a visible example gets its feedback text and
+one repair (at most 4 per problem); the repairs that pass the training tests are the
+M-step's data, as (task -> repair), from the base (ReST-EM's restart). ``:rest_em`` is
+plain ReST-EM with 8 samples per problem: at least as many programs sampled and executed as ILF's 4 + repairs
 (``estep/programs`` in metrics.jsonl holds both counts). ``:both`` keeps the passing samples
 as well as the passing repairs.
 """

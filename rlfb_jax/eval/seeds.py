@@ -5,11 +5,11 @@
         [--out table.md]
 
 Runs are grouped by their directory name without the ``_s<seed>`` suffix; each group's
-row gives, per metric of
-summary.json (a metric summary.json lacks: its last logged value in metrics.jsonl; ``kl`` is
-the last logged ``kl/seq_kl``, the KL to the base per sequence of the last iteration's
-samples, measured when they were drawn), the mean over its runs and a 95% Student-t interval (mean +- t_{0.975, n-1} * sd / sqrt(n)), plus n and
-the seeds. A group of one run gets no interval: a single run is not a result.
+row gives, per metric of summary.json (a metric summary.json lacks: its last logged value
+in metrics.jsonl; ``kl`` is the last logged ``kl/seq_kl``, the KL to the base per sequence
+of the last iteration's samples, measured when they were drawn), the mean over its runs and
+a 95% Student-t interval (mean +- t_{0.975, n-1} * sd / sqrt(n)), plus n and the seeds. A
+group of one run gets no interval: a single run is not a result.
 """
 
 from __future__ import annotations

@@ -11,8 +11,9 @@ def _run(root, name, summary, kls=()):
     d = root / name
     d.mkdir()
     (d / "summary.json").write_text(json.dumps(summary))
-    (d / "metrics.jsonl").write_text("".join(json.dumps({"step": i, "kl/seq_kl": k, "kl/mean": -k, "extra/x": 2 * k}) + "\n"
-                                             for i, k in enumerate(kls)))
+    rows = [{"step": i, "kl/seq_kl": k, "kl/mean": -k, "extra/x": 2 * k}
+            for i, k in enumerate(kls)]
+    (d / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     return str(d)
 
 
