@@ -2,7 +2,7 @@
 
     python -m rlfb_jax.eval.seeds runs/rl_study/graded_s0 runs/rl_study/graded_s1 \\
         runs/rl_study/filtered_bc_s0 ... [--metrics eval/pass@1 eval/compile_rate] \\
-        [--out table.md]
+        [--out table.md] [--plot table.png]
 
 Runs are grouped by their directory name without the ``_s<seed>`` suffix; each group's
 row gives, per metric of summary.json (a metric summary.json lacks: its last logged value
@@ -80,24 +80,62 @@ def group_runs(runs: Sequence[str]) -> dict[str, list[tuple[str, str]]]:
     return groups
 
 
+def collect(runs: Sequence[str], metrics: Sequence[str]) -> dict[str, dict]:
+    """{group: {"seeds": [seed], m: [value per run that has m]}} in the order given."""
+    out = {}
+    for group, members in group_runs(runs).items():
+        values = [run_values(run, metrics) for _, run in members]
+        out[group] = {"seeds": [s for s, _ in members],
+                      **{m: [v[m] for v in values if m in v] for m in metrics}}
+    return out
+
+
 def table(runs: Sequence[str], metrics: Sequence[str] = DEFAULT_METRICS) -> str:
     """The markdown table (see the module docstring)."""
     head = "| setting | n | seeds | " + " | ".join(metrics) + " |"
     lines = [head, "|" + " --- |" * (3 + len(metrics))]
-    for group, members in group_runs(runs).items():
-        values = [run_values(run, metrics) for _, run in members]
+    for group, got in collect(runs, metrics).items():
         cells = []
         for m in metrics:
-            vs = [v[m] for v in values if m in v]
+            vs = got[m]
             if not vs:
                 cells.append("-")
                 continue
             mean, half = interval(vs)
             fmt = "{:.0f}" if m.startswith("time/") else "{:.3f}"
             cells.append(fmt.format(mean) + ("" if half is None else " ± " + fmt.format(half)))
-        seeds = ",".join(s for s, _ in members)
-        lines.append(f"| {group} | {len(members)} | {seeds} | " + " | ".join(cells) + " |")
+        seeds = ",".join(got["seeds"])
+        lines.append(f"| {group} | {len(got['seeds'])} | {seeds} | " + " | ".join(cells)
+                     + " |")
     return "\n".join(lines) + "\n"
+
+
+def plot(runs: Sequence[str], metrics: Sequence[str], path: str) -> None:
+    """One panel per metric: a bar per setting at its mean, the 95% t interval as a whisker
+    (none for a single run) and every seed's value as a dot, so one run is seen as one run."""
+    from rlfb_jax.core.metrics import new_figure, save_figure
+
+    got = collect(runs, metrics)
+    groups = list(got)[::-1]  # the first setting on top
+    fig, axes = new_figure(1, len(metrics), figsize=(3.2 * len(metrics) + 1.5,
+                                                     0.45 * len(groups) + 1.2),
+                           sharey=True, squeeze=False)
+    for ax, m in zip(axes[0], metrics):
+        for y, g in enumerate(groups):
+            vs = got[g][m]
+            if not vs:
+                continue
+            mean, half = interval(vs)
+            ax.barh(y, mean, color="#9ecae1", height=0.6)
+            if half is not None:
+                ax.errorbar(mean, y, xerr=half, color="black", capsize=3, lw=1)
+            ax.plot(vs, [y] * len(vs), "o", color="#08519c", ms=3)
+        ax.set_title(m, fontsize=9)
+        ax.grid(axis="x", alpha=0.3)
+    axes[0][0].set_yticks(range(len(groups)),
+                          [f"{g} (n={len(got[g]['seeds'])})" for g in groups], fontsize=8)
+    fig.tight_layout()
+    save_figure(fig, path, dpi=110)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -105,6 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("runs", nargs="+", help="finished run directories named <setting>_s<seed>")
     p.add_argument("--metrics", nargs="+", default=list(DEFAULT_METRICS))
     p.add_argument("--out", default="", help="also write the table to this file")
+    p.add_argument("--plot", default="", help="also draw the settings per metric (a .png)")
     args = p.parse_args(argv)
     try:
         text = table(args.runs, args.metrics)
@@ -112,6 +151,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(text, end="")
+    if args.plot:
+        plot(args.runs, args.metrics, args.plot)
     if args.out:
         with open(args.out, "w") as f:
             f.write(text)

@@ -45,3 +45,12 @@ def test_a_directory_without_summary_is_named(tmp_path, capsys):
     (tmp_path / "half_s0").mkdir()
     assert main([str(tmp_path / "half_s0")]) == 2
     assert "half_s0: no summary.json" in capsys.readouterr().err
+
+
+def test_plot_draws_every_setting_and_metric(tmp_path):
+    runs = [_run(tmp_path, "graded_s0", {"eval/pass@1": 0.3}, kls=(0.5,)),
+            _run(tmp_path, "graded_s1", {"eval/pass@1": 0.4}, kls=(0.2,)),
+            _run(tmp_path, "bc_s0", {"eval/pass@1": 0.37})]  # no kl: an empty bar
+    out = tmp_path / "t.png"
+    assert main([*runs, "--metrics", "eval/pass@1", "kl", "--plot", str(out)]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
