@@ -17,6 +17,7 @@ from experiments import (
     synthetic_lever,
     synthetic_ppo,
     synthetic_rest_em,
+    synthetic_rl_study,
     synthetic_sft,
 )
 from rlfb_jax.core.config import experiment_config, lock
@@ -39,7 +40,9 @@ def get_config(arg: str = ""):
         # data and steps of experiments/synthetic_lever.py
         c.lever.lever.ns = (1, 4, 16)
         c.lever.lever.train_tasks, c.lever.verifier.steps = 512, 120
-        # PPO: the full experiment (3 iterations of 4,096 prompts x 4 samples, about 12 min)
+        # PPO: the graded setting of experiments/synthetic_ppo.py (failures pushed down, no
+        # advantage floor) for 6 of its iterations, the RL study's protocol (about 14 min)
+        c.ppo.rl.iterations = synthetic_rl_study.ITERATIONS
         # ReST-EM: one iteration (iterations 2-3 are in experiments/synthetic_rest_em.py)
         c.rest_em.rest_em.iterations = 1
     for name in stages:

@@ -1,4 +1,4 @@
-"""Ablations of `experiments/synthetic_ppo.py`: the same run with one change, named by the arg.
+"""Ablations of `experiments/synthetic_ppo.py:filtered`: that run with one change, named by the arg.
 
     python -m rlfb_jax.main --config experiments/synthetic_ppo_ablation.py:compile_nokl \\
         --workdir runs/ppo_compile_nokl --config.base_workdir runs/ppo/base
@@ -43,7 +43,7 @@ def get_config(arg: str = ""):
     if not (variant in VARIANTS or variant.startswith(prefixes)):
         raise ValueError(f"synthetic_ppo_ablation: unknown variant {arg!r}; expected one of "
                          f"{', '.join(VARIANTS)}, [compile_[loss_]]beta<float> or smoke")
-    c = synthetic_ppo.get_config("smoke" if smoke else "")
+    c = synthetic_ppo.get_config("filtered,smoke" if smoke else "filtered")
     c.unlock()
     c.ablation = variant
     if variant.startswith("compile"):

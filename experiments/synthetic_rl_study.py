@@ -49,21 +49,13 @@ def get_config(arg: str = ""):
     if variant not in VARIANTS or size not in ("", "smoke"):
         raise ValueError(f"synthetic_rl_study: unknown arg {arg!r}; expected one of "
                          f"{', '.join(VARIANTS)}, optionally followed by ',smoke'")
-    c = synthetic_ppo.get_config(size)
+    c = synthetic_ppo.get_config(size)  # the graded setting
     c.unlock()
     c.study = variant
     if not size:
         c.rl.iterations = ITERATIONS
-        c.rl.prompts_per_iter = 2048
-        c.rl.update_rows = 1024
-        c.rl.minibatches = 32
-        c.eval.every = 2
-    c.optimizer.learning_rate = 2e-4
-    c.rl.rewards = ml_collections.ConfigDict({"coderl": 1.0})  # the CodeRL levels
-    c.rl.advantage = "rloo"
-    c.rl.adv_floor = None
     if variant == "filtered_bc":
-        c.rl.rewards = synthetic_ppo.get_config(size).rl.rewards.to_dict()
+        c.rl.rewards = synthetic_ppo.pass_fail()
         c.rl.adv_floor = 0.0
         c.optimizer.learning_rate = 5e-4
     elif variant == "grpo":

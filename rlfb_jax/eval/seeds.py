@@ -90,11 +90,14 @@ def collect(runs: Sequence[str], metrics: Sequence[str]) -> dict[str, dict]:
     return out
 
 
-def table(runs: Sequence[str], metrics: Sequence[str] = DEFAULT_METRICS) -> str:
-    """The markdown table (see the module docstring)."""
+def table(runs: Sequence[str], metrics: Sequence[str] = DEFAULT_METRICS,
+          collected: dict[str, dict] | None = None) -> str:
+    """The markdown table (see the module docstring); `collected` is `collect(runs, metrics)`
+    when the caller has it already."""
+    got_all = collect(runs, metrics) if collected is None else collected
     head = "| setting | n | seeds | " + " | ".join(metrics) + " |"
     lines = [head, "|" + " --- |" * (3 + len(metrics))]
-    for group, got in collect(runs, metrics).items():
+    for group, got in got_all.items():
         cells = []
         for m in metrics:
             vs = got[m]
@@ -110,12 +113,13 @@ def table(runs: Sequence[str], metrics: Sequence[str] = DEFAULT_METRICS) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot(runs: Sequence[str], metrics: Sequence[str], path: str) -> None:
+def plot(runs: Sequence[str], metrics: Sequence[str], path: str,
+         collected: dict[str, dict] | None = None) -> None:
     """One panel per metric: a bar per setting at its mean, the 95% t interval as a whisker
     (none for a single run) and every seed's value as a dot, so one run is seen as one run."""
     from rlfb_jax.core.metrics import new_figure, save_figure
 
-    got = collect(runs, metrics)
+    got = collect(runs, metrics) if collected is None else collected
     groups = list(got)[::-1]  # the first setting on top
     fig, axes = new_figure(1, len(metrics), figsize=(3.2 * len(metrics) + 1.5,
                                                      0.45 * len(groups) + 1.2),
@@ -146,13 +150,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--plot", default="", help="also draw the settings per metric (a .png)")
     args = p.parse_args(argv)
     try:
-        text = table(args.runs, args.metrics)
+        got = collect(args.runs, args.metrics)  # read each run once, for table and plot
+        text = table(args.runs, args.metrics, got)
     except FileNotFoundError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(text, end="")
     if args.plot:
-        plot(args.runs, args.metrics, args.plot)
+        plot(args.runs, args.metrics, args.plot, got)
     if args.out:
         with open(args.out, "w") as f:
             f.write(text)

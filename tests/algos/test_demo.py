@@ -70,12 +70,12 @@ def test_demo_table_and_stage_results():
                                  ("ppo", res, 120.0)])
     assert "| base (greedy) | 0.200 | 0.900 | 1.0 min |" in table
     assert "| PPO | 0.300 | - | 2.0 min |" in table
-    # the PPO row says what it learns from (the demo's default: successes only)
+    # the PPO row says what it learns from (the demo's default: failures pushed down)
     from experiments import demo as demo_config
 
     rl = demo_config.get_config().ppo.rl
-    assert "| PPO, successes only (advantages >= 0) | 0.300 |" in demo.markdown_table(
+    assert "| PPO, failures pushed down | 0.300 |" in demo.markdown_table(
         [("ppo", res, 120.0)], rl=rl)
     rl.unlock()
-    rl.adv_floor = None
-    assert demo.label("ppo", rl=rl) == "PPO, failures pushed down"
+    rl.adv_floor = 0.0
+    assert demo.label("ppo", rl=rl) == "PPO, successes only (advantages >= 0)"

@@ -173,11 +173,35 @@ def test_update_rows_is_checked_before_any_work(tmp_path, base_dir):
     assert out.returncode != 0 and "config.rl.update_rows=3" in out.stderr
 
 
+def test_the_shipped_rl_configs_push_failures_down():
+    """synthetic_ppo's and synthetic_pg's defaults, and the demo's PPO stage, are the graded
+    setting (CodeRL levels, no advantage floor, a KL penalty): the RL study's ``graded`` row
+    run longer, not filtered behaviour cloning; ``:filtered`` keeps the pass/fail setting."""
+    from experiments import demo, synthetic_pg, synthetic_ppo, synthetic_rl_study
+
+    ppo, pg = synthetic_ppo.get_config(), synthetic_pg.get_config()
+    for c in (ppo, pg, demo.get_config().ppo):
+        assert c.rl.adv_floor is None and c.rl.kl.beta > 0 and c.rl.advantage == "rloo"
+        assert c.rl.rewards.to_dict() == {"coderl": 1.0}  # the levels, failures below 0
+    study = synthetic_rl_study.get_config("graded").to_dict()
+    same = lambda d: {k: v for k, v in d.items() if k != "study"} | {"rl": 0}  # noqa: E731
+    assert same(study) == same(ppo.to_dict())
+    assert study["rl"] | {"iterations": 0} == ppo.rl.to_dict() | {"iterations": 0}
+    assert ppo.rl.iterations > synthetic_rl_study.ITERATIONS
+    assert demo.get_config().ppo.rl.iterations == synthetic_rl_study.ITERATIONS
+    assert (pg.rl.loss, pg.rl.epochs, pg.optimizer.learning_rate) == ("pg", 1, 5e-5)
+    for c in (synthetic_ppo.get_config("filtered"), synthetic_pg.get_config("filtered,smoke")):
+        assert c.rl.adv_floor == 0.0 and c.rl.rewards.coderl.wrong_answer == 0.0
+    assert synthetic_ppo.get_config("filtered,smoke").rl.prompts_per_iter == 4
+    with pytest.raises(ValueError, match="synthetic_ppo"):
+        synthetic_ppo.get_config("graded")
+
+
 def test_ablation_variants_change_one_thing():
     from experiments import synthetic_ppo
     from experiments import synthetic_ppo_ablation as abl
 
-    main = synthetic_ppo.get_config()
+    main = synthetic_ppo.get_config("filtered")
 
     def diff(variant):
         c = abl.get_config(variant)
