@@ -7,7 +7,8 @@ Every variant starts from the same base and spends the same sample budget: ITERA
 iterations of 2,048 training prompts x 4 programs (T=0.7, top-k 40), an update on the 1,024
 rows with the largest |sequence advantage| (groups whose samples all score alike carry no
 outcome signal, as in DAPO's dynamic sampling), 2 epochs of 32-row minibatches, a KL penalty
-to the base, lr 2e-4 cosine. Append ``,smoke`` for the smoke size (``graded,smoke``; plain
+to the base, lr 2e-4 cosine: experiments/synthetic_ppo.py's default setting, for 6 of its
+18 iterations. Append ``,smoke`` for the smoke size (``graded,smoke``; plain
 ``smoke`` is ``graded,smoke``).
 
 ==============  ===========================================================================
