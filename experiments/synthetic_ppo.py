@@ -43,7 +43,8 @@ def pass_fail() -> ml_collections.ConfigDict:
 
 def get_config(arg: str = ""):
     check_arg("synthetic_ppo", arg, ARGS)
-    variant, size = arg.partition(",")[0].replace("smoke", ""), "smoke" if "smoke" in arg else ""
+    variant = "filtered" if arg.startswith("filtered") else ""
+    size = "smoke" if arg.endswith("smoke") else ""
     c = default_config("ppo")
     c.base = synthetic_sft.get_config(size)
     c.eval = c.base.eval.copy_and_resolve_references()
