@@ -26,10 +26,11 @@ clip_higher     DAPO's asymmetric clip (0.2 low, 0.28 high)
 gspo            GSPO: sequence-level importance ratio, clip range 3e-4 / 4e-4
 gae             PPO with a GAE critic (lambda 0.95; a separate critic network, a copy of
                 the base with a value head): every row is updated (no row selection), in
-                32 minibatches of 256 rows (the same 64 steps per iteration as the other
-                rows), advantages whitened over the batch. Without the whitening (and with
-                64 minibatches of 128 rows) it collapsed in 2 iterations: the critic starts
-                at 0, so nearly every advantage was negative (docs/results.md)
+                32 optimizer steps of 256 rows per epoch (the same 64 steps per iteration
+                as the other rows; each accumulated over 8 minibatches of 32 rows),
+                advantages whitened over the batch. Without the whitening (and with 64
+                steps of 128 rows per epoch) it collapsed in 2 iterations: the critic
+                starts at 0, so nearly every advantage was negative (docs/results.md)
 ppocoder        PPOCoder's setting (Shojaee et al. 2023): from an earlier, weaker checkpoint
                 of the base (step 100 of 170), R = CodeRL levels + R_ast + R_dfg (each
                 weight 1), KL beta 0.1 in the reward
@@ -83,7 +84,9 @@ def get_config(arg: str = ""):
         c.rl.advantage, c.rl.value_slot = "gae", "value"
         c.rl.advantage_kwargs.lam = 0.95
         c.rl.update_rows, c.rl.whiten = 0, True
-        c.rl.minibatches = 32 if not size else 2
+        # 32 optimizer steps of 256 rows per epoch, each accumulated over 8 steps of 32 rows
+        # (the other rows' memory: 256-row steps ask a 24 GiB host for more than it has)
+        c.rl.minibatches, c.optimizer.grad_accum = (256, 8) if not size else (2, 1)
     elif variant == "ppocoder":
         c.base_step = 100 if not size else c.base.train.steps
         c.rl.rewards = ml_collections.ConfigDict({"coderl": 1.0, "ast_match": 1.0,

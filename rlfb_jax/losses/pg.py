@@ -136,7 +136,7 @@ def _values(params, batch, hidden, model, value_slot, value_model):
         return model.bind(params["policy"]).value(hidden)[:, :-1]
     if value_slot == "value":
         out = critic.forward(params["value"], batch["tokens"],
-                             attention_mask=batch["attention_mask"])
+                             attention_mask=batch["attention_mask"], compute_logits=False)
         return critic.bind(params["value"]).value(out.hidden)[:, :-1]
     raise AssertionError(value_slot)  # checked in _common
 

@@ -197,6 +197,28 @@ def test_the_shipped_rl_configs_push_failures_down():
         synthetic_ppo.get_config("graded")
 
 
+def test_rl_study_rows_share_the_sample_budget_and_the_step_size():
+    """Every row of the RL study samples the same programs and, except PG's one pass, takes
+    the same number of optimizer steps per iteration on 32-row device steps: the `gae` row
+    trains every row, so its 256-row steps are accumulated over 8 device steps (a 256-row
+    device step asks a 24 GiB host for more than it has), and its advantages are whitened
+    (with an untrained critic they are otherwise nearly all negative: the row collapsed)."""
+    from experiments import synthetic_rl_study as study
+    from rlfb_jax.algos.pg_config import check_config
+
+    for variant in study.VARIANTS:
+        c = study.get_config(variant)
+        check_config(c.rl)
+        rows = c.rl.update_rows or c.rl.prompts_per_iter * c.rl.n_samples
+        accum = c.optimizer.grad_accum
+        assert (c.rl.iterations, c.rl.prompts_per_iter, c.rl.n_samples) == (6, 2048, 4), variant
+        assert rows // c.rl.minibatches == 32, variant
+        steps = c.rl.epochs * c.rl.minibatches // accum
+        assert steps == (32 if variant == "pg" else 64), variant
+    gae = study.get_config("gae")
+    assert (gae.rl.update_rows, gae.rl.whiten, gae.rl.value_slot) == (0, True, "value")
+
+
 def test_ablation_variants_change_one_thing():
     from experiments import synthetic_ppo
     from experiments import synthetic_ppo_ablation as abl
