@@ -43,6 +43,7 @@ def get_config(arg: str = ""):
         # PPO: the graded setting of experiments/synthetic_ppo.py (failures pushed down, no
         # advantage floor) for 6 of its iterations, the RL study's protocol (about 14 min)
         c.ppo.rl.iterations = synthetic_rl_study.ITERATIONS
+        synthetic_ppo.one_cosine(c.ppo)  # the study's schedule: one cosine over the 6
         # ReST-EM: one iteration (iterations 2-3 are in experiments/synthetic_rest_em.py)
         c.rest_em.rest_em.iterations = 1
     for name in stages:

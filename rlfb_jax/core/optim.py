@@ -4,7 +4,8 @@ Config (``config.optimizer``)::
 
     name: "adamw"            # any optax optimizer taking learning_rate: adamw, adafactor, lion, sgd...
     learning_rate: 3e-4      # peak value
-    schedule: "cosine"       # constant | linear | cosine (each with linear warmup)
+    schedule: "cosine"       # constant | linear | cosine | cosine_stages (each with linear warmup)
+    stages: (1/3, 2/3)       # cosine_stages only: where the cosine's horizon is extended
     warmup_steps: 0
     decay_steps: 0           # 0: the run's total steps (filled in by the trainer)
     end_lr_factor: 0.1       # final lr = learning_rate * end_lr_factor
@@ -13,6 +14,13 @@ Config (``config.optimizer``)::
     weight_decay: 0.0        # common knobs, passed only where the optimizer takes them
     b1, b2, eps: None        # None: the optimizer's default
     kwargs: {}               # passed verbatim; an unknown argument is an error
+
+``cosine_stages`` is the schedule of a cosine run extended by resuming it with a longer
+horizon: with ``stages`` (f_1 < f_2 < ... < 1, fractions of the total steps T) and
+stage ends T_j = round(f_j * T) (T_k = T), a step s in stage j (T_{j-1} <= s < T_j) gets
+the rate of the warmup cosine over T_j steps. Each stage ends at the final rate, and the
+next starts part-way down a longer cosine (stages (1/3, 2/3): back up to about 0.55 and
+then 0.32 of the peak), a warm restart with decaying peaks.
 
 With ``grad_accum = k`` the optimizer updates once every k train steps, so the schedule
 runs over ``ceil(total_steps / k)`` updates (``warmup_steps`` and ``decay_steps`` count
@@ -54,6 +62,20 @@ def make_schedule(cfg: Mapping[str, Any], total_steps: int) -> optax.Schedule:
         ) if warmup else main
     if kind == "cosine":
         return optax.warmup_cosine_decay_schedule(0.0, peak, warmup, decay, end)
+    if kind == "cosine_stages":
+        fractions = [float(f) for f in cfg.get("stages", ()) or ()]
+        if not fractions or fractions != sorted(fractions) or not 0 < fractions[0] \
+                or fractions[-1] >= 1:
+            raise ValueError(f"config.optimizer.stages={tuple(fractions)}: cosine_stages needs "
+                             "increasing fractions of the run in (0, 1), e.g. (1/3, 2/3)")
+        ends = [max(round(f * decay), warmup + 1) for f in fractions] + [decay]
+        if len(set(ends)) != len(ends):
+            raise ValueError(f"config.optimizer.stages={tuple(fractions)}: two stages end at "
+                             f"the same step of {decay} (or inside the warmup)")
+        pieces = [optax.warmup_cosine_decay_schedule(0.0, peak, warmup, t, end) for t in ends]
+        # join_schedules passes each piece the steps since its boundary; undo that shift
+        shifted = [pieces[0]] + [lambda s, f=f, b=b: f(s + b) for f, b in zip(pieces[1:], ends)]
+        return optax.join_schedules(shifted, ends[:-1])
     if kind == "linear":
         return optax.join_schedules(
             [optax.linear_schedule(0.0, peak, warmup),
@@ -61,7 +83,8 @@ def make_schedule(cfg: Mapping[str, Any], total_steps: int) -> optax.Schedule:
             [warmup],
         )
     raise ValueError(
-        f"config.optimizer.schedule: unknown schedule {kind!r}; use constant, linear or cosine"
+        f"config.optimizer.schedule: unknown schedule {kind!r}; use constant, linear, cosine "
+        "or cosine_stages"
     )
 
 

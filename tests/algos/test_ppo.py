@@ -184,9 +184,15 @@ def test_the_shipped_rl_configs_push_failures_down():
         assert c.rl.adv_floor is None and c.rl.kl.beta > 0 and c.rl.advantage == "rloo"
         assert c.rl.rewards.to_dict() == {"coderl": 1.0}  # the levels, failures below 0
     study = synthetic_rl_study.get_config("graded").to_dict()
-    same = lambda d: {k: v for k, v in d.items() if k != "study"} | {"rl": 0}  # noqa: E731
+    same = lambda d: ({k: v for k, v in d.items() if k != "study"}  # noqa: E731
+                      | {"rl": 0, "optimizer": 0})
     assert same(study) == same(ppo.to_dict())
     assert study["rl"] | {"iterations": 0} == ppo.rl.to_dict() | {"iterations": 0}
+    # the schedule: the study's one cosine over 6 iterations, extended to 12 and 18
+    assert study["optimizer"] | {"schedule": "cosine_stages", "stages": (1 / 3, 2 / 3)} \
+        == ppo.optimizer.to_dict()
+    assert ppo.rl.iterations == 3 * synthetic_rl_study.ITERATIONS  # stages end at 6, 12, 18
+    assert demo.get_config().ppo.optimizer.to_dict() == study["optimizer"]
     assert ppo.rl.iterations > synthetic_rl_study.ITERATIONS
     assert demo.get_config().ppo.rl.iterations == synthetic_rl_study.ITERATIONS
     assert (pg.rl.loss, pg.rl.epochs, pg.optimizer.learning_rate) == ("pg", 1, 5e-5)

@@ -61,6 +61,24 @@ def test_schedules_warmup_and_decay():
         make_schedule({**cfg, "schedule": "exp"}, 10)
 
 
+def test_cosine_stages_is_a_cosine_run_extended_by_resuming():
+    """Steps 0..383 follow the 384-step cosine, 384..767 the 768-step one, 768..1151 the
+    1152-step one: the rates a run of 6 iterations (64 steps each) gets when it is resumed
+    with iterations=12 and then 18. Each stage ends at the final rate."""
+    cfg = dict(learning_rate=2e-4, warmup_steps=10, schedule="cosine", end_lr_factor=0.1)
+    staged = make_schedule({**cfg, "schedule": "cosine_stages", "stages": (1 / 3, 2 / 3)}, 1152)
+    for lo, hi in ((0, 384), (384, 768), (768, 1152)):
+        plain = make_schedule(cfg, hi)
+        for step in (lo, lo + 1, (lo + hi) // 2, hi - 1):
+            assert abs(float(staged(step)) - float(plain(step))) < 1e-9, step
+    assert float(staged(383)) < float(staged(384))  # the restarts
+    assert float(staged(767)) < float(staged(768))
+    assert abs(float(staged(1152)) - 2e-5) < 1e-9
+    for bad in ((), (0.5, 0.4), (0.0, 0.5), (0.5, 1.0)):
+        with pytest.raises(ValueError, match="config.optimizer.stages"):
+            make_schedule({**cfg, "schedule": "cosine_stages", "stages": bad}, 1152)
+
+
 def test_clipping_and_gradient_accumulation():
     cfg = dict(name="sgd", learning_rate=1.0, schedule="constant", clip_norm=1.0, grad_accum=2)
     tx, _ = make_optimizer(cfg, 10)
