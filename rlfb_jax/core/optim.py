@@ -18,7 +18,8 @@ Config (``config.optimizer``)::
 ``cosine_stages`` is the schedule of a cosine run extended by resuming it with a longer
 horizon: with ``stages`` (f_1 < f_2 < ... < 1, fractions of the total steps T) and
 stage ends T_j = round(f_j * T) (T_k = T), a step s in stage j (T_{j-1} <= s < T_j) gets
-the rate of the warmup cosine over T_j steps. Each stage ends at the final rate, and the
+the rate of the warmup cosine over T_j steps (stages that would end inside the warmup, or
+at one step, merge). Each stage ends at the final rate, and the
 next starts part-way down a longer cosine (stages (1/3, 2/3): back up to about 0.55 and
 then 0.32 of the peak), a warm restart with decaying peaks.
 
@@ -68,10 +69,10 @@ def make_schedule(cfg: Mapping[str, Any], total_steps: int) -> optax.Schedule:
                 or fractions[-1] >= 1:
             raise ValueError(f"config.optimizer.stages={tuple(fractions)}: cosine_stages needs "
                              "increasing fractions of the run in (0, 1), e.g. (1/3, 2/3)")
-        ends = [max(round(f * decay), warmup + 1) for f in fractions] + [decay]
-        if len(set(ends)) != len(ends):
-            raise ValueError(f"config.optimizer.stages={tuple(fractions)}: two stages end at "
-                             f"the same step of {decay} (or inside the warmup)")
+        # in a run too short for its stages (inside the warmup, or two ending at one step)
+        # the stages merge: at the extreme, one cosine
+        ends = sorted({max(round(f * decay), warmup + 1) for f in fractions} - {decay})
+        ends = [e for e in ends if e < decay] + [decay]
         pieces = [optax.warmup_cosine_decay_schedule(0.0, peak, warmup, t, end) for t in ends]
         # join_schedules passes each piece the steps since its boundary; undo that shift
         shifted = [pieces[0]] + [lambda s, f=f, b=b: f(s + b) for f, b in zip(pieces[1:], ends)]

@@ -74,6 +74,11 @@ def test_cosine_stages_is_a_cosine_run_extended_by_resuming():
     assert float(staged(383)) < float(staged(384))  # the restarts
     assert float(staged(767)) < float(staged(768))
     assert abs(float(staged(1152)) - 2e-5) < 1e-9
+    # a run shorter than its stages (the preflight builds every optimizer for 1 step):
+    # the stages merge into one cosine
+    short = make_schedule({**cfg, "schedule": "cosine_stages", "stages": (1 / 3, 2 / 3)}, 1)
+    assert [float(short(k)) for k in range(12)] == [float(make_schedule(cfg, 1)(k))
+                                                    for k in range(12)]
     for bad in ((), (0.5, 0.4), (0.0, 0.5), (0.5, 1.0)):
         with pytest.raises(ValueError, match="config.optimizer.stages"):
             make_schedule({**cfg, "schedule": "cosine_stages", "stages": bad}, 1152)
