@@ -8,8 +8,8 @@ iterations of 2,048 training prompts x 4 programs (T=0.7, top-k 40), an update o
 rows with the largest |sequence advantage| (groups whose samples all score alike carry no
 outcome signal, as in DAPO's dynamic sampling), 2 epochs of 32-row minibatches, a KL penalty
 to the base, lr 2e-4 cosine: experiments/synthetic_ppo.py's default setting, for 6 of its
-18 iterations (its first stage of the learning rate). Append ``,smoke`` for the smoke size (``graded,smoke``; plain
-``smoke`` is ``graded,smoke``).
+18 iterations (its first stage of the learning rate). Append ``,smoke`` for the smoke
+size (``graded,smoke``; plain ``smoke`` is ``graded,smoke``).
 
 ==============  ===========================================================================
 arg             what differs from ``graded``

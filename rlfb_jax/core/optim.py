@@ -20,8 +20,8 @@ horizon: with ``stages`` (f_1 < f_2 < ... < 1, fractions of the total steps T) a
 stage ends T_j = round(f_j * T) (T_k = T), a step s in stage j (T_{j-1} <= s < T_j) gets
 the rate of the warmup cosine over T_j steps (stages that would end inside the warmup, or
 at one step, merge). Each stage ends at the final rate, and the
-next starts part-way down a longer cosine (stages (1/3, 2/3): back up to about 0.55 and
-then 0.32 of the peak), a warm restart with decaying peaks.
+next starts part-way down a longer cosine (stages (1/3, 2/3): back up to about 0.56 and
+then 0.33 of the peak), a warm restart with decaying peaks.
 
 With ``grad_accum = k`` the optimizer updates once every k train steps, so the schedule
 runs over ``ceil(total_steps / k)`` updates (``warmup_steps`` and ``decay_steps`` count
