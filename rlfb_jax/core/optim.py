@@ -71,8 +71,8 @@ def make_schedule(cfg: Mapping[str, Any], total_steps: int) -> optax.Schedule:
                              "increasing fractions of the run in (0, 1), e.g. (1/3, 2/3)")
         # in a run too short for its stages (inside the warmup, or two ending at one step)
         # the stages merge: at the extreme, one cosine
-        ends = sorted({max(round(f * decay), warmup + 1) for f in fractions} - {decay})
-        ends = [e for e in ends if e < decay] + [decay]
+        ends = sorted({e for f in fractions
+                       if (e := max(round(f * decay), warmup + 1)) < decay}) + [decay]
         pieces = [optax.warmup_cosine_decay_schedule(0.0, peak, warmup, t, end) for t in ends]
         # join_schedules passes each piece the steps since its boundary; undo that shift
         shifted = [pieces[0]] + [lambda s, f=f, b=b: f(s + b) for f, b in zip(pieces[1:], ends)]
