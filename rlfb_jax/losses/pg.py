@@ -35,8 +35,12 @@ Shared hparams:
   ``batch["kl_beta"]`` the coefficient is that data instead (give one or the other).
 
 Metrics: ``loss/total``, ``loss/pg``, ``loss/entropy``, ``loss/value``, ``loss/kl``,
-``policy/entropy``, ``kl/mean`` (k1 token mean vs the reference), ``kl/seq_mean`` (mean
-per-sequence k1 sum, the quantity the adaptive controller targets), ``value/*``, ``ppo/*``;
+``policy/entropy``, ``kl/mean`` (k1 token mean vs the reference), ``kl/k3_mean`` (k3 token
+mean, >= 0 per token), ``kl/seq_mean`` (mean per-sequence k1 sum, the quantity the adaptive
+controller targets), ``value/*``, ``ppo/*``. These KL metrics are measured during the update,
+on the rollout's tokens, with the policy's current parameters; once the policy has moved
+off the sampler, k1's average can be negative (seen in first iterations, where the reference
+is the sampler), while k3's cannot;
 ``tokens/count`` with the token sums ``policy/entropy_sum``, ``kl/sum``, ``ppo/clip_count``
 keep averages exact across micro-batches and hosts.
 """
@@ -46,7 +50,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from rlfb_jax.losses.kl import get_kl_estimator, k1
+from rlfb_jax.losses.kl import get_kl_estimator, k1, k3
 from rlfb_jax.losses.registry import register_loss
 from rlfb_jax.losses.sequence import masked_mean, sequence_logprobs, target_mask
 
@@ -176,6 +180,7 @@ def _loss(params, batch, model, surrogate, *, aggregation, norm_len, value_slot,
         ref = batch["ref_logprobs"]
         kl_tok = sg(k1(logp, ref))
         metrics["kl/mean"] = masked_mean(kl_tok, mask)
+        metrics["kl/k3_mean"] = masked_mean(sg(k3(logp, ref)), mask)
         metrics["kl/sum"] = jnp.sum(kl_tok * mask)
         metrics["kl/seq_mean"] = jnp.sum(kl_tok * mask) / mask.shape[0]
     if "kl_beta" in batch and kl_in_loss_beta:

@@ -79,6 +79,16 @@ def test_ppo_clipping_by_hand():
     assert float(m["tokens/count"]) == 4.0
 
 
+def test_kl_metrics_k1_can_be_negative_k3_cannot():
+    """On tokens the policy now finds less likely than the reference does, k1's mean is
+    negative; the logged k3 mean stays >= 0 and equals (r - 1) - log r."""
+    batch = one_row_batch(advantages=np.zeros(4), ref_logprobs=np.full(4, np.log(0.75)))
+    _, m = run("pg", uniform_params(5), batch)
+    np.testing.assert_allclose(m["kl/mean"], np.log(0.5 / 0.75), rtol=1e-5)
+    assert m["kl/mean"] < 0
+    np.testing.assert_allclose(m["kl/k3_mean"], (1.5 - 1) - np.log(1.5), rtol=1e-5)
+
+
 def test_ppo_asymmetric_and_dual_clip():
     ratio = jnp.array([1.5, 4.0, 2.0, 4.0])
     adv = jnp.array([1.0, -1.0, -1.0, 1.0])
@@ -97,6 +107,7 @@ def test_pg_loss_entropy_and_kl_in_loss():
     # -A * log(1/2) averaged over 4 tokens: (1 - 1 + 2 + 0) / 4 * ln 2
     np.testing.assert_allclose(loss, 0.5 * LN2, rtol=1e-5)
     np.testing.assert_allclose(m["kl/mean"], LN2, rtol=1e-5)  # log .5 - log .25 per token
+    np.testing.assert_allclose(m["kl/k3_mean"], LN2 - 0.5, rtol=1e-5)  # r = 1/2: (r-1) - log r
     np.testing.assert_allclose(m["kl/sum"], 4 * LN2, rtol=1e-5)
     np.testing.assert_allclose(m["kl/seq_mean"], 4 * LN2, rtol=1e-5)
     loss2, m2 = run("pg", uniform_params(5), batch, ent_coef=0.1, kl_in_loss_beta=0.5,
