@@ -7,7 +7,9 @@
 Runs are grouped by their directory name without the ``_s<seed>`` suffix; each group's
 row gives, per metric of summary.json (a metric summary.json lacks: its last logged value
 in metrics.jsonl; ``kl`` is the last logged ``kl/seq_kl``, the KL to the base per sequence
-of the last iteration's samples, measured when they were drawn), the mean over its runs and
+of the last iteration's samples, measured when they were drawn; ``<metric>:gain`` is the
+metric minus its ``<metric>_base`` in summary.json, the run's gain over the model it started
+from, for comparing runs whose bases differ), the mean over its runs and
 a 95% Student-t interval (mean +- t_{0.975, n-1} * sd / sqrt(n)), plus n and the seeds. A
 group of one run gets no interval: a single run is not a result.
 """
@@ -25,6 +27,7 @@ from collections.abc import Sequence
 DEFAULT_METRICS = ("eval/pass@1", "eval/pass@16", "eval/compile_rate", "kl", "time/total_s")
 KL_KEY = "kl/seq_kl"  # logged by PG/PPO each iteration, from the rollout (before the update)
 _SEED = re.compile(r"^(.*)_s(\d+)$")
+GAIN = ":gain"  # "eval/pass@1:gain" = eval/pass@1 - eval/pass@1_base
 
 
 def _last_logged(path: str, key: str) -> float | None:
@@ -39,19 +42,29 @@ def _last_logged(path: str, key: str) -> float | None:
 
 
 def run_values(run: str, metrics: Sequence[str]) -> dict[str, float]:
-    """The metrics of one finished run (``kl``: the last logged ``kl/seq_kl``; a metric
-    summary.json lacks: its last logged value)."""
+    """The metrics of one finished run (``kl``: the last logged ``kl/seq_kl``;
+    ``<metric>:gain``: the metric minus ``<metric>_base``; a metric summary.json lacks: its
+    last logged value)."""
     path = os.path.join(run, "summary.json")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{run}: no summary.json (not a finished run directory)")
     with open(path) as f:
         summary = json.load(f)
-    out = {}
-    for m in metrics:
-        key = KL_KEY if m == "kl" else m
+
+    def value(key):
         v = summary.get(key)
         if v is None:
             v = _last_logged(os.path.join(run, "metrics.jsonl"), key)
+        return v
+
+    out = {}
+    for m in metrics:
+        if m.endswith(GAIN):
+            key = m[:-len(GAIN)]
+            v, base = value(key), value(key + "_base")
+            v = None if v is None or base is None else float(v) - float(base)
+        else:
+            v = value(KL_KEY if m == "kl" else m)
         if v is not None:
             out[m] = float(v)
     return out

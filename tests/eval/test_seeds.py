@@ -41,6 +41,19 @@ def test_table_groups_by_seed_suffix_and_reads_the_last_kl(tmp_path, capsys):
     assert table(runs[:1], ["extra/x"]).splitlines()[2] == "| graded | 1 | 0 | 0.200 |"
 
 
+def test_gain_is_the_metric_minus_its_base(tmp_path):
+    """Runs from different bases compare by their gain: pass@1 - pass@1_base per run."""
+    runs = [_run(tmp_path, "pg_s0", {"eval/pass@1": 0.36, "eval/pass@1_base": 0.22}),
+            _run(tmp_path, "pg_s1", {"eval/pass@1": 0.33, "eval/pass@1_base": 0.165}),
+            _run(tmp_path, "old_s0", {"eval/pass@1": 0.3})]  # no base recorded: no gain
+    rows = table(runs, ["eval/pass@1", "eval/pass@1:gain"]).splitlines()
+    assert rows[0] == "| setting | n | seeds | eval/pass@1 | eval/pass@1:gain |"
+    mean, half = interval([0.36 - 0.22, 0.33 - 0.165])
+    assert rows[2] == f"| pg | 2 | 0,1 | 0.345 ± {interval([0.36, 0.33])[1]:.3f} | {mean:.3f} ± {half:.3f} |"
+    assert mean == pytest.approx(0.1525)
+    assert rows[3] == "| old | 1 | 0 | 0.300 | - |"
+
+
 def test_a_directory_without_summary_is_named(tmp_path, capsys):
     (tmp_path / "half_s0").mkdir()
     assert main([str(tmp_path / "half_s0")]) == 2
