@@ -212,19 +212,25 @@ class Scorer:
                           **rl.advantage_kwargs.to_dict())
         kl_in_estimator = name in KL_IN_REWARD_ESTIMATORS
 
+        score_rows = int(rl.get("score_rows", 0))
+
         @jax.jit
         def score(params, frozen, batch):
-            logp, _, hidden = sequence_logprobs(lm, params["policy"], batch,
-                                                temperature=temperature)
-            ref_logp, _, _ = sequence_logprobs(lm, frozen["reference"], batch,
-                                               temperature=temperature)
-            if critic == "value":  # a separate critic network
-                hidden = lm.forward(params["value"], batch["tokens"],
-                                    attention_mask=batch["attention_mask"],
-                                    compute_logits=False).hidden
-            values = (lm.bind(params[critic]).value(hidden)[:, :-1] if critic
-                      else jnp.zeros_like(logp))
-            return logp, ref_logp, values
+            def one(rows):  # the same values per row, whatever the chunking
+                logp, _, hidden = sequence_logprobs(lm, params["policy"], rows,
+                                                    temperature=temperature)
+                ref_logp, _, _ = sequence_logprobs(lm, frozen["reference"], rows,
+                                                   temperature=temperature)
+                if critic == "value":  # a separate critic network
+                    hidden = lm.forward(params["value"], rows["tokens"],
+                                        attention_mask=rows["attention_mask"],
+                                        compute_logits=False).hidden
+                values = (lm.bind(params[critic]).value(hidden)[:, :-1] if critic
+                          else jnp.zeros_like(logp))
+                return logp, ref_logp, values
+
+            rows = {k: batch[k] for k in ("tokens", "attention_mask")}
+            return map_row_chunks(one, rows, score_rows)
 
         @jax.jit
         def advantages(batch, logp, ref_logp, values, beta):
@@ -251,6 +257,29 @@ class Scorer:
         self.score = score
         self.advantages = advantages
         self.critic_weights = critic_weights if critic_lm is not None else None
+
+
+def map_row_chunks(fn, rows: dict[str, jax.Array], max_rows: int):
+    """fn(rows) for a dict of [B, ...] arrays, run on equal chunks of at most max_rows rows
+    (`jax.lax.map`, one chunk at a time; max_rows <= 0 or >= B: all at once). Chunk j holds
+    rows j, j + n, j + 2n, ... (n chunks), so a batch sharded over its rows keeps every
+    chunk spread over all devices. B need not divide evenly: n is the smallest divisor of B
+    that keeps chunks within max_rows. fn's outputs are [rows, ...] arrays, returned in the
+    input's row order."""
+    b = next(iter(rows.values())).shape[0]
+    if max_rows <= 0 or b <= max_rows:
+        return fn(rows)
+    n = next(k for k in range(-(-b // max_rows), b + 1) if b % k == 0)
+    c = b // n
+
+    def split(x):  # [B, ...] -> [n, c, ...]: chunk j = rows j, j + n, ...
+        return x.reshape(c, n, *x.shape[1:]).swapaxes(0, 1)
+
+    def join(y):  # [n, c, ...] -> [B, ...]
+        return y.swapaxes(0, 1).reshape(b, *y.shape[2:])
+
+    out = jax.lax.map(fn, jax.tree.map(split, rows))
+    return jax.tree.map(join, out)
 
 
 def update_batch(rl, batch, logp, ref_logp, advantages, returns, values, beta):

@@ -36,6 +36,10 @@ def default_config(algo: str = "ppo") -> ml_collections.ConfigDict:
         prompts_per_iter=32,
         n_samples=8,
         chunk_prompts=8,  # prompts per sampling chunk (execution of one overlaps the next)
+        # rows per scoring forward (log-probs, reference log-probs, values): the batch is
+        # scored in equal chunks of at most this many rows, so its [rows, L, vocab] logits
+        # stay bounded however many rows an iteration updates on; 0: all rows at once
+        score_rows=1024,
         temperature=1.0,
         top_k=0,
         top_p=1.0,
