@@ -108,8 +108,12 @@ class FinishedRun:
     def curve(self, key: str, base: FinishedRun | None = None) -> tuple[list[int], list[float]]:
         """(steps, values) of `key` in metrics.jsonl; eval keys start at step 0 with the
         summary's ``<key>_base`` when the run recorded it, else with `base`'s summary."""
+        # a sampled figure only from evaluations that drew samples (runs logged before
+        # greedy-only evaluations stopped writing eval/sample_* have greedy values there)
+        sampled = key.startswith("eval/sample_")
         pts = [(r["step"], float(r[key])) for r in self.rows
-               if isinstance(r.get(key), int | float) and not isinstance(r.get(key), bool)]
+               if isinstance(r.get(key), int | float) and not isinstance(r.get(key), bool)
+               and (not sampled or "eval/sampled_pass@1" in r)]
         base = self.summary.get(f"{key}_base", base.summary.get(key) if base else None)
         if base is not None and pts and pts[0][0] != 0:
             pts.insert(0, (0, float(base)))

