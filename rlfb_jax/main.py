@@ -95,15 +95,42 @@ class ConfigError(Exception):
     """A bad command line or config, reported in a few lines (exit status 2)."""
 
 
+def _config_path(argv: list[str]) -> str | None:
+    """The file of ``--config FILE[:arg]`` / ``--config=FILE[:arg]`` in `argv`, if any."""
+    for i, a in enumerate(argv):
+        if a.startswith("--config="):
+            return a.split("=", 1)[1].split(":")[0]
+        if a == "--config" and i + 1 < len(argv):
+            return argv[i + 1].split(":")[0]
+    return None
+
+
+def add_config_package_root(argv: list[str]) -> None:
+    """A config file inside a package (``experiments/x.py`` importing its siblings as
+    ``experiments.y``) loads from any working directory: the package's parent directory goes
+    on ``sys.path``, as if run from there (the repository root, for ``experiments/``)."""
+    path = _config_path(argv)
+    if not path:
+        return
+    folder = top = os.path.dirname(os.path.abspath(path))
+    while os.path.isfile(os.path.join(top, "__init__.py")):
+        top = os.path.dirname(top)
+    if top != folder and top not in sys.path:
+        sys.path.insert(0, top)
+
+
 def parse_flags(argv: list[str]) -> list[str]:
     """absl's flag parsing, with a bad override or config file reported in a line or two
     (exit status 2) instead of a traceback."""
+    add_config_package_root(argv)
     try:
         return flags.FLAGS(argv)
     except flags.Error as e:
         message = _clean(e)
     except OSError as e:  # the config module could not be loaded
         message = _config_file_error(e)
+    except ImportError as e:  # ... or imports what is not there
+        message = f"--config {_config_path(argv)}: {type(e).__name__}: {_clean(e)}"
     except (AttributeError, KeyError, TypeError, ValueError) as e:  # a key that is not there
         message = _clean(e)
         locked = re.match(r'Key "([^"]+)" does not exist and cannot be added', message)
@@ -206,7 +233,8 @@ def preflight(config, workdir: str) -> None:
                 elif key == "loss" and "kwargs" in value:
                     check_loss(value.name, value.kwargs, where)
                 elif key == "rl" and "loss_kwargs" in value:
-                    check_loss(value.loss, value.loss_kwargs, where)
+                    from rlfb_jax.algos.pg_config import check_config
+                    check_config(value)
                 elif key == "mesh":
                     sharding.make_mesh(value)
             except (OSError, TypeError, ValueError) as e:

@@ -16,6 +16,8 @@ from rlfb_jax.losses import (
     KLController,
     make_kl_controller,
 )
+from rlfb_jax.losses.registry import check_loss, get_loss, loss_hparams
+from rlfb_jax.rewards import REWARDS, TOKEN_REWARDS, parse_spec
 
 KL_PLACEMENTS = ("reward", "loss")
 
@@ -122,6 +124,30 @@ def check_config(rl) -> None:
                               ("advantage", rl.advantage, ADVANTAGES.names())):
         if value not in known:
             raise ValueError(f"config.rl.{key}={value!r}: expected one of {', '.join(known)}")
+    check_loss(rl.loss, rl.loss_kwargs, "config.rl.loss_kwargs")
+    for key, source in (("value_slot", "config.rl.value_slot"),
+                        ("temperature", "config.rl.temperature (samples are scored at it)"),
+                        ("kl_estimator", "config.rl.kl.estimator"),
+                        ("kl_in_loss_beta", "config.rl.kl.placement='loss' and config.rl.kl.beta")):
+        if key in rl.loss_kwargs:
+            raise ValueError(f"config.rl.loss_kwargs.{key}: set by the PG/PPO update from "
+                             f"{source}; remove it from loss_kwargs")
+    known = loss_hparams(get_loss(rl.loss))
+    passed = sorted(set(loss_kwargs(rl)) - set(rl.loss_kwargs)
+                    - set(loss_kwargs(rl) if known is None else known))
+    if passed:
+        raise ValueError(f"config.rl.loss={rl.loss!r}: the PG/PPO update passes every loss "
+                         f"{passed} (the critic's slot, the sampling temperature, and the KL "
+                         f"estimator when config.rl.kl.placement='loss'); the loss takes "
+                         f"{sorted(known)}: add them to its signature (or **hparams)")
+    for section, names, registry in (
+            ("rewards", [n for n, _, _ in parse_spec(rl.rewards.to_dict())], REWARDS),
+            ("token_rewards", list(rl.token_rewards.keys()), TOKEN_REWARDS)):
+        for name in names:
+            if name not in registry:
+                raise ValueError(f"config.rl.{section}.{name}: unknown {registry.kind} "
+                                 f"{name!r}; registered: {', '.join(registry.names())} (one of "
+                                 "your own needs its module in config.imports)")
     if not 0 <= int(rl.overlong_cache) <= int(rl.max_new_tokens):
         raise ValueError(f"config.rl.overlong_cache={rl.overlong_cache}: must be in "
                          f"[0, max_new_tokens={rl.max_new_tokens}]")

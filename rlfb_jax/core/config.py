@@ -4,9 +4,11 @@ Experiments are Python modules with ``get_config()`` returning a *locked*
 ``ml_collections.ConfigDict``: assigning a key that does not exist (a typo in an experiment
 or on the command line, ``--config.optimizer.nmae=lion``) fails at once with the key's name,
 and ml_collections rejects a value of the wrong type before any compute. The exceptions are
-the hyperparameters of a part chosen by name (sections named ``kwargs``, e.g.
-``--config.loss.kwargs.temperature=2.0``): they stay open, and the entry point checks them
-against the part's signature before any work.
+the hyperparameters of a part chosen by name (sections named ``kwargs`` or ``*_kwargs``,
+e.g. ``--config.loss.kwargs.temperature=2.0``, ``--config.rl.loss_kwargs.clip_eps_high=0.28``)
+and the weights of PG/PPO's rewards (``--config.rl.rewards.ast_match=1.0``): they stay open,
+and the entry point checks their names against the part's signature or registry before any
+work.
 """
 
 from __future__ import annotations
@@ -92,13 +94,14 @@ def set_model_from_checkpoint(cfg) -> None:
 
 
 def lock(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-    """Locks `config` except its ``kwargs`` sections (see the module docstring)."""
+    """Locks `config` except its sections named ``kwargs``, ``*_kwargs`` or ``rewards``
+    (see the module docstring)."""
     config.lock()
 
     def open_kwargs(node):
         for key, value in node.items():
             if isinstance(value, ml_collections.ConfigDict):
-                if key == "kwargs":
+                if key in ("kwargs", "rewards") or key.endswith("_kwargs"):
                     value.unlock()
                 else:
                     open_kwargs(value)

@@ -314,3 +314,7 @@ def gspo_loss(params, batch, *, model, clip_eps=3e-4, clip_eps_high=4e-4,
 
     return _loss(params, batch, model, surrogate,
                  **_common(aggregation=aggregation, **hparams))
+
+
+# Their **hparams all go to `_common`: `check_loss` checks config names against it.
+pg_loss.hparams_to = ppo_loss.hparams_to = gspo_loss.hparams_to = _common

@@ -2,9 +2,11 @@
 
 import json
 import os
+import subprocess
+import sys
 
 import pytest
-from main_runner import run_main
+from main_runner import REPO, main_env, run_main
 
 SMOKE = "experiments/smoke.py"
 
@@ -38,6 +40,33 @@ def test_a_workdir_that_is_a_file_is_refused(tmp_path):
     out = _run(path, check=False)
     assert out.returncode == 2 and "is a file, not a directory" in out.stderr, out.stderr
     assert path.read_text() == "not a run"
+
+
+def test_a_config_that_imports_its_siblings_loads_from_any_directory(tmp_path):
+    """experiments/*.py import each other as ``experiments.x``: run from another directory,
+    the config's package root goes on the path (it failed with ModuleNotFoundError). The
+    workdir is a file, so the run stops at its first check after loading the config."""
+    (tmp_path / "file").write_text("")
+    (tmp_path / "path").mkdir()  # the package alone on the path, not the repository
+    os.symlink(os.path.join(REPO, "rlfb_jax"), tmp_path / "path" / "rlfb_jax")
+    env = dict(main_env(), PYTHONPATH=str(tmp_path / "path"))
+    config = os.path.join(REPO, "experiments", "synthetic_rl_study.py") + ":smoke"
+    out = subprocess.run([sys.executable, "-m", "rlfb_jax.main", f"--config={config}",
+                          "--workdir", str(tmp_path / "file")], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2 and "is a file, not a directory" in out.stderr, out.stderr
+
+
+def test_a_config_that_fails_to_import_is_named_in_one_line(tmp_path):
+    (tmp_path / "cfg.py").write_text("import no_such_module_xyz\n\ndef get_config():\n"
+                                     "    return None\n")
+    out = subprocess.run([sys.executable, "-m", "rlfb_jax.main", "--config=cfg.py",
+                          "--workdir", str(tmp_path / "w")], cwd=tmp_path, env=main_env(),
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    assert out.stderr.strip() == ("rlfb_jax.main: error: --config cfg.py: ModuleNotFoundError: "
+                                  "No module named 'no_such_module_xyz'")
+    assert not (tmp_path / "w").exists()
 
 
 def test_smoke_run_directory_and_resume(tmp_path):
