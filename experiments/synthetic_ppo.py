@@ -50,9 +50,7 @@ def pass_fail() -> ml_collections.ConfigDict:
 def one_cosine(c: ml_collections.ConfigDict) -> None:
     """Sets an unlocked config of this module to one cosine over all its iterations (the
     schedule of the RL study's 6-iteration rows, the demo's PPO stage and synthetic_pg)."""
-    c.optimizer.schedule = "cosine"
-    if "stages" in c.optimizer:
-        del c.optimizer["stages"]
+    c.optimizer.schedule, c.optimizer.stages = "cosine", None
 
 
 def get_config(arg: str = ""):

@@ -40,7 +40,8 @@ SKIP = {
         "installs, then the whole test suite (.ci/run)",
     "python -m rlfb_jax.main --config experiments/NAME.py --workdir DIR [--config.KEY=VALUE ...]":
         "template",
-    "python -m rlfb_jax.evaluate SAMPLES.jsonl --benchmark humaneval|mbpp|PATH [--k 1,10,100]":
+    "python -m rlfb_jax.evaluate SAMPLES.jsonl --benchmark humaneval|mbpp|PATH "
+    "[--problem-file PATH] [--k 1,10,100]":
         "template; tests/executor/test_evaluate.py runs the CLI",
     "python -m rlfb_jax.evaluate SAMPLES.jsonl --benchmark humaneval|mbpp|PATH "
     "[--problem-file PATH] [--k 1,10,100] [--workers N] [--timeout S]":

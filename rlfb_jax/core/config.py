@@ -43,6 +43,8 @@ def experiment_config() -> ml_collections.ConfigDict:
             name="adamw",
             learning_rate=3e-4,
             schedule="cosine",
+            # cosine_stages only: where the cosine's horizon is extended, e.g. (1/3, 2/3)
+            stages=config_dict.placeholder(tuple),
             warmup_steps=0,
             decay_steps=0,
             end_lr_factor=0.1,

@@ -84,6 +84,22 @@ def test_cosine_stages_is_a_cosine_run_extended_by_resuming():
             make_schedule({**cfg, "schedule": "cosine_stages", "stages": bad}, 1152)
 
 
+def test_every_config_can_set_stages_and_old_runs_still_match():
+    """``stages`` is in every experiment's optimizer section (it was only in synthetic_ppo's,
+    so ``--config.optimizer.stages`` elsewhere was refused), unset by default: a run directory
+    written before it existed (no such key) compares equal on resume."""
+    from rlfb_jax.core.rundir import config_diff, config_dict
+
+    cfg = experiment_config()
+    assert cfg.optimizer.stages is None
+    old = config_dict(cfg)
+    del old["optimizer"]["stages"]
+    assert config_diff(old, config_dict(cfg)) == {}
+    cfg.optimizer.schedule, cfg.optimizer.stages = "cosine_stages", (0.5,)
+    staged = make_schedule(cfg.optimizer, 100)
+    assert float(staged(49)) < float(staged(50))  # restarted at the stage
+
+
 def test_clipping_and_gradient_accumulation():
     cfg = dict(name="sgd", learning_rate=1.0, schedule="constant", clip_norm=1.0, grad_accum=2)
     tx, _ = make_optimizer(cfg, 10)
