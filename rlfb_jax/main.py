@@ -191,6 +191,15 @@ def import_modules(config) -> None:
             elif hasattr(value, "keys"):
                 walk(value, f"{path}.{key}")
 
+    if "base" in config and "model" in config:  # a method that starts from a base
+        from rlfb_jax.core.config import model_config
+        from rlfb_jax.core.rundir import config_diff, config_dict
+
+        changed = config_diff(config_dict(model_config()), config_dict(config.model))
+        if changed:
+            key = sorted(changed)[0]
+            raise ConfigError(f"config.model.{key}: not used by algo {config.get('algo')!r}, "
+                              f"whose policy is its base's model: set config.base.model.{key}")
     walk(config, "config")
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
@@ -245,6 +254,7 @@ def preflight(config, workdir: str) -> None:
             walk(value, where)
 
     walk(config, "config")
+
 
 
 def main(argv):

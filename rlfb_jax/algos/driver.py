@@ -35,6 +35,7 @@ from etils import epath
 
 from rlfb_jax.algos import get_algo
 from rlfb_jax.algos.base_model import BaseModel, load_base_model
+from rlfb_jax.algos.datasets import eval_tasks_from
 from rlfb_jax.core import sharding as shd
 from rlfb_jax.core.rundir import RunDir, is_main_process
 from rlfb_jax.core.state import TrainState, create_state, named_key, state_from_params
@@ -94,22 +95,44 @@ class Driver:
         """The base model of ``config.base`` (trained into ``config.base_workdir`` first when
         it is not there), with extra zero-initialized `heads`; cached as ``driver.base``."""
         base = load_base_model(self.config, self.rundir.workdir, run, heads)
+        spec = self._own_eval_tasks()
+        if spec:  # this run's held-out tasks, not the base's
+            base.data.eval_tasks = eval_tasks_from(*spec)
+            base.summary = {k: v for k, v in base.summary.items() if not k.startswith("eval/")}
         if int(self.config.get("base_step", 0) or 0):
-            base.summary.update(self._earlier_base_eval(base))
+            base.summary.update(self._base_eval_here(base, "base_step_eval.json",
+                                                     f"checkpoint at step {self.config.base_step}"))
+        elif spec:
+            base.summary.update(self._base_eval_here(base, "base_eval.json", f"on {spec[0]}"))
         self.__dict__["base"] = base
         return base
 
-    def _earlier_base_eval(self, base) -> dict[str, Any]:
-        """The held-out evaluation of an earlier base checkpoint (``config.base_step``),
-        made once and kept in WORKDIR/base_step_eval.json (its ``*_base`` figures)."""
-        path = epath.Path(self.workdir) / "base_step_eval.json"
+    def _own_eval_tasks(self) -> tuple[str, str] | None:
+        """(``eval.tasks``, ``eval.path``) when this run's config names other held-out tasks
+        than its base's (``--config.eval.tasks=humaneval`` on a PPO config); else None."""
+        own, theirs = self.config.get("eval"), self.config.base.get("eval")
+        if own is None or not own.get("tasks"):
+            return None
+        spec = lambda c: (c.get("tasks", ""), c.get("path", "") if c.get("tasks") == "mbpp"
+                          else "")
+        return spec(own) if theirs is None or spec(own) != spec(theirs) else None
+
+    def _base_eval_here(self, base, name: str, what: str) -> dict[str, Any]:
+        """The held-out evaluation of the base as this run sees it (an earlier checkpoint,
+        ``config.base_step``, or this run's own ``eval.tasks``), made once and kept in
+        WORKDIR/`name` (its ``*_base`` figures); the base's own evaluation is of other
+        weights or other tasks."""
+        path = epath.Path(self.workdir) / name
+        tasks = self._own_eval_tasks()
         if path.exists():
-            return json.loads(path.read_text())
-        log.info("evaluating the base's checkpoint at step %d", self.config.base_step)
+            saved = json.loads(path.read_text())
+            if saved.pop("eval_tasks", None) == (list(tasks) if tasks else None):
+                return saved
+        log.info("evaluating the base (%s)", what)
         metrics = self.evaluate(base.policy, base.params, base.data.eval_tasks, write=False)
         if is_main_process():
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(metrics))
+            path.write_text(json.dumps({**metrics, "eval_tasks": list(tasks) if tasks else None}))
         return metrics
 
     @functools.cached_property

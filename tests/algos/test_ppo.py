@@ -259,3 +259,23 @@ def test_an_earlier_base_checkpoint_is_evaluated_once_and_reported_as_the_base(t
     out = run_main("experiments/synthetic_rl_study.py:ppocoder,smoke", tmp_path / "bad",
                    f"--config.base_workdir={base_dir}", "--config.base_step=3", check=False)
     assert out.returncode != 0 and "no checkpoint at step 3 (there are: 10)" in out.stderr
+
+
+def test_the_runs_own_held_out_tasks_replace_the_bases(tmp_path, base_dir):
+    """``--config.eval.tasks`` on a method that starts from a base was accepted and ignored:
+    every evaluation used the base's held-out tasks. Now the run evaluates on its own tasks,
+    and its ``*_base`` figures are the base evaluated on them (made once, kept)."""
+    from rlfb_jax.data import save_jsonl
+    from rlfb_jax.data.synthetic import make_splits
+
+    tasks = make_splits(3, 0, 0, seed=7, max_depth=1)["train"]
+    save_jsonl(tasks, tmp_path / "mine.jsonl")
+    wd = tmp_path / "own_tasks"
+    s = _run(wd, f"--config.base_workdir={base_dir}", "--config.rl.iterations=1",
+             f"--config.eval.tasks={tmp_path / 'mine.jsonl'}")
+    seen = {json.loads(line)["task_id"] for line in open(wd / "eval_samples.jsonl")}
+    assert seen == {t.task_id for t in tasks}
+    base = json.loads((wd / "base_eval.json").read_text())
+    assert base["eval_tasks"] == [str(tmp_path / "mine.jsonl"), ""]
+    assert s["eval/pass@1_base"] == base["eval/pass@1"]
+    assert s["eval/compile_rate_base"] == base["eval/compile_rate"]

@@ -22,6 +22,11 @@ def _run(workdir, *extra, check=True):
     (SMOKE, "--config.optimizer.name=adamz", "optax has no optimizer 'adamz'"),
     (SMOKE, "--config.model.n_heads=3", "config.model: model.n_heads=3"),
     (SMOKE, "--config.mesh.data=64", "need 64 devices"),
+    # a method that starts from a base builds its policy from config.base.model: a change
+    # to its own config.model did nothing
+    ("experiments/synthetic_ppo.py", "--config.model.n_layers=3",
+     "config.model.n_layers: not used by algo 'ppo', whose policy is its base's model: set "
+     "config.base.model.n_layers"),
     ("experiments/no_such_experiment.py", "--config.seed=1",
      "experiments/no_such_experiment.py: no such file"),
 ])
