@@ -53,8 +53,8 @@ SKIP = {
     "python -m rlfb_jax.main --config experiments/synthetic_rest_em.py --workdir runs/rest "
     "# ReST-EM": FULL,
     "python -m rlfb_jax.main --config experiments/synthetic_ppo.py --workdir runs/ppo": FULL,
-    "python -m rlfb_jax.eval.compare runs/ppo runs/ppo_compile_nokl --base runs/ppo/base "
-    "--labels ppo,compile_nokl --out runs/compare":
+    "python -m rlfb_jax.eval.compare runs/ppo_filtered runs/ppo_compile_nokl "
+    "--base runs/ppo_filtered/base --labels filtered,compile_nokl --out runs/compare":
         "needs two full PPO runs; README's compare of two smoke runs runs",
     "python -m rlfb_jax.main --config experiments/synthetic_lever.py --workdir runs/lever "
     "[--config.base_workdir=runs/base]": FULL,
