@@ -199,7 +199,8 @@ def import_modules(config) -> None:
         if changed:
             key = sorted(changed)[0]
             raise ConfigError(f"config.model.{key}: not used by algo {config.get('algo')!r}, "
-                              f"whose policy is its base's model: set config.base.model.{key}")
+                              f"whose policy is its base's model: set config.base.model.{key} "
+                              "(a change of shape needs a new base, not a finished one)")
     walk(config, "config")
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
@@ -243,7 +244,13 @@ def preflight(config, workdir: str) -> None:
                     check_loss(value.name, value.kwargs, where)
                 elif key == "rl" and "loss_kwargs" in value:
                     from rlfb_jax.algos.pg_config import check_config
-                    check_config(value)
+                    check_config(value, where)
+                elif key == "rewards" and not path.endswith(".rl"):  # e.g. ReST-EM's
+                    from rlfb_jax.rewards import check_reward_spec
+                    check_reward_spec(value, where)
+                elif key == "eval" and value.get("tasks"):
+                    from rlfb_jax.algos.datasets import check_eval_tasks
+                    check_eval_tasks(value.tasks, value.get("path", ""), where)
                 elif key == "mesh":
                     sharding.make_mesh(value)
             except (OSError, TypeError, ValueError) as e:

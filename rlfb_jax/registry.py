@@ -14,7 +14,8 @@ This module imports nothing heavy, so host-only layers (rewards, executor) can u
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import inspect
+from collections.abc import Callable, Iterable, Iterator
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -50,3 +51,28 @@ class Registry(Generic[T]):
 
     def names(self) -> list[str]:
         return sorted(self._items)
+
+
+def check_options(registry: Registry, name: str, options: Iterable[str], where: str, *,
+                  skip: int, passed: Iterable[str] = ()) -> None:
+    """ValueError, before any work, when `name` is not registered in `registry` or its
+    function takes no keyword of one of the names in `options` (after its first `skip`
+    positional parameters); a function with ``**kwargs`` takes any. `passed` names the
+    keywords the caller sets itself: giving one of them as an option is an error too."""
+    if name not in registry:
+        raise ValueError(f"{where}: unknown {registry.kind} {name!r}; registered: "
+                         f"{', '.join(registry.names())} (one of your own needs its module "
+                         "in config.imports)")
+    options, passed = set(options), set(passed)
+    if options & passed:
+        raise ValueError(f"{where}.{sorted(options & passed)[0]}: set by the trainer itself; "
+                         "remove it")
+    params = list(inspect.signature(registry.get(name)).parameters.values())[skip:]
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return
+    known = sorted(p.name for p in params
+                   if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) and p.name not in passed)
+    unknown = sorted(options - set(known))
+    if unknown:
+        raise ValueError(f"{where}: {registry.kind} {name!r} has no option(s) {unknown}; it "
+                         f"takes {known or 'none'}")

@@ -175,6 +175,17 @@ def eval_tasks_from(spec: str, mbpp_path: str = "") -> list:
     return load_jsonl(spec)
 
 
+def check_eval_tasks(spec: str, mbpp_path: str = "", where: str = "config.eval") -> None:
+    """ValueError, before any work, when ``eval.tasks`` names a file that is not there or
+    "mbpp" without its file."""
+    if spec == "mbpp" and not mbpp_path:
+        raise ValueError(f"{where}.tasks='mbpp' needs {where}.path (mbpp.jsonl)")
+    path = mbpp_path if spec == "mbpp" else spec
+    if spec != "humaneval" and not epath.Path(path).exists():
+        raise ValueError(f"{where}.{'path' if spec == 'mbpp' else 'tasks'}={path!r}: no such "
+                         "file")
+
+
 def load_sft_data(config, workdir: str) -> SFTData:
     data = _load_sft_data(config, workdir)
     spec = config.get("eval", {}).get("tasks", "")

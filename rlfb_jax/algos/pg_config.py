@@ -17,7 +17,8 @@ from rlfb_jax.losses import (
     make_kl_controller,
 )
 from rlfb_jax.losses.registry import check_loss, get_loss, loss_hparams
-from rlfb_jax.rewards import REWARDS, TOKEN_REWARDS, parse_spec
+from rlfb_jax.registry import check_options
+from rlfb_jax.rewards import TOKEN_REWARDS, check_reward_spec
 
 KL_PLACEMENTS = ("reward", "loss")
 
@@ -93,69 +94,69 @@ def default_config(algo: str = "ppo") -> ml_collections.ConfigDict:
     return c
 
 
-def check_config(rl) -> None:
-    """Fails before any work on settings that cannot go together."""
+def check_config(rl, where: str = "config.rl") -> None:
+    """Fails before any work on settings that cannot go together, or on a name no part
+    takes; messages name the key under `where` (the ``rl`` section's path)."""
     if not rl.temperature > 0:
-        raise ValueError(f"config.rl.temperature={rl.temperature}: RL samples (and their "
+        raise ValueError(f"{where}.temperature={rl.temperature}: RL samples (and their "
                          "scoring) need a temperature > 0")
     if rl.value_slot not in ("", "policy", "value"):
-        raise ValueError(f"config.rl.value_slot must be '', 'policy' or 'value', got "
+        raise ValueError(f"{where}.value_slot must be '', 'policy' or 'value', got "
                          f"{rl.value_slot!r}")
     if rl.advantage in ("gae", "value_baseline") and not rl.value_slot:
-        raise ValueError(f"config.rl.advantage={rl.advantage!r} needs a critic: set "
-                         "config.rl.value_slot=policy (or value)")
+        raise ValueError(f"{where}.advantage={rl.advantage!r} needs a critic: set "
+                         f"{where}.value_slot=policy (or value)")
     rows = int(rl.n_samples) * int(rl.prompts_per_iter)
     if int(rl.update_rows or rows) > rows or int(rl.update_rows or rows) % int(rl.minibatches):
-        raise ValueError(f"config.rl.update_rows={rl.update_rows}: must be at most "
+        raise ValueError(f"{where}.update_rows={rl.update_rows}: must be at most "
                          f"prompts_per_iter * n_samples = {rows} and divisible by "
                          f"minibatches={rl.minibatches}")
     if rl.update_rows and (rl.advantage in ("gae", "value_baseline") or rl.value_slot):
         # the rows are picked by an outcome advantage computed before any value is known,
         # and their returns would be those advantages: a critic would learn advantages
-        raise ValueError(f"config.rl.update_rows={rl.update_rows} takes a critic-free "
+        raise ValueError(f"{where}.update_rows={rl.update_rows} takes a critic-free "
                          f"sequence-level advantage, got advantage={rl.advantage!r}, "
                          f"value_slot={rl.value_slot!r}: set update_rows=0 to train a critic")
     if rl.critic_workdir and not epath.Path(rl.critic_workdir, "summary.json").exists():
-        raise ValueError(f"config.rl.critic_workdir={rl.critic_workdir!r}: no finished critic "
+        raise ValueError(f"{where}.critic_workdir={rl.critic_workdir!r}: no finished critic "
                          "run there (train one with experiments/synthetic_critic.py)")
     if rl.adv_floor is not None and not rl.update_rows:
-        raise ValueError("config.rl.adv_floor needs config.rl.update_rows > 0")
+        raise ValueError(f"{where}.adv_floor needs {where}.update_rows > 0")
     for key, value, known in (("loss", rl.loss, LOSSES.names()),
                               ("advantage", rl.advantage, ADVANTAGES.names())):
         if value not in known:
-            raise ValueError(f"config.rl.{key}={value!r}: expected one of {', '.join(known)}")
-    check_loss(rl.loss, rl.loss_kwargs, "config.rl.loss_kwargs")
-    for key, source in (("value_slot", "config.rl.value_slot"),
-                        ("temperature", "config.rl.temperature (samples are scored at it)"),
-                        ("kl_estimator", "config.rl.kl.estimator"),
-                        ("kl_in_loss_beta", "config.rl.kl.placement='loss' and config.rl.kl.beta")):
+            raise ValueError(f"{where}.{key}={value!r}: expected one of {', '.join(known)}")
+    check_loss(rl.loss, rl.loss_kwargs, f"{where}.loss_kwargs")
+    for key, source in (("value_slot", f"{where}.value_slot"),
+                        ("temperature", f"{where}.temperature (samples are scored at it)"),
+                        ("kl_estimator", f"{where}.kl.estimator"),
+                        ("kl_in_loss_beta", f"{where}.kl.placement='loss' and {where}.kl.beta")):
         if key in rl.loss_kwargs:
-            raise ValueError(f"config.rl.loss_kwargs.{key}: set by the PG/PPO update from "
+            raise ValueError(f"{where}.loss_kwargs.{key}: set by the PG/PPO update from "
                              f"{source}; remove it from loss_kwargs")
     known = loss_hparams(get_loss(rl.loss))
     passed = sorted(set(loss_kwargs(rl)) - set(rl.loss_kwargs)
                     - set(loss_kwargs(rl) if known is None else known))
     if passed:
-        raise ValueError(f"config.rl.loss={rl.loss!r}: the PG/PPO update passes every loss "
+        raise ValueError(f"{where}.loss={rl.loss!r}: the PG/PPO update passes every loss "
                          f"{passed} (the critic's slot, the sampling temperature, and the KL "
-                         f"estimator when config.rl.kl.placement='loss'); the loss takes "
-                         f"{sorted(known)}: add them to its signature (or **hparams)")
-    for section, names, registry in (
-            ("rewards", [n for n, _, _ in parse_spec(rl.rewards.to_dict())], REWARDS),
-            ("token_rewards", list(rl.token_rewards.keys()), TOKEN_REWARDS)):
-        for name in names:
-            if name not in registry:
-                raise ValueError(f"config.rl.{section}.{name}: unknown {registry.kind} "
-                                 f"{name!r}; registered: {', '.join(registry.names())} (one of "
-                                 "your own needs its module in config.imports)")
+                         f"estimator when {where}.kl.placement='loss'); the loss takes "
+                         f"{sorted(set(known))}: add them to its signature (or **hparams)")
+    check_reward_spec(rl.rewards, f"{where}.rewards")
+    for name, options in rl.token_rewards.items():
+        check_options(TOKEN_REWARDS, name, options, f"{where}.token_rewards.{name}", skip=3)
+    # the update passes the estimator these itself (from rl.gamma, rl.whiten, n_samples, the
+    # greedy baseline's rewards, the critic's values)
+    check_options(ADVANTAGES, rl.advantage, rl.advantage_kwargs, f"{where}.advantage_kwargs",
+                  skip=2, passed=("values", "group_size", "baseline", "gamma", "whiten"))
     if not 0 <= int(rl.overlong_cache) <= int(rl.max_new_tokens):
-        raise ValueError(f"config.rl.overlong_cache={rl.overlong_cache}: must be in "
+        raise ValueError(f"{where}.overlong_cache={rl.overlong_cache}: must be in "
                          f"[0, max_new_tokens={rl.max_new_tokens}]")
     for key, value, known in (("placement", rl.kl.placement, KL_PLACEMENTS),
                               ("controller", rl.kl.controller, KL_CONTROLLERS.names()),
                               ("estimator", rl.kl.estimator, KL_ESTIMATORS.names())):
         if value not in known:
-            raise ValueError(f"config.rl.kl.{key}={value!r}: expected one of "
+            raise ValueError(f"{where}.kl.{key}={value!r}: expected one of "
                              f"{', '.join(known)}")
 
 

@@ -6,9 +6,9 @@ or on the command line, ``--config.optimizer.nmae=lion``) fails at once with the
 and ml_collections rejects a value of the wrong type before any compute. The exceptions are
 the hyperparameters of a part chosen by name (sections named ``kwargs`` or ``*_kwargs``,
 e.g. ``--config.loss.kwargs.temperature=2.0``, ``--config.rl.loss_kwargs.clip_eps_high=0.28``)
-and the weights of PG/PPO's rewards (``--config.rl.rewards.ast_match=1.0``): they stay open,
-and the entry point checks their names against the part's signature or registry before any
-work.
+and the names and weights of rewards (``--config.rl.rewards.ast_match=1.0``; a reward's own
+options stay locked): they stay open, and the entry point checks their names against the
+part's signature or registry before any work.
 """
 
 from __future__ import annotations
@@ -105,6 +105,10 @@ def lock(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
             if isinstance(value, ml_collections.ConfigDict):
                 if key in ("kwargs", "rewards") or key.endswith("_kwargs"):
                     value.unlock()
+                    if key == "rewards":  # new names and weights; a reward's options stay
+                        for option in value.values():  # locked (typos in them are refused)
+                            if isinstance(option, ml_collections.ConfigDict):
+                                option.lock()
                 else:
                     open_kwargs(value)
 

@@ -11,7 +11,7 @@ Modules:
 """
 
 from rlfb_jax.rewards import dataflow, execution, syntax  # noqa: F401  (registers the rewards)
-from rlfb_jax.rewards.compose import WeightedReward, make_reward, parse_spec
+from rlfb_jax.rewards.compose import WeightedReward, check_reward_spec, make_reward, parse_spec
 from rlfb_jax.rewards.execution import (
     CODERL_LEVELS,
     compiles,
@@ -41,6 +41,7 @@ __all__ = [
     "make_reward",
     "overlong_penalty",
     "parse_spec",
+    "check_reward_spec",
     "register_reward",
     "register_token_reward",
     "sandbox_errors",

@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 
 from rlfb_jax.rewards.execution import sandbox_errors
-from rlfb_jax.rewards.registry import RewardFn, get_reward
+from rlfb_jax.registry import check_options
+from rlfb_jax.rewards.registry import REWARDS, RewardFn, get_reward
 
 Component = tuple[str, float, dict[str, Any], RewardFn]
 
@@ -90,3 +91,10 @@ class WeightedReward:
 def make_reward(spec) -> WeightedReward:
     """The weighted-sum reward of ``spec`` (see the module docstring and `WeightedReward`)."""
     return WeightedReward(spec)
+
+
+def check_reward_spec(spec, where: str = "config.rl.rewards") -> None:
+    """ValueError, before any work, naming an unregistered reward of `spec` or an option its
+    function does not take."""
+    for name, _, kwargs in parse_spec(spec):
+        check_options(REWARDS, name, kwargs, f"{where}.{name}", skip=3)

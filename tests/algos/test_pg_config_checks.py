@@ -6,6 +6,7 @@ import subprocess
 import sys
 import textwrap
 
+import ml_collections
 import pytest
 from main_runner import REPO, main_env
 
@@ -28,7 +29,7 @@ def _config(**changes):
 @pytest.mark.parametrize("override", [
     "--config.rl.loss_kwargs.clip_eps_high=0.28",  # a key the default config does not have
     "--config.rl.rewards.ast_match=1.0",
-    "--config.rl.advantage_kwargs.lam=0.9",
+    "--config.rl.advantage_kwargs.lam=0.9",  # (for gae: the preflight checks the name)
 ])
 def test_part_hyperparameters_and_reward_weights_can_be_added_from_the_command_line(
         override, tmp_path):
@@ -54,6 +55,29 @@ def test_the_rest_of_the_rl_config_stays_locked():
         _config(**{"rl.clip_eps_hgh": 0.28})
     with pytest.raises(AttributeError, match="betta"):
         _config(**{"rl.kl.betta": 0.1})
+    graded = synthetic_rl_study.get_config("filtered_bc,smoke")  # coderl with its levels
+    with pytest.raises(AttributeError, match="wrong_answr"):
+        graded.rl.rewards.coderl.wrong_answr = 0.0  # a reward's options stay locked
+
+
+@pytest.mark.parametrize("config, key, message", [
+    # ReST-EM's rewards are open too, and checked
+    ("synthetic_rest_em", "rest_em.rewards.codrl", "config.rest_em.rewards.codrl: unknown reward"),
+    # a nested PPO stage's errors name its own path
+    ("demo", "ppo.rl.loss_kwargs.clip_eps_hgh",
+     "config.ppo.rl.loss_kwargs: loss 'ppo' has no hyperparameter(s) ['clip_eps_hgh']"),
+])
+def test_errors_in_other_sections_name_their_path(config, key, message, tmp_path):
+    import importlib
+
+    c = importlib.import_module(f"experiments.{config}").get_config("smoke")
+    node, (*path, last) = c, key.split(".")
+    for p in path:
+        node = node[p]
+    setattr(node, last, 1.0)
+    with pytest.raises(ConfigError) as e:
+        preflight(c, str(tmp_path / "run"))
+    assert message in str(e.value)
 
 
 @pytest.mark.parametrize("changes, message", [
@@ -70,6 +94,16 @@ def test_the_rest_of_the_rl_config_stays_locked():
     ({"rl.loss_kwargs.temperature": 0.5},
      "config.rl.loss_kwargs.temperature: set by the PG/PPO update from config.rl.temperature"),
     ({"rl.loss_kwargs.kl_in_loss_beta": 0.1}, "config.rl.loss_kwargs.kl_in_loss_beta: set by"),
+    ({"rl.advantage_kwargs.lam": 0.9},  # a gae option on the default rloo: a TypeError at
+     # the first iteration, after the base and the samples
+     "config.rl.advantage_kwargs: advantage estimator 'rloo' has no option(s) ['lam']; it takes "
+     "none"),
+    ({"rl.advantage_kwargs.gamma": 0.9}, "config.rl.advantage_kwargs.gamma: set by the trainer"),
+    ({"rl.rewards.ast_match": ml_collections.ConfigDict({"weight": 1.0, "normalise": False})},
+     "config.rl.rewards.ast_match: reward 'ast_match' has no option(s) ['normalise']"),
+    ({"eval.tasks": "/no/such/tasks.jsonl"},
+     "config.eval.tasks='/no/such/tasks.jsonl': no such file"),
+    ({"eval.tasks": "mbpp"}, "config.eval.tasks='mbpp' needs config.eval.path"),
 ])
 def test_bad_names_fail_in_the_preflight_naming_the_key(changes, message, tmp_path):
     with pytest.raises(ConfigError) as e:
@@ -81,14 +115,14 @@ def test_bad_names_fail_in_the_preflight_naming_the_key(changes, message, tmp_pa
 OWN_LOSSES = textwrap.dedent('''
     from rlfb_jax.losses import get_loss, register_loss
 
-    @register_loss("test_pg_scaled")
+    @register_loss("test_pg_scaled", overwrite=True)
     def scaled(params, batch, *, model, scale=1.0, value_slot=None, temperature=1.0,
                **hparams):
         loss, metrics = get_loss("pg")(params, batch, model=model, value_slot=value_slot,
                                        temperature=temperature, **hparams)
         return scale * loss, metrics
 
-    @register_loss("test_pg_bare")
+    @register_loss("test_pg_bare", overwrite=True)
     def bare(params, batch, *, model, scale=1.0):
         return scale, {}
 ''')

