@@ -193,7 +193,7 @@ def import_modules(config) -> None:
 
     if "base" in config and "model" in config:  # a method that starts from a base
         from rlfb_jax.core.config import model_config
-        from rlfb_jax.core.rundir import config_diff, config_dict
+        from rlfb_jax.core.rundir import config_dict, config_diff
 
         changed = config_diff(config_dict(model_config()), config_dict(config.model))
         if changed:

@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from rlfb_jax.rewards.execution import sandbox_errors
 from rlfb_jax.registry import check_options
+from rlfb_jax.rewards.execution import sandbox_errors
 from rlfb_jax.rewards.registry import REWARDS, RewardFn, get_reward
 
 Component = tuple[str, float, dict[str, Any], RewardFn]

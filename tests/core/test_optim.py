@@ -88,7 +88,7 @@ def test_every_config_can_set_stages_and_old_runs_still_match():
     """``stages`` is in every experiment's optimizer section (it was only in synthetic_ppo's,
     so ``--config.optimizer.stages`` elsewhere was refused), unset by default: a run directory
     written before it existed (no such key) compares equal on resume."""
-    from rlfb_jax.core.rundir import config_diff, config_dict
+    from rlfb_jax.core.rundir import config_dict, config_diff
 
     cfg = experiment_config()
     assert cfg.optimizer.stages is None
