@@ -191,16 +191,6 @@ def import_modules(config) -> None:
             elif hasattr(value, "keys"):
                 walk(value, f"{path}.{key}")
 
-    if "base" in config and "model" in config:  # a method that starts from a base
-        from rlfb_jax.core.config import model_config
-        from rlfb_jax.core.rundir import config_dict, config_diff
-
-        changed = config_diff(config_dict(model_config()), config_dict(config.model))
-        if changed:
-            key = sorted(changed)[0]
-            raise ConfigError(f"config.model.{key}: not used by algo {config.get('algo')!r}, "
-                              f"whose policy is its base's model: set config.base.model.{key} "
-                              "(a change of shape needs a new base, not a finished one)")
     walk(config, "config")
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
@@ -260,8 +250,17 @@ def preflight(config, workdir: str) -> None:
                 raise ConfigError(message) from None
             walk(value, where)
 
-    walk(config, "config")
+    if "base" in config and "model" in config:  # a method that starts from a base
+        from rlfb_jax.core.config import model_config
+        from rlfb_jax.core.rundir import config_dict, config_diff
 
+        changed = config_diff(config_dict(model_config()), config_dict(config.model))
+        if changed:
+            key = sorted(changed)[0]
+            raise ConfigError(f"config.model.{key}: not used by algo {config.get('algo')!r}, "
+                              f"whose policy is its base's model: set config.base.model.{key} "
+                              "(a change of shape needs a new base, not a finished one)")
+    walk(config, "config")
 
 
 def main(argv):
