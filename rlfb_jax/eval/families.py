@@ -43,6 +43,22 @@ from etils import epath
 from rlfb_jax.eval.seeds import interval
 
 EXPERIMENT = "experiments/synthetic_families.py"
+
+
+def experiment_path() -> str:
+    """The families' config file: ``EXPERIMENT`` under the working directory, else the one
+    beside the installed package (a checkout's ``experiments/``), so the command runs from
+    any directory of a checkout or an editable install."""
+    here = os.path.abspath(EXPERIMENT)
+    beside = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                           os.pardir, os.pardir, EXPERIMENT))
+    for path in (here, beside):
+        if os.path.isfile(path):
+            return path
+    raise FileNotFoundError(
+        f"{EXPERIMENT} not found under the working directory ({os.getcwd()}) nor beside "
+        f"the installed rlfb_jax ({beside}): run from a checkout of the "
+        "repository")
 FAMILIES = ("ppo", "rest_em", "expert_iteration", "ilf", "lever", "repair")
 LABELS = {"base": "base (greedy)", "ppo": "PPO (graded)", "rest_em": "ReST-EM",
           "expert_iteration": "expert iteration", "ilf": "ILF", "lever": "LEVER rerank",
@@ -220,7 +236,7 @@ def write_outputs(workdir: str, base: str, seeds: Sequence[int],
 
 def command(family: str, seed: int, workdir: str, base: str, smoke: bool) -> list[str]:
     arg = family + (",smoke" if smoke else "")
-    return [sys.executable, "-m", "rlfb_jax.main", f"--config={EXPERIMENT}:{arg}",
+    return [sys.executable, "-m", "rlfb_jax.main", f"--config={experiment_path()}:{arg}",
             f"--workdir={os.path.join(workdir, f'{family}_s{seed}')}", f"--config.seed={seed}",
             f"--config.base_workdir={base}"]
 

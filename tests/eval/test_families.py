@@ -129,6 +129,18 @@ def test_dry_run_prints_every_command_seed_major(tmp_path):
     assert bad.returncode == 2 and "ppx" in bad.stderr
 
 
+def test_runs_from_any_working_directory(tmp_path):
+    """The families' config is found beside the package, not only under the working
+    directory, and the runs it launches get an absolute path to it."""
+    out = subprocess.run([sys.executable, "-m", "rlfb_jax.eval.families", "--workdir", "fam",
+                          "--seeds", "0", "--families", "ilf", "--dry_run"],
+                         env=main_env(), cwd=tmp_path, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    config = out.stdout.split("--config=")[1].split(":ilf")[0]
+    assert os.path.isabs(config) and os.path.isfile(config), config
+
+
 def test_smoke_end_to_end_resumes_and_reports_a_failed_run(tmp_path):
     """Two families at smoke size from one freshly trained base; a second call runs
     nothing; a run that fails is named, the others' rows stand, the exit status is 1.
