@@ -11,7 +11,9 @@ of the last iteration's samples, measured when they were drawn; ``<metric>:gain`
 metric minus its ``<metric>_base`` in summary.json, the run's gain over the model it started
 from, for comparing runs whose bases differ), the mean over its runs and
 a 95% Student-t interval (mean +- t_{0.975, n-1} * sd / sqrt(n)), plus n and the seeds. A
-group of one run gets no interval: a single run is not a result.
+group of one run gets no interval: a single run is not a result. A run directory that has
+started but not finished (a config.json or metrics.jsonl, no summary.json) is left out of
+the table and named on stderr, so ``runs/study/*`` can be tabulated while runs go on.
 """
 
 from __future__ import annotations
@@ -155,6 +157,13 @@ def plot(runs: Sequence[str], metrics: Sequence[str], path: str,
     save_figure(fig, path, dpi=110)
 
 
+def unfinished(run: str) -> bool:
+    """Whether `run` is a run directory that has started and not finished."""
+    return (not os.path.isfile(os.path.join(run, "summary.json"))
+            and any(os.path.isfile(os.path.join(run, f))
+                    for f in ("config.json", "metrics.jsonl")))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("runs", nargs="+", help="finished run directories named <setting>_s<seed>")
@@ -162,6 +171,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--out", default="", help="also write the table to this file")
     p.add_argument("--plot", default="", help="also draw the settings per metric (a .png)")
     args = p.parse_args(argv)
+    pending = [r for r in args.runs if unfinished(r)]
+    runs = [r for r in args.runs if r not in pending]
+    if pending:
+        print(f"left out, not finished: {', '.join(pending)}", file=sys.stderr)
+    if not runs:
+        print("error: none of the runs has finished (no summary.json)", file=sys.stderr)
+        return 2
+    args.runs = runs
     try:
         got = collect(args.runs, args.metrics)  # read each run once, for table and plot
         text = table(args.runs, args.metrics, got)

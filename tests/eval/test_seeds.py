@@ -60,6 +60,19 @@ def test_a_directory_without_summary_is_named(tmp_path, capsys):
     assert "half_s0: no summary.json" in capsys.readouterr().err
 
 
+def test_a_run_still_going_is_left_out_and_named(tmp_path, capsys):
+    done = _run(tmp_path, "graded_s0", {"eval/pass@1": 0.3})
+    going = tmp_path / "graded_s1"
+    going.mkdir()
+    (going / "config.json").write_text("{}")
+    (going / "metrics.jsonl").write_text(json.dumps({"step": 1, "eval/pass@1": 0.9}) + "\n")
+    assert main([done, str(going), "--metrics", "eval/pass@1"]) == 0
+    out, err = capsys.readouterr()
+    assert "| graded | 1 | 0 | 0.300 |" in out and "not finished: " + str(going) in err
+    assert main([str(going)]) == 2
+    assert "none of the runs has finished" in capsys.readouterr().err
+
+
 def test_plot_draws_every_setting_and_metric(tmp_path):
     runs = [_run(tmp_path, "graded_s0", {"eval/pass@1": 0.3}, kls=(0.5,)),
             _run(tmp_path, "graded_s1", {"eval/pass@1": 0.4}, kls=(0.2,)),
