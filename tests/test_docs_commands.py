@@ -73,6 +73,15 @@ SKIP = {
         "18 full runs (hours on CPU); tests/eval/test_families.py runs it at smoke size",
     "python -m rlfb_jax.main --config experiments/synthetic_repair.py --workdir runs/repair "
     "# repair with feedback text": FULL,
+    "python -m rlfb_jax.eval.families --workdir runs/families --base_workdir runs/repair/base":
+        "18 full runs from the full repair base; tests/eval/test_families.py runs it at smoke "
+        "size",
+    "python -m rlfb_jax.main --config experiments/synthetic_rl_study.py:ROW --workdir "
+    "runs/study/ROW_sS --config.seed=S --config.base_workdir=runs/fresh/pg_s1/base":
+        "template (ROW, S); tests/algos/test_ppo.py runs every row at smoke size",
+    "python -m rlfb_jax.eval.seeds runs/study/*_s? --metrics eval/pass@1 eval/pass@1:gain "
+    "eval/pass@16 eval/compile_rate kl --plot rl_table.png":
+        "needs the study's finished runs; tests/eval/test_seeds.py runs the CLI",
     "python -m rlfb_jax.main --config experiments/synthetic_ilf.py --workdir runs/ilf "
     "--config.base_workdir=runs/repair/base": FULL,
     "python -m rlfb_jax.main --config experiments/synthetic_ilf.py:rest_em --workdir "
