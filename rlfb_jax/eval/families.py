@@ -59,6 +59,8 @@ def experiment_path() -> str:
         f"{EXPERIMENT} not found under the working directory ({os.getcwd()}) nor beside "
         f"the installed rlfb_jax ({beside}): run from a checkout of the "
         "repository")
+
+
 FAMILIES = ("ppo", "rest_em", "expert_iteration", "ilf", "lever", "repair")
 LABELS = {"base": "base (greedy)", "ppo": "PPO (graded)", "rest_em": "ReST-EM",
           "expert_iteration": "expert iteration", "ilf": "ILF", "lever": "LEVER rerank",

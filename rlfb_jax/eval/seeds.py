@@ -172,22 +172,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--plot", default="", help="also draw the settings per metric (a .png)")
     args = p.parse_args(argv)
     pending = [r for r in args.runs if unfinished(r)]
-    runs = [r for r in args.runs if r not in pending]
+    runs = [r for r in args.runs if not unfinished(r)]
     if pending:
         print(f"left out, not finished: {', '.join(pending)}", file=sys.stderr)
     if not runs:
         print("error: none of the runs has finished (no summary.json)", file=sys.stderr)
         return 2
-    args.runs = runs
     try:
-        got = collect(args.runs, args.metrics)  # read each run once, for table and plot
-        text = table(args.runs, args.metrics, got)
+        got = collect(runs, args.metrics)  # read each run once, for table and plot
+        text = table(runs, args.metrics, got)
     except FileNotFoundError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(text, end="")
     if args.plot:
-        plot(args.runs, args.metrics, args.plot, got)
+        plot(runs, args.metrics, args.plot, got)
     if args.out:
         with open(args.out, "w") as f:
             f.write(text)
