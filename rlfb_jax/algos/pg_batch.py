@@ -147,25 +147,31 @@ def largest_rows(adv: np.ndarray, k: int) -> np.ndarray:
     return np.sort(order[:k])
 
 
+# estimators whose reward includes the KL penalty: a critic models the whole return, and
+# REINFORCE++ normalizes outcome + KL together
+KL_IN_REWARD_ESTIMATORS = ("gae", "value_baseline", "reinforce_pp")
+
+
 def select_rows(rl, batch: dict[str, np.ndarray], n: int) -> tuple[dict[str, np.ndarray], float]:
     """With ``rl.update_rows`` > 0: the rows with the largest |sequence advantage|, whose
     token rewards become that advantage on the last completion token (the scorer then
     only adds the KL penalty's returns-to-go); the fraction of rows with a nonzero outcome
-    advantage. Without: the batch as it is and 1.0."""
+    advantage. Without: the batch as it is and 1.0.
+
+    REINFORCE++ (``rl.advantage == "reinforce_pp"``) picks its rows the same way but keeps
+    their outcome rewards: the scorer then normalizes outcome + KL over the picked rows'
+    tokens, the batch it updates on (Hu 2025), as the path without ``update_rows`` does
+    over every row."""
     if not rl.update_rows:
         return batch, 1.0
     seq_adv = sequence_advantages(rl, batch["seq_rewards"], n, batch["baseline"],
                                   batch["target_mask"].any(axis=1))
     sel = largest_rows(seq_adv, int(rl.update_rows))
     out = {k: v[sel] for k, v in batch.items()}
-    out["token_rewards"] = place_rewards(seq_adv[sel], np.zeros_like(out["target_mask"]),
-                                         out["target_mask"] > 0)
+    if rl.advantage not in KL_IN_REWARD_ESTIMATORS:
+        out["token_rewards"] = place_rewards(seq_adv[sel], np.zeros_like(out["target_mask"]),
+                                             out["target_mask"] > 0)
     return out, float(np.mean(np.abs(seq_adv) > 1e-8))
-
-
-# estimators whose reward includes the KL penalty: a critic models the whole return, and
-# REINFORCE++ normalizes outcome + KL together
-KL_IN_REWARD_ESTIMATORS = ("gae", "value_baseline", "reinforce_pp")
 
 
 class Scorer:
@@ -195,7 +201,9 @@ class Scorer:
 
     With ``rl.update_rows`` the rows already carry their outcome advantage on the last token
     (`select_rows`), so the estimator is plain returns-to-go ("reinforce", gamma 1, no
-    whitening): both paths give the same advantages on the same rows.
+    whitening): both paths give the same advantages on the same rows. REINFORCE++ keeps
+    its own estimator on the picked rows (their outcome rewards + KL, normalized over
+    their tokens).
     """
 
     def __init__(self, lm, rl, group_size: int, critic_lm=None):
@@ -204,7 +212,7 @@ class Scorer:
         estimator = rl.kl.estimator
         kl_gamma = float(rl.gamma)
         temperature = float(rl.temperature)
-        if rl.update_rows:
+        if rl.update_rows and rl.advantage not in KL_IN_REWARD_ESTIMATORS:
             name, kwargs = "reinforce", dict(gamma=1.0, whiten=False)
         else:
             name = rl.advantage

@@ -122,6 +122,11 @@ def check_config(rl, where: str = "config.rl") -> None:
                          "run there (train one with experiments/synthetic_critic.py)")
     if rl.adv_floor is not None and not rl.update_rows:
         raise ValueError(f"{where}.adv_floor needs {where}.update_rows > 0")
+    if rl.adv_floor is not None and rl.advantage == "reinforce_pp":
+        # its advantages are normalized per token, outcome + KL, after the rows are picked
+        raise ValueError(f"{where}.adv_floor floors sequence advantages; "
+                         f"{where}.advantage='reinforce_pp' normalizes token advantages "
+                         "(outcome + KL) over the batch: unset one of them")
     for key, value, known in (("loss", rl.loss, LOSSES.names()),
                               ("advantage", rl.advantage, ADVANTAGES.names())):
         if value not in known:

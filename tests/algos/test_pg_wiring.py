@@ -74,7 +74,7 @@ def test_grpo_normalizes_the_outcome_and_the_kl_penalty_is_added_after():
 def test_default_path_and_update_rows_compute_the_same_advantages():
     rl_all = _rl(**{"kl.beta": 0.05})
     rl_rows = _rl(**{"kl.beta": 0.05, "update_rows": B, "minibatches": 1})
-    for estimator in ("grpo", "rloo"):
+    for estimator in ("grpo", "rloo", "reinforce_pp"):
         rl_all.advantage = rl_rows.advantage = estimator
         batch, logp, ref = _batch([1, 0, 0.5, 0, -1, -1, -1, -1], [5, 3, 4, 5, 2, 5, 4, 3], 1)
         adv_all, _ = _advantages(rl_all, batch, logp, ref, 0.05)
@@ -82,6 +82,27 @@ def test_default_path_and_update_rows_compute_the_same_advantages():
         np.testing.assert_array_equal(rows["tokens"], batch["tokens"])  # every row, in order
         adv_rows, _ = _advantages(rl_rows, rows, logp, ref, 0.05)
         np.testing.assert_allclose(adv_all, adv_rows, rtol=1e-5, atol=1e-6)
+
+
+def test_reinforce_pp_on_picked_rows_normalizes_outcome_and_kl_over_their_tokens():
+    """REINFORCE++ (Hu 2025) with ``update_rows``: the picked rows keep their outcome
+    rewards and A_t = R - beta * sum_{s >= t} KL_s is normalized over the picked rows'
+    tokens, the KL included (not whitened outcomes plus an unnormalized KL)."""
+    beta, k = 0.1, 4
+    rl = _rl(**{"kl.beta": beta, "advantage": "reinforce_pp", "update_rows": k,
+                "minibatches": 1})
+    r = [1.0, -0.3, -0.3, -0.3, -1.0, -0.3, -0.6, -0.3]
+    batch, logp, ref = _batch(r, [5, 3, 4, 5, 2, 5, 4, 3])
+    rows, _ = select_rows(rl, batch, G)
+    picked = rows["tokens"][:, 0]
+    # by |reward - batch mean|: the pass, the syntax and runtime errors, then the first tie
+    np.testing.assert_array_equal(picked, [0, 1, 4, 6])
+    mask, logp, ref = batch["target_mask"][picked], logp[picked], ref[picked]
+    adv, _ = _advantages(rl, rows, logp, ref, beta)
+    g = _kl_to_go(logp, ref, mask, beta) + np.asarray(r)[picked][:, None] * mask
+    vals = g[mask > 0]
+    want = (g - vals.mean()) / np.sqrt(vals.var() + 1e-8) * mask
+    np.testing.assert_allclose(adv, want, rtol=1e-4, atol=1e-5)
 
 
 def test_kl_in_the_loss_leaves_the_outcome_advantage_alone():
@@ -190,6 +211,14 @@ def test_update_rows_refuses_a_critic(changes):
     value head would be trained toward advantages."""
     with pytest.raises(ValueError, match="config.rl.update_rows=8 takes a critic-free"):
         check_config(_rl(**changes))
+
+
+def test_reinforce_pp_refuses_a_sequence_advantage_floor():
+    """The floor applies to sequence advantages; REINFORCE++'s are per token, normalized
+    with the KL after the rows are picked: a floor would be silently ignored."""
+    with pytest.raises(ValueError, match="adv_floor floors sequence advantages"):
+        check_config(_rl(update_rows=8, minibatches=1, advantage="reinforce_pp", adv_floor=0.0))
+    check_config(_rl(update_rows=8, minibatches=1, advantage="reinforce_pp"))
 
 
 def test_value_baseline_needs_a_critic():
