@@ -197,7 +197,7 @@ class Scorer:
     (for `KL_IN_REWARD_ESTIMATORS` the penalty joins the estimator's reward instead), plus
     the token bonus ``batch["token_bonus"]`` [B, L-1] on its own token (no returns-to-go;
     not in ``returns``). ``returns`` get the same KL term. seq_kl is the mean per-sequence
-    KL (what the adaptive controller tracks). ``rl.whiten`` whitens the outcome part only.
+    KL over the rows with tokens (what the adaptive controller tracks). ``rl.whiten`` whitens the outcome part only.
 
     With ``rl.update_rows`` the rows already carry their outcome advantage on the last token
     (`select_rows`), so the estimator is plain returns-to-go ("reinforce", gamma 1, no
@@ -255,7 +255,9 @@ class Scorer:
                 adv, ret = adv + kl_to_go, ret + kl_to_go
             if "token_bonus" in batch:
                 adv = adv + batch["token_bonus"] * mask
-            return adv, ret, jnp.mean(-jnp.sum(kl_tok, axis=1))
+            rows = jnp.any(mask > 0, axis=1)  # masked (sandbox-error) rows have no KL
+            seq_kl = jnp.sum(-jnp.sum(kl_tok, axis=1)) / jnp.maximum(jnp.sum(rows), 1)
+            return adv, ret, seq_kl
 
         @jax.jit
         def critic_weights(frozen, batch):

@@ -163,6 +163,13 @@ def check_config(rl, where: str = "config.rl") -> None:
         if value not in known:
             raise ValueError(f"{where}.kl.{key}={value!r}: expected one of "
                              f"{', '.join(known)}")
+    if rl.kl.placement == "loss" and rl.kl.estimator == "k1":
+        # d k1 = d log pi, whose mean under the sampling policy is 0 (Schulman 2020)
+        raise ValueError(f"{where}.kl.estimator='k1' with {where}.kl.placement='loss': the "
+                         "k1 term's gradient is grad log pi, zero in expectation over the "
+                         "samples, so the loss would pull nothing toward the reference; use "
+                         f"{where}.kl.estimator=k3 (GRPO) or k2 in the loss, or "
+                         f"{where}.kl.placement=reward")
 
 
 def kl_controller(kl) -> KLController:

@@ -105,6 +105,18 @@ def test_reinforce_pp_on_picked_rows_normalizes_outcome_and_kl_over_their_tokens
     np.testing.assert_allclose(adv, want, rtol=1e-4, atol=1e-5)
 
 
+def test_seq_kl_is_the_mean_over_rows_with_tokens():
+    """The KL the controller tracks leaves out masked (sandbox-error) rows, which have no
+    tokens: counting them as 0 would understate it."""
+    batch, logp, ref = _batch([1, 0, 0, 0, 0, 1, 0, 0], [5, 3, 4, 5, 2, 5, 4, 3])
+    batch["target_mask"][[1, 6]] = 0
+    mask = batch["target_mask"]
+    _, _, seq_kl = Scorer(None, _rl(), G).advantages(batch, logp, ref, np.zeros_like(logp),
+                                                     np.float32(0.1))
+    per_row = ((logp - ref) * mask).sum(axis=1)
+    np.testing.assert_allclose(seq_kl, per_row[mask.any(axis=1)].mean(), rtol=1e-5)
+
+
 def test_kl_in_the_loss_leaves_the_outcome_advantage_alone():
     batch, logp, ref = _batch([1, 0, 0, 0, 0, 0, 0, 0], [5, 3, 4, 5, 2, 5, 4, 3])
     adv, _ = _advantages(_rl(**{"kl.placement": "loss"}), batch, logp, ref, 0.5)
@@ -192,6 +204,16 @@ def test_update_batch_carries_beta_only_with_the_kl_in_the_loss():
     out = update_batch(_rl(**{"kl.placement": "loss"}), batch, z, z, z, z, z, np.float32(0.25))
     np.testing.assert_array_equal(out["kl_beta"], np.full(4, 0.25, np.float32))
     assert "kl_beta" not in update_batch(_rl(), batch, z, z, z, z, z, np.float32(0.25))
+
+
+def test_k1_in_the_loss_is_refused_naming_the_reason():
+    """k1 = log pi - log pi_ref: as a loss its gradient is grad log pi, zero in expectation
+    over the samples, so it would not pull the policy toward the reference."""
+    with pytest.raises(ValueError, match="kl.estimator='k1' with config.rl.kl.placement"):
+        check_config(_rl(**{"kl.placement": "loss", "kl.estimator": "k1"}))
+    for estimator in ("k2", "k3"):
+        check_config(_rl(**{"kl.placement": "loss", "kl.estimator": estimator}))
+    check_config(_rl(**{"kl.placement": "reward", "kl.estimator": "k1"}))
 
 
 @pytest.mark.parametrize("key, value", [("kl.placement", "rewards"), ("kl.estimator", "k4"),
@@ -337,7 +359,7 @@ def test_loss_advantage_and_shaping_typos_fail_in_check_config(key, value):
 def test_the_loop_feeds_the_adaptive_beta_to_the_loss_with_one_compile(tmp_path):
     """Three real iterations with the KL in the loss and an adaptive controller (a short
     horizon, so beta moves every iteration): the update compiles once, and each
-    iteration's loss/kl is that iteration's beta times its k1 token mean (kl/mean)."""
+    iteration's loss/kl is that iteration's beta times its k3 token mean (kl/k3_mean)."""
     from main_runner import run_main
 
     from experiments import synthetic_ppo
@@ -351,7 +373,7 @@ def test_the_loop_feeds_the_adaptive_beta_to_the_loss_with_one_compile(tmp_path)
     config.base_workdir = str(base)
     config.rl.update_rows, config.rl.minibatches = 8, 1  # 8 rows, one per fake device
     config.rl.kl.placement, config.rl.kl.controller, config.rl.kl.horizon = "loss", "adaptive", 8.0
-    config.rl.kl.estimator = "k1"  # so that loss/kl = beta * kl/mean (token_mean)
+    config.rl.kl.estimator = "k3"  # so that loss/kl = beta * kl/k3_mean (token_mean)
     betas, kl_loss, kl_mean = [], [], []
     with Driver(config, str(tmp_path / "ppo"), pool=config.rl) as driver:
         p, state = ppo.setup(driver)
@@ -360,7 +382,7 @@ def test_the_loop_feeds_the_adaptive_beta_to_the_loss_with_one_compile(tmp_path)
             state, metrics = ppo.iteration(p, state, it)
             betas.append(beta)
             kl_loss.append(metrics["loss/kl"])
-            kl_mean.append(metrics["kl/mean"])
+            kl_mean.append(metrics["kl/k3_mean"])
         assert compiled_count(p.update) == 1
     assert len(set(betas)) == 3 and min(betas) > 0  # it moved, and the loss saw each value
     assert betas[0] == np.float32(config.rl.kl.beta)

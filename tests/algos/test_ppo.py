@@ -136,9 +136,11 @@ def base_dir(tmp_path_factory):
     ("ppo_generic", ["--config.rl.value_slot=policy", "--config.rl.advantage=gae",
              "--config.rl.kl.controller=adaptive"]),
     ("ppo_generic", ["--config.rl.value_slot=value", "--config.rl.advantage=gae"]),
-    ("pg", ["--config.rl.kl.placement=loss", "--config.rl.minibatches=1"]),
+    ("pg", ["--config.rl.kl.placement=loss", "--config.rl.kl.estimator=k2",
+            "--config.rl.minibatches=1"]),
     ("ppo", ["--config.rl.update_rows=4", "--config.rl.advantage=rloo"]),
-    ("ablation", ["--config.rl.kl.placement=loss", "--config.rl.kl.beta=1.0"]),
+    ("ablation", ["--config.rl.kl.placement=loss", "--config.rl.kl.estimator=k3",
+                  "--config.rl.kl.beta=1.0"]),
 ])
 def test_two_iteration_smoke(tmp_path, base_dir, algo, extra):
     wd = tmp_path / algo
