@@ -124,17 +124,41 @@ def error_line_span(task, completion: str, outcome, line_offset: int = 0) -> Spa
     return (start, end) if end > start else None
 
 
+def _at_program_end(task, completion: str, outcome, line_offset: int) -> bool:
+    """Whether ``outcome.error_line`` is the executed program's last line or past it (a
+    syntax error found at the end of the input: an unclosed bracket or block, a program
+    cut off mid-statement)."""
+    if outcome.error_line is None:
+        return False
+    program = task.prompt + completion
+    lines = len(_LINE_BREAK.split(program.rstrip("\r\n")))
+    return outcome.error_line - line_offset >= lines
+
+
 @register_token_reward("rltf_error_line")
 def rltf_error_line_penalty(task, completion: str, outcome, penalty: float = -0.3,
                             statuses: Iterable[str] = ("syntax_error", "runtime_error"),
                             ignore_error_types: Iterable[str] = (),
+                            whole_program: Iterable[str] = ("timeout", "RecursionError"),
+                            whole_at_end: bool = True,
                             line_offset: int = 0) -> list[tuple[int, int, float]]:
     """RLTF's fine-grained feedback (Liu et al. 2023, sec. 3.3): ``penalty`` on the tokens of
     the line that raised the error, when the status is in ``statuses`` and the error type is
     not in ``ignore_error_types`` (RLTF leaves out errors whose line is not to blame).
+
+    Errors no single line is to blame for put ``penalty`` on every completion token, as
+    RLTF's released feedback code does: a status or error type in ``whole_program`` (a
+    timeout, unbounded recursion), and, with ``whole_at_end``, a syntax error raised on the
+    program's last line or past it (the input ended inside a statement or block).
     """
+    whole = tuple(whole_program)
+    if outcome.status in whole or outcome.error_type in whole:
+        return [(0, len(completion), float(penalty))] if completion else []
     if outcome.status not in tuple(statuses) or outcome.error_type in tuple(ignore_error_types):
         return []
+    if (whole_at_end and outcome.status == "syntax_error" and completion
+            and _at_program_end(task, completion, outcome, line_offset)):
+        return [(0, len(completion), float(penalty))]
     span = error_line_span(task, completion, outcome, line_offset)
     return [] if span is None else [(span[0], span[1], float(penalty))]
 

@@ -97,6 +97,34 @@ def test_rltf_error_line_penalty():
     assert fn(task(), COMPLETION, in_prompt) == []
 
 
+def _syntax_outcome(program):
+    try:
+        compile(program, "<program>", "exec")
+    except SyntaxError as e:
+        return Outcome(status="syntax_error", error_type="SyntaxError", error_line=e.lineno)
+    raise AssertionError("the program compiles")
+
+
+def test_rltf_penalizes_the_whole_program_when_no_line_is_to_blame():
+    """RLTF's released feedback puts the penalty on every token for a timeout, a
+    RecursionError and a syntax error at the program's end; other errors on their line."""
+    fn = get_token_reward("rltf_error_line")
+    whole = [(0, len(COMPLETION), -0.3)]
+    assert fn(task(), COMPLETION, Outcome(status="timeout", error_type="Timeout")) == whole
+    rec = Outcome(status="runtime_error", error_type="RecursionError", error_line=4)
+    assert fn(task(), COMPLETION, rec) == whole
+    assert fn(task(), COMPLETION, rec, whole_program=()) == [(14, 29, -0.3)]
+    # cut off inside a bracket / a block: Python reports the last line or the one past it
+    for cut in ("    y = (x +\n", "    y = (x +", "    if x:\n"):
+        out = _syntax_outcome(PROMPT + cut)
+        assert fn(task(), cut, out) == [(0, len(cut), -0.3)], (cut, out)
+        assert fn(task(), cut, out, whole_at_end=False) in ([], [(0, len(cut.rstrip()), -0.3)])
+    # a syntax error on an earlier line stays on its line
+    bad = "    y = x +\n    return y\n"
+    assert fn(task(), bad, _syntax_outcome(PROMPT + bad)) == [(0, 11, -0.3)]
+    assert fn(task(), "", Outcome(status="timeout")) == []
+
+
 def test_span_token_rewards():
     # Token character ranges of COMPLETION; the last one is a zero-width end-of-sequence token.
     offsets = [(0, 4), (4, 6), (6, 8), (8, 10), (10, 12), (12, 14), (14, 18), (18, 25),
