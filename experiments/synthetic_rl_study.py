@@ -18,13 +18,18 @@ graded          CodeRL levels (-1 syntax error, -0.6 runtime error, -0.3 failed 
                 +1 pass), RLOO advantages, no floor: failures are pushed down
 filtered_bc     pass/fail, RLOO raised to >= 0 (learns from successes only): the setting
                 the README's first PPO figure came from
-grpo            GRPO advantages (group mean and std)
+grpo            GRPO advantages (group mean and std), with the rows' token-mean
+                aggregation (DAPO's; GRPO's paper averages each sequence first, which
+                ``--config.rl.loss_kwargs.aggregation=seq_mean`` gives)
 dr_grpo         Dr. GRPO: group mean only, sequence-sum aggregation over a fixed length
 reinforce_pp    REINFORCE++: outcome + KL penalty as the reward, its returns-to-go normalised
                 over the tokens of the update rows (no per-prompt baseline)
 rltf            RLTF: -0.3 + 1.3 x pass ratio, -0.3 weight on the error line's tokens
 clip_higher     DAPO's asymmetric clip (0.2 low, 0.28 high)
 gspo            GSPO: sequence-level importance ratio, clip range 3e-4 / 4e-4
+                (both on the rows' RLOO advantages, so that only the ratio / clip
+                differs from ``graded``; their papers use GRPO's group-normalised ones:
+                ``--config.rl.advantage=grpo``)
 gae             PPO with a GAE critic (lambda 0.95; a separate critic network, a copy of
                 the base with a value head): every row is updated (no row selection), in
                 32 optimizer steps of 256 rows per epoch (the same 64 steps per iteration
