@@ -22,8 +22,8 @@ grpo            GRPO advantages (group mean and std), with the rows' token-mean
                 aggregation (DAPO's; GRPO's paper averages each sequence first, which
                 ``--config.rl.loss_kwargs.aggregation=seq_mean`` gives)
 dr_grpo         Dr. GRPO: group mean only, sequence-sum aggregation over a fixed length
-reinforce_pp    REINFORCE++: outcome + KL penalty as the reward, its returns-to-go normalised
-                over the tokens of the update rows (no per-prompt baseline)
+reinforce_pp    REINFORCE++: outcome + KL penalty as the reward, normalised over the whole
+                batch's tokens (no per-prompt baseline)
 rltf            RLTF: -0.3 + 1.3 x pass ratio, -0.3 weight on the error line's tokens
 clip_higher     DAPO's asymmetric clip (0.2 low, 0.28 high)
 gspo            GSPO: sequence-level importance ratio, clip range 3e-4 / 4e-4

@@ -158,20 +158,41 @@ def select_rows(rl, batch: dict[str, np.ndarray], n: int) -> tuple[dict[str, np.
     only adds the KL penalty's returns-to-go); the fraction of rows with a nonzero outcome
     advantage. Without: the batch as it is and 1.0.
 
-    REINFORCE++ (``rl.advantage == "reinforce_pp"``) picks its rows the same way but keeps
-    their outcome rewards: the scorer then normalizes outcome + KL over the picked rows'
-    tokens, the batch it updates on (Hu 2025), as the path without ``update_rows`` does
-    over every row."""
+    REINFORCE++ (``rl.advantage == "reinforce_pp"``) normalizes over the whole batch's
+    tokens (Hu 2025), so its rows' advantage is (R - mu) / sigma with mu, sigma the
+    token-weighted mean and std of every row's outcome R, and the picked rows get
+    ``kl_scale`` = 1 / sigma [B]: the scorer divides their KL penalty by the same sigma.
+    This is the path without ``update_rows`` except that the unscored rows' KL (about
+    beta x a few nats against an outcome std of ~0.5) is left out of mu and sigma."""
     if not rl.update_rows:
         return batch, 1.0
-    seq_adv = sequence_advantages(rl, batch["seq_rewards"], n, batch["baseline"],
-                                  batch["target_mask"].any(axis=1))
+    valid = batch["target_mask"].any(axis=1)
+    scale = None
+    if rl.advantage == "reinforce_pp":
+        seq_adv, scale = batch_normalized_outcomes(batch["seq_rewards"],
+                                                   batch["target_mask"].sum(axis=1))
+    else:
+        seq_adv = sequence_advantages(rl, batch["seq_rewards"], n, batch["baseline"], valid)
     sel = largest_rows(seq_adv, int(rl.update_rows))
     out = {k: v[sel] for k, v in batch.items()}
-    if rl.advantage not in KL_IN_REWARD_ESTIMATORS:
-        out["token_rewards"] = place_rewards(seq_adv[sel], np.zeros_like(out["target_mask"]),
-                                             out["target_mask"] > 0)
+    out["token_rewards"] = place_rewards(seq_adv[sel], np.zeros_like(out["target_mask"]),
+                                         out["target_mask"] > 0)
+    if scale is not None:
+        out["kl_scale"] = np.full(len(sel), scale, np.float32)
     return out, float(np.mean(np.abs(seq_adv) > 1e-8))
+
+
+def batch_normalized_outcomes(seq_rewards: np.ndarray, lengths: np.ndarray,
+                              eps: float = 1e-8) -> tuple[np.ndarray, float]:
+    """REINFORCE++'s normalization of outcome rewards [B] over the batch's tokens: each row
+    counts once per token (``lengths`` [B]; rows without tokens get 0). Returns
+    ((R - mu) / sigma [B] float32, 1 / sigma)."""
+    r = np.asarray(seq_rewards, np.float64)
+    w = np.asarray(lengths, np.float64)
+    total = max(w.sum(), 1.0)
+    mu = float((w * r).sum() / total)
+    inv = 1.0 / float(np.sqrt((w * (r - mu) ** 2).sum() / total + eps))
+    return np.where(w > 0, (r - mu) * inv, 0.0).astype(np.float32), inv
 
 
 class Scorer:
@@ -201,9 +222,9 @@ class Scorer:
 
     With ``rl.update_rows`` the rows already carry their outcome advantage on the last token
     (`select_rows`), so the estimator is plain returns-to-go ("reinforce", gamma 1, no
-    whitening): both paths give the same advantages on the same rows. REINFORCE++ keeps
-    its own estimator on the picked rows (their outcome rewards + KL, normalized over
-    their tokens).
+    whitening): both paths give the same advantages on the same rows. REINFORCE++'s rows
+    also carry ``kl_scale`` [B], its batch normalization's 1 / sigma, which scales their
+    KL penalty.
     """
 
     def __init__(self, lm, rl, group_size: int, critic_lm=None):
@@ -212,7 +233,7 @@ class Scorer:
         estimator = rl.kl.estimator
         kl_gamma = float(rl.gamma)
         temperature = float(rl.temperature)
-        if rl.update_rows and rl.advantage not in KL_IN_REWARD_ESTIMATORS:
+        if rl.update_rows:
             name, kwargs = "reinforce", dict(gamma=1.0, whiten=False)
         else:
             name = rl.advantage
@@ -245,6 +266,8 @@ class Scorer:
             mask = batch["target_mask"]
             kl_tok = kl_penalty_rewards(logp, ref_logp, mask, 1.0, estimator)  # -KL per token
             penalty = beta * kl_tok if kl_in_reward else jnp.zeros_like(kl_tok)
+            if "kl_scale" in batch:  # REINFORCE++ on picked rows: the batch's 1 / sigma
+                penalty = penalty * batch["kl_scale"][:, None]
             rewards = batch["token_rewards"] + (penalty if kl_in_estimator else 0.0)
             adv, ret = compute_advantages(name, rewards, mask, values=values,
                                           baseline=batch["baseline"], **kwargs)

@@ -74,7 +74,7 @@ def test_grpo_normalizes_the_outcome_and_the_kl_penalty_is_added_after():
 def test_default_path_and_update_rows_compute_the_same_advantages():
     rl_all = _rl(**{"kl.beta": 0.05})
     rl_rows = _rl(**{"kl.beta": 0.05, "update_rows": B, "minibatches": 1})
-    for estimator in ("grpo", "rloo", "reinforce_pp"):
+    for estimator in ("grpo", "rloo"):
         rl_all.advantage = rl_rows.advantage = estimator
         batch, logp, ref = _batch([1, 0, 0.5, 0, -1, -1, -1, -1], [5, 3, 4, 5, 2, 5, 4, 3], 1)
         adv_all, _ = _advantages(rl_all, batch, logp, ref, 0.05)
@@ -84,24 +84,49 @@ def test_default_path_and_update_rows_compute_the_same_advantages():
         np.testing.assert_allclose(adv_all, adv_rows, rtol=1e-5, atol=1e-6)
 
 
-def test_reinforce_pp_on_picked_rows_normalizes_outcome_and_kl_over_their_tokens():
-    """REINFORCE++ (Hu 2025) with ``update_rows``: the picked rows keep their outcome
-    rewards and A_t = R - beta * sum_{s >= t} KL_s is normalized over the picked rows'
-    tokens, the KL included (not whitened outcomes plus an unnormalized KL)."""
+def _np_reinforce_pp(r, mask, logp, ref, beta):
+    """REINFORCE++ (Hu 2025): A_t = R - beta * sum_{s >= t} KL_s, normalized over every
+    masked token of the batch."""
+    g = np.asarray(r, np.float64)[:, None] * mask + _kl_to_go(logp, ref, mask, beta)
+    vals = g[mask > 0]
+    return (g - vals.mean()) / np.sqrt(vals.var() + 1e-8) * mask
+
+
+def test_reinforce_pp_on_picked_rows_uses_the_whole_batch_normalization():
+    """REINFORCE++ with ``update_rows``: the picked rows' advantages are the whole batch's
+    normalization (token-weighted outcome mean and std over every row), the KL penalty
+    divided by the same std: with every row picked, the path without ``update_rows`` up
+    to the KL's share of the statistics (exact at beta 0); not re-normalized over the
+    picked rows, and not whitened outcomes plus an unscaled KL (the old wiring)."""
+    r = [1.0, -0.3, -0.3, -0.3, -1.0, -0.3, -0.6, -0.3]
+    lengths = [5, 3, 4, 5, 2, 5, 4, 3]
+    batch, logp, ref = _batch(r, lengths)
+    mask = batch["target_mask"]
+    for beta, atol in ((0.0, 1e-5), (0.05, 0.02)):
+        rl_all = _rl(**{"kl.beta": beta, "advantage": "reinforce_pp"})
+        rl_rows = _rl(**{"kl.beta": beta, "advantage": "reinforce_pp", "update_rows": B,
+                         "minibatches": 1})
+        want = _np_reinforce_pp(r, mask, logp, ref, beta)
+        adv_all, _ = _advantages(rl_all, batch, logp, ref, beta)
+        np.testing.assert_allclose(adv_all, want, rtol=1e-4, atol=1e-5)
+        rows, _ = select_rows(rl_rows, batch, G)
+        adv_rows, _ = _advantages(rl_rows, rows, logp, ref, beta)
+        np.testing.assert_allclose(adv_rows, want, atol=atol)
+    # 4 of 8 rows: the same statistics, so the picked rows' advantages are those rows'
     beta, k = 0.1, 4
     rl = _rl(**{"kl.beta": beta, "advantage": "reinforce_pp", "update_rows": k,
                 "minibatches": 1})
-    r = [1.0, -0.3, -0.3, -0.3, -1.0, -0.3, -0.6, -0.3]
-    batch, logp, ref = _batch(r, [5, 3, 4, 5, 2, 5, 4, 3])
     rows, _ = select_rows(rl, batch, G)
     picked = rows["tokens"][:, 0]
-    # by |reward - batch mean|: the pass, the syntax and runtime errors, then the first tie
-    np.testing.assert_array_equal(picked, [0, 1, 4, 6])
-    mask, logp, ref = batch["target_mask"][picked], logp[picked], ref[picked]
-    adv, _ = _advantages(rl, rows, logp, ref, beta)
-    g = _kl_to_go(logp, ref, mask, beta) + np.asarray(r)[picked][:, None] * mask
-    vals = g[mask > 0]
-    want = (g - vals.mean()) / np.sqrt(vals.var() + 1e-8) * mask
+    w = np.asarray(lengths, np.float64)
+    mu = (w * r).sum() / w.sum()
+    sigma = np.sqrt((w * (np.asarray(r) - mu) ** 2).sum() / w.sum() + 1e-8)
+    np.testing.assert_array_equal(picked, np.sort(np.argsort(-np.abs(np.asarray(r) - mu),
+                                                             kind="stable")[:k]))
+    adv, _ = _advantages(rl, rows, logp[picked], ref[picked], beta)
+    m = mask[picked]
+    want = ((np.asarray(r)[picked, None] - mu) / sigma * m
+            + _kl_to_go(logp[picked], ref[picked], m, beta) / sigma)
     np.testing.assert_allclose(adv, want, rtol=1e-4, atol=1e-5)
 
 
