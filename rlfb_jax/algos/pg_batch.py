@@ -166,13 +166,13 @@ def select_rows(rl, batch: dict[str, np.ndarray], n: int) -> tuple[dict[str, np.
     beta x a few nats against an outcome std of ~0.5) is left out of mu and sigma."""
     if not rl.update_rows:
         return batch, 1.0
-    valid = batch["target_mask"].any(axis=1)
     scale = None
     if rl.advantage == "reinforce_pp":
         seq_adv, scale = batch_normalized_outcomes(batch["seq_rewards"],
                                                    batch["target_mask"].sum(axis=1))
     else:
-        seq_adv = sequence_advantages(rl, batch["seq_rewards"], n, batch["baseline"], valid)
+        seq_adv = sequence_advantages(rl, batch["seq_rewards"], n, batch["baseline"],
+                                      batch["target_mask"].any(axis=1))
     sel = largest_rows(seq_adv, int(rl.update_rows))
     out = {k: v[sel] for k, v in batch.items()}
     out["token_rewards"] = place_rewards(seq_adv[sel], np.zeros_like(out["target_mask"]),
@@ -218,7 +218,8 @@ class Scorer:
     (for `KL_IN_REWARD_ESTIMATORS` the penalty joins the estimator's reward instead), plus
     the token bonus ``batch["token_bonus"]`` [B, L-1] on its own token (no returns-to-go;
     not in ``returns``). ``returns`` get the same KL term. seq_kl is the mean per-sequence
-    KL over the rows with tokens (what the adaptive controller tracks). ``rl.whiten`` whitens the outcome part only.
+    KL over the rows with tokens (what the adaptive controller tracks). ``rl.whiten``
+    whitens the outcome part only.
 
     With ``rl.update_rows`` the rows already carry their outcome advantage on the last token
     (`select_rows`), so the estimator is plain returns-to-go ("reinforce", gamma 1, no

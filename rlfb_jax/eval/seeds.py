@@ -172,7 +172,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--plot", default="", help="also draw the settings per metric (a .png)")
     args = p.parse_args(argv)
     pending = [r for r in args.runs if unfinished(r)]
-    runs = [r for r in args.runs if not unfinished(r)]
+    runs = [r for r in args.runs if r not in pending]  # each run's files read once
     if pending:
         print(f"left out, not finished: {', '.join(pending)}", file=sys.stderr)
     if not runs:

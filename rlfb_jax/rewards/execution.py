@@ -152,13 +152,14 @@ def rltf_error_line_penalty(task, completion: str, outcome, penalty: float = -0.
     program's last line or past it (the input ended inside a statement or block).
     """
     whole = tuple(whole_program)
+    everything = [(0, len(completion), float(penalty))] if completion else []
     if outcome.status in whole or outcome.error_type in whole:
-        return [(0, len(completion), float(penalty))] if completion else []
+        return everything
     if outcome.status not in tuple(statuses) or outcome.error_type in tuple(ignore_error_types):
         return []
-    if (whole_at_end and outcome.status == "syntax_error" and completion
+    if (whole_at_end and outcome.status == "syntax_error"
             and _at_program_end(task, completion, outcome, line_offset)):
-        return [(0, len(completion), float(penalty))]
+        return everything
     span = error_line_span(task, completion, outcome, line_offset)
     return [] if span is None else [(span[0], span[1], float(penalty))]
 
