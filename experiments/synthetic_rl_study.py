@@ -26,6 +26,9 @@ reinforce_pp    REINFORCE++: outcome + KL penalty as the reward, normalised over
                 batch's tokens (no per-prompt baseline)
 rltf            RLTF: -0.3 + 1.3 x pass ratio, -0.3 weight on the error line's tokens
 clip_higher     DAPO's asymmetric clip (0.2 low, 0.28 high)
+overlong        DAPO's soft overlong punishment on top of ``graded``: a completion longer
+                than max_new_tokens - L_cache loses up to 1 (L_cache = max_new_tokens / 5,
+                DAPO's proportion: 4,096 of 20,480; here 9 of 48 tokens)
 gspo            GSPO: sequence-level importance ratio, clip range 3e-4 / 4e-4
                 (both on the rows' RLOO advantages, so that only the ratio / clip
                 differs from ``graded``; their papers use GRPO's group-normalised ones:
@@ -52,7 +55,7 @@ from rlfb_jax.core.config import lock
 
 ITERATIONS = 6
 VARIANTS = ("graded", "filtered_bc", "grpo", "dr_grpo", "reinforce_pp", "rltf",
-            "clip_higher", "gspo", "gae", "ppocoder", "pg")
+            "clip_higher", "overlong", "gspo", "gae", "ppocoder", "pg")
 
 
 def get_config(arg: str = ""):
@@ -83,6 +86,8 @@ def get_config(arg: str = ""):
             {"rltf_error_line": ml_collections.ConfigDict({"penalty": -0.3})})
     elif variant == "clip_higher":
         c.rl.loss_kwargs.clip_eps_high = 0.28
+    elif variant == "overlong":
+        c.rl.overlong_cache = max(1, int(c.rl.max_new_tokens) // 5)
     elif variant == "gspo":
         c.rl.loss = "gspo"
         c.rl.loss_kwargs.clip_eps, c.rl.loss_kwargs.clip_eps_high = 3e-4, 4e-4

@@ -346,6 +346,9 @@ def iteration_metrics(eps: Episodes, update: dict, times: dict, kl: float, beta:
         "kl/seq_kl": kl,
         "kl/beta": beta,
         "rl/completion_len": n_tok / rows,
+        # rows that used every one of the max_new_tokens: truncated programs (unless their
+        # last token was the stop token); what DAPO's overlong shaping acts on
+        "rl/max_len_frac": float(eps.mask.all(axis=1).mean()),
         "rl/informative_frac": informative,  # rows with a nonzero outcome advantage
         "perf/tokens_per_s": n_tok / max(sample, 1e-9),
         "perf/programs_per_s": rows / max(wall, 1e-9),

@@ -358,6 +358,11 @@ def test_sandbox_errors_are_logged_and_not_counted_as_failures():
                           1.0, 2.0)
     assert m["exec/sandbox_error_frac"] == 2 / 8
     assert m["rl/pass_rate"] == 3 / 6 and m["rl/compile_rate"] == 1 - 1 / 6
+    assert m["rl/max_len_frac"] == 1.0  # every row of _episodes fills its completion
+    eps.mask[1:, -1] = False
+    m = iteration_metrics(eps, {}, {"time/sample_s": 1.0, "time/update_s": 1.0}, 0.0, 0.0,
+                          1.0, 2.0)
+    assert m["rl/max_len_frac"] == 1 / 8
 
 
 def test_overlong_shaping_joins_the_sequence_reward():

@@ -170,7 +170,7 @@ def test_two_iteration_smoke(tmp_path, base_dir, algo, extra):
 
 
 STUDY_ROWS = ("graded", "filtered_bc", "grpo", "dr_grpo", "reinforce_pp", "rltf",
-              "clip_higher", "gspo", "gae", "ppocoder", "pg")
+              "clip_higher", "overlong", "gspo", "gae", "ppocoder", "pg")
 
 
 @pytest.mark.parametrize("row", [
@@ -192,6 +192,7 @@ def test_every_rl_study_row_runs_at_smoke_size(tmp_path, base_dir, row):
     assert len(it) == 1 and np.isfinite(it[0]["train/loss"]) and "kl/seq_kl" in it[0]
     if row == "gae":
         assert "value/explained_variance" in it[0]
+    assert 0 <= it[0]["rl/max_len_frac"] <= 1
     assert json.load(open(wd / "config.json"))["study"] == row
 
 
@@ -255,6 +256,8 @@ def test_rl_study_rows_share_the_sample_budget_and_the_step_size():
         assert rows // c.rl.minibatches == 32, variant
         steps = c.rl.epochs * c.rl.minibatches // accum
         assert steps == (32 if variant == "pg" else 64), variant
+    overlong = study.get_config("overlong")
+    assert overlong.rl.overlong_cache == 9 and study.get_config("graded").rl.overlong_cache == 0
     gae = study.get_config("gae")
     assert (gae.rl.update_rows, gae.rl.whiten, gae.rl.value_slot) == (0, True, "value")
 
