@@ -2,7 +2,7 @@
 
     python -m rlfb_jax.eval.seeds runs/rl_study/graded_s0 runs/rl_study/graded_s1 \\
         runs/rl_study/filtered_bc_s0 ... [--metrics eval/pass@1 eval/compile_rate] \\
-        [--out table.md] [--plot table.png]
+        [--out table.md] [--plot table.png] [--paired graded]
 
 Runs are grouped by their directory name without the ``_s<seed>`` suffix; each group's
 row gives, per metric of summary.json (a metric summary.json lacks: its last logged value
@@ -14,6 +14,12 @@ a 95% Student-t interval (mean +- t_{0.975, n-1} * sd / sqrt(n)), plus n and the
 group of one run gets no interval: a single run is not a result. A run directory that has
 started but not finished (a config.json or metrics.jsonl, no summary.json) is left out of
 the table and named on stderr, so ``runs/study/*`` can be tabulated while runs go on.
+
+``--paired REF`` adds a second table: each other setting minus setting REF, seed by seed
+(runs with the same seed share their first samples when they start from one base, so
+the difference of a pair cancels what the seeds share), over the seeds both have, with
+the mean, its 95% t interval and the per-seed differences. Settings with no seed in
+common with REF get no row.
 """
 
 from __future__ import annotations
@@ -95,11 +101,13 @@ def group_runs(runs: Sequence[str]) -> dict[str, list[tuple[str, str]]]:
     return groups
 
 
-def collect(runs: Sequence[str], metrics: Sequence[str]) -> dict[str, dict]:
-    """{group: {"seeds": [seed], m: [value per run that has m]}} in the order given."""
+def collect(runs: Sequence[str], metrics: Sequence[str],
+            read: dict[str, dict[str, float]] | None = None) -> dict[str, dict]:
+    """{group: {"seeds": [seed], m: [value per run that has m]}} in the order given;
+    ``read`` maps runs to their `run_values` when the caller has them already."""
     out = {}
     for group, members in group_runs(runs).items():
-        values = [run_values(run, metrics) for _, run in members]
+        values = [read[run] if read else run_values(run, metrics) for _, run in members]
         out[group] = {"seeds": [s for s, _ in members],
                       **{m: [v[m] for v in values if m in v] for m in metrics}}
     return out
@@ -125,6 +133,38 @@ def table(runs: Sequence[str], metrics: Sequence[str] = DEFAULT_METRICS,
         seeds = ",".join(got["seeds"])
         lines.append(f"| {group} | {len(got['seeds'])} | {seeds} | " + " | ".join(cells)
                      + " |")
+    return "\n".join(lines) + "\n"
+
+
+def paired_table(runs: Sequence[str], metrics: Sequence[str], ref: str,
+                 read: dict[str, dict[str, float]] | None = None) -> str:
+    """The markdown table of ``--paired ref`` (see the module docstring)."""
+    groups = group_runs(runs)
+    if ref not in groups:
+        raise ValueError(f"--paired {ref}: no run of that setting among "
+                         f"{', '.join(groups)} (runs are named <setting>_s<seed>)")
+    by_seed = {g: {seed: read[run] if read else run_values(run, metrics)
+                   for seed, run in members if seed != "?"} for g, members in groups.items()}
+    lines = [f"| setting minus {ref} | n | seeds | " + " | ".join(metrics) + " |",
+             "|" + " --- |" * (3 + len(metrics))]
+    for g, vals in by_seed.items():
+        seeds = sorted(set(vals) & set(by_seed[ref]), key=int)
+        if g == ref or not seeds:
+            continue
+        cells = []
+        for m in metrics:
+            diffs = [vals[s][m] - by_seed[ref][s][m] for s in seeds
+                     if m in vals[s] and m in by_seed[ref][s]]
+            if not diffs:
+                cells.append("-")
+                continue
+            mean, half = interval(diffs)
+            fmt = "{:+.0f}" if m.startswith("time/") else "{:+.3f}"
+            cells.append(fmt.format(mean) + ("" if half is None else
+                                             " ± " + fmt.replace("+", "").format(half))
+                         + (" (" + ", ".join(fmt.format(d) for d in diffs) + ")"
+                            if len(diffs) > 1 else ""))
+        lines.append(f"| {g} | {len(seeds)} | {','.join(seeds)} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -170,6 +210,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--metrics", nargs="+", default=list(DEFAULT_METRICS))
     p.add_argument("--out", default="", help="also write the table to this file")
     p.add_argument("--plot", default="", help="also draw the settings per metric (a .png)")
+    p.add_argument("--paired", default="", metavar="REF",
+                   help="also print each setting minus setting REF, seed by seed")
     args = p.parse_args(argv)
     pending = [r for r in args.runs if unfinished(r)]
     runs = [r for r in args.runs if r not in pending]  # each run's files read once
@@ -179,9 +221,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("error: none of the runs has finished (no summary.json)", file=sys.stderr)
         return 2
     try:
-        got = collect(runs, args.metrics)  # read each run once, for table and plot
+        read = {r: run_values(r, args.metrics) for r in runs}  # each run read once
+        got = collect(runs, args.metrics, read)
         text = table(runs, args.metrics, got)
-    except FileNotFoundError as e:
+        if args.paired:
+            text += "\n" + paired_table(runs, args.metrics, args.paired, read)
+    except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(text, end="")

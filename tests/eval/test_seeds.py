@@ -80,3 +80,26 @@ def test_plot_draws_every_setting_and_metric(tmp_path):
     out = tmp_path / "t.png"
     assert main([*runs, "--metrics", "eval/pass@1", "kl", "--plot", str(out)]) == 0
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_paired_differences_are_taken_seed_by_seed(tmp_path, capsys):
+    """--paired REF: each setting minus REF on the same seed, over the seeds both have;
+    the interval is the t interval of the differences, not of either setting."""
+    runs = [_run(tmp_path, "graded_s0", {"eval/pass@1": 0.30}),
+            _run(tmp_path, "graded_s1", {"eval/pass@1": 0.40}),
+            _run(tmp_path, "graded_s2", {"eval/pass@1": 0.20}),
+            _run(tmp_path, "gspo_s0", {"eval/pass@1": 0.35}),
+            _run(tmp_path, "gspo_s1", {"eval/pass@1": 0.44}),
+            _run(tmp_path, "gspo_s2", {"eval/pass@1": 0.26}),
+            _run(tmp_path, "bc_s1", {"eval/pass@1": 0.30}),   # one shared seed: no interval
+            _run(tmp_path, "other_s7", {"eval/pass@1": 0.9})]  # no shared seed: no row
+    assert main([*runs, "--metrics", "eval/pass@1", "--paired", "graded"]) == 0
+    out = capsys.readouterr().out.split("\n\n")[1].splitlines()
+    assert out[0] == "| setting minus graded | n | seeds | eval/pass@1 |"
+    mean, half = interval([0.05, 0.04, 0.06])
+    assert mean == pytest.approx(0.05) and half < interval([0.35, 0.44, 0.26])[1] / 5
+    assert out[2] == f"| gspo | 3 | 0,1,2 | +0.050 ± {half:.3f} (+0.050, +0.040, +0.060) |"
+    assert out[3] == "| bc | 1 | 1 | -0.100 |"
+    assert len(out) == 4
+    assert main([*runs, "--paired", "grpo"]) == 2
+    assert "--paired grpo: no run of that setting" in capsys.readouterr().err
