@@ -244,6 +244,7 @@ def test_rl_study_rows_share_the_sample_budget_and_the_step_size():
     trains every row, so its 256-row steps are accumulated over 8 device steps (10.9 GiB of
     temporaries at 256-row device steps, 1.4 accumulated), and its advantages are whitened
     (with an untrained critic they are otherwise nearly all negative: the row collapsed)."""
+    from experiments import synthetic_pg
     from experiments import synthetic_rl_study as study
     from rlfb_jax.algos.pg_config import check_config
 
@@ -256,6 +257,8 @@ def test_rl_study_rows_share_the_sample_budget_and_the_step_size():
         assert rows // c.rl.minibatches == 32, variant
         steps = c.rl.epochs * c.rl.minibatches // accum
         assert steps == (32 if variant == "pg" else 64), variant
+    assert study.get_config("pg").optimizer.learning_rate \
+        == synthetic_pg.get_config().optimizer.learning_rate  # PG's own step size
     overlong = study.get_config("overlong")
     assert overlong.rl.overlong_cache == 9 and study.get_config("graded").rl.overlong_cache == 0
     gae = study.get_config("gae")
