@@ -52,7 +52,7 @@ pg              the "pg" loss (REINFORCE with the RLOO baseline), one epoch, at 
 
 import ml_collections
 
-from experiments import synthetic_ppo
+from experiments import synthetic_pg, synthetic_ppo
 from rlfb_jax.algos.ppo import default_config
 from rlfb_jax.core.config import lock
 
@@ -113,5 +113,5 @@ def get_config(arg: str = ""):
         c.rl.loss = "pg"
         c.rl.loss_kwargs = default_config("pg").rl.loss_kwargs
         c.rl.epochs = 1
-        c.optimizer.learning_rate = 5e-5
+        c.optimizer.learning_rate = synthetic_pg.LEARNING_RATE
     return lock(c)

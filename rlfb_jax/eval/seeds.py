@@ -105,12 +105,18 @@ def collect(runs: Sequence[str], metrics: Sequence[str],
             read: dict[str, dict[str, float]] | None = None) -> dict[str, dict]:
     """{group: {"seeds": [seed], m: [value per run that has m]}} in the order given;
     ``read`` maps runs to their `run_values` when the caller has them already."""
+    read = read or {run: run_values(run, metrics) for run in runs}
     out = {}
     for group, members in group_runs(runs).items():
-        values = [read[run] if read else run_values(run, metrics) for _, run in members]
+        values = [read[run] for _, run in members]
         out[group] = {"seeds": [s for s, _ in members],
                       **{m: [v[m] for v in values if m in v] for m in metrics}}
     return out
+
+
+def _number_format(metric: str, sign: bool = False) -> str:
+    """Seconds as whole numbers, everything else to 3 decimals."""
+    return "{:" + ("+" if sign else "") + (".0f}" if metric.startswith("time/") else ".3f}")
 
 
 def table(runs: Sequence[str], metrics: Sequence[str] = DEFAULT_METRICS,
@@ -128,7 +134,7 @@ def table(runs: Sequence[str], metrics: Sequence[str] = DEFAULT_METRICS,
                 cells.append("-")
                 continue
             mean, half = interval(vs)
-            fmt = "{:.0f}" if m.startswith("time/") else "{:.3f}"
+            fmt = _number_format(m)
             cells.append(fmt.format(mean) + ("" if half is None else " ± " + fmt.format(half)))
         seeds = ",".join(got["seeds"])
         lines.append(f"| {group} | {len(got['seeds'])} | {seeds} | " + " | ".join(cells)
@@ -143,8 +149,9 @@ def paired_table(runs: Sequence[str], metrics: Sequence[str], ref: str,
     if ref not in groups:
         raise ValueError(f"--paired {ref}: no run of that setting among "
                          f"{', '.join(groups)} (runs are named <setting>_s<seed>)")
-    by_seed = {g: {seed: read[run] if read else run_values(run, metrics)
-                   for seed, run in members if seed != "?"} for g, members in groups.items()}
+    read = read or {run: run_values(run, metrics) for run in runs}
+    by_seed = {g: {seed: read[run] for seed, run in members if seed != "?"}
+               for g, members in groups.items()}
     lines = [f"| setting minus {ref} | n | seeds | " + " | ".join(metrics) + " |",
              "|" + " --- |" * (3 + len(metrics))]
     for g, vals in by_seed.items():
@@ -159,10 +166,9 @@ def paired_table(runs: Sequence[str], metrics: Sequence[str], ref: str,
                 cells.append("-")
                 continue
             mean, half = interval(diffs)
-            fmt = "{:+.0f}" if m.startswith("time/") else "{:+.3f}"
-            cells.append(fmt.format(mean) + ("" if half is None else
-                                             " ± " + fmt.replace("+", "").format(half))
-                         + (" (" + ", ".join(fmt.format(d) for d in diffs) + ")"
+            fmt, signed = _number_format(m), _number_format(m, sign=True)
+            cells.append(signed.format(mean) + ("" if half is None else " ± " + fmt.format(half))
+                         + (" (" + ", ".join(signed.format(d) for d in diffs) + ")"
                             if len(diffs) > 1 else ""))
         lines.append(f"| {g} | {len(seeds)} | {','.join(seeds)} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
