@@ -34,12 +34,13 @@ gspo            GSPO: sequence-level importance ratio, clip range 3e-4 / 4e-4
                 differs from ``graded``; their papers use GRPO's group-normalised ones:
                 ``--config.rl.advantage=grpo``)
 gae             PPO with a GAE critic (lambda 0.95; a separate critic network, a copy of
-                the base with a value head): every row is updated (no row selection), in
-                32 optimizer steps of 256 rows per epoch (the same 64 steps per iteration
-                as the other rows; each accumulated over 8 minibatches of 32 rows),
-                advantages whitened over the batch. Without the whitening (and with 64
-                steps of 128 rows per epoch) it collapsed in 2 iterations: the critic
-                starts at 0, so nearly every advantage was negative (docs/results.md)
+                the base with a value head), advantages whitened over the batch, on the
+                other rows' 1,024 update rows in the same 32 minibatches an epoch, drawn
+                as 256 whole prompts at random (``rl.row_select="random"``: a critic's
+                advantages exist only after scoring, so rows cannot be picked by them).
+                Updating all 8,192 rows instead cost 13x the other rows' update (docs/
+                results.md); without the whitening it collapsed in 2 iterations: the
+                critic starts at 0, so nearly every advantage was negative
 ppocoder        PPOCoder's setting (Shojaee et al. 2023): from an earlier, weaker checkpoint
                 of the base (step 100 of 170), R = CodeRL levels + R_ast + R_dfg (each
                 weight 1), KL beta 0.1 in the reward
@@ -98,11 +99,10 @@ def get_config(arg: str = ""):
     elif variant == "gae":
         c.rl.advantage, c.rl.value_slot = "gae", "value"
         c.rl.advantage_kwargs.lam = 0.95
-        c.rl.update_rows, c.rl.whiten = 0, True
-        # 32 optimizer steps of 256 rows per epoch, each accumulated over 8 steps of 32 rows
-        # (the other rows' device-step size: XLA estimates 10.9 GiB of temporaries for a
-        # 256-row step of this model, 1.4 GiB accumulated)
-        c.rl.minibatches, c.optimizer.grad_accum = (256, 8) if not size else (2, 1)
+        c.rl.whiten = True
+        # the other rows' update_rows and minibatches, drawn as whole prompts at random
+        # (a critic's advantages exist only after scoring, so rows cannot be picked by them)
+        c.rl.row_select = "random"
     elif variant == "ppocoder":
         c.base_step = 100 if not size else c.base.train.steps
         c.rl.rewards = ml_collections.ConfigDict({"coderl": 1.0, "ast_match": 1.0,

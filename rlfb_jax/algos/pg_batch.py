@@ -152,8 +152,12 @@ def largest_rows(adv: np.ndarray, k: int) -> np.ndarray:
 KL_IN_REWARD_ESTIMATORS = ("gae", "value_baseline", "reinforce_pp")
 
 
-def select_rows(rl, batch: dict[str, np.ndarray], n: int) -> tuple[dict[str, np.ndarray], float]:
-    """With ``rl.update_rows`` > 0: the rows with the largest |sequence advantage|, whose
+def select_rows(rl, batch: dict[str, np.ndarray], n: int,
+                rng: np.random.Generator | None = None) -> tuple[dict[str, np.ndarray], float]:
+    """With ``rl.update_rows`` > 0 and ``rl.row_select`` "random": update_rows / n prompts
+    drawn uniformly by ``rng``, each with its n rows, unchanged (the scorer runs the
+    configured estimator on them, a critic's included), and 1.0. With "advantage" (the
+    default): the rows with the largest |sequence advantage|, whose
     token rewards become that advantage on the last completion token (the scorer then
     only adds the KL penalty's returns-to-go); the fraction of rows with a nonzero outcome
     advantage. Without: the batch as it is and 1.0.
@@ -166,6 +170,13 @@ def select_rows(rl, batch: dict[str, np.ndarray], n: int) -> tuple[dict[str, np.
     beta x a few nats against an outcome std of ~0.5) is left out of mu and sigma."""
     if not rl.update_rows:
         return batch, 1.0
+    if rl.get("row_select", "advantage") == "random":
+        if rng is None:
+            raise ValueError("select_rows: row_select='random' needs an rng")
+        prompts = len(batch["seq_rewards"]) // n
+        picked = np.sort(rng.choice(prompts, int(rl.update_rows) // n, replace=False))
+        sel = (picked[:, None] * n + np.arange(n)).ravel()
+        return {k: v[sel] for k, v in batch.items()}, 1.0
     scale = None
     if rl.advantage == "reinforce_pp":
         seq_adv, scale = batch_normalized_outcomes(batch["seq_rewards"],
@@ -221,8 +232,8 @@ class Scorer:
     KL over the rows with tokens (what the adaptive controller tracks). ``rl.whiten``
     whitens the outcome part only.
 
-    With ``rl.update_rows`` the rows already carry their outcome advantage on the last token
-    (`select_rows`), so the estimator is plain returns-to-go ("reinforce", gamma 1, no
+    With ``rl.update_rows`` (rows picked by advantage) the rows already carry their outcome
+    advantage on the last token (`select_rows`), so the estimator is plain returns-to-go ("reinforce", gamma 1, no
     whitening): both paths give the same advantages on the same rows. REINFORCE++'s rows
     also carry ``kl_scale`` [B], its batch normalization's 1 / sigma, which scales their
     KL penalty.
@@ -234,7 +245,7 @@ class Scorer:
         estimator = rl.kl.estimator
         kl_gamma = float(rl.gamma)
         temperature = float(rl.temperature)
-        if rl.update_rows:
+        if rl.update_rows and rl.get("row_select", "advantage") == "advantage":
             name, kwargs = "reinforce", dict(gamma=1.0, whiten=False)
         else:
             name = rl.advantage
@@ -349,7 +360,8 @@ def iteration_metrics(eps: Episodes, update: dict, times: dict, kl: float, beta:
         # rows that used every one of the max_new_tokens: truncated programs (unless their
         # last token was the stop token); what DAPO's overlong shaping acts on
         "rl/max_len_frac": float(eps.mask.all(axis=1).mean()),
-        "rl/informative_frac": informative,  # rows with a nonzero outcome advantage
+        # rows with a nonzero outcome advantage (1.0 unless rows are picked by advantage)
+        "rl/informative_frac": informative,
         "perf/tokens_per_s": n_tok / max(sample, 1e-9),
         "perf/programs_per_s": rows / max(wall, 1e-9),
         **times,

@@ -67,8 +67,13 @@ def default_config(algo: str = "ppo") -> ml_collections.ConfigDict:
         # > 0: update on this many rows per iteration, those with the largest |sequence
         # advantage| (all-equal groups of RLOO/GRPO carry no outcome signal; DAPO's dynamic
         # sampling drops them too). Only they are scored and trained on: the update costs
-        # update_rows / (prompts_per_iter * n_samples) of a full one. Not with GAE.
+        # update_rows / (prompts_per_iter * n_samples) of a full one.
         update_rows=0,
+        # how update_rows are picked: "advantage" (the largest |sequence advantage|, above;
+        # critic-free estimators only) or "random" (update_rows / n_samples prompts drawn
+        # uniformly, each with all its samples: the configured estimator, a critic's
+        # included, runs on them as on a smaller rollout)
+        row_select="advantage",
         # advantages below this are raised to it (e.g. 0.0: learn from successes only, as in
         # filtered behaviour cloning / RAFT); None: off
         adv_floor=None,
@@ -111,17 +116,28 @@ def check_config(rl, where: str = "config.rl") -> None:
         raise ValueError(f"{where}.update_rows={rl.update_rows}: must be at most "
                          f"prompts_per_iter * n_samples = {rows} and divisible by "
                          f"minibatches={rl.minibatches}")
-    if rl.update_rows and (rl.advantage in ("gae", "value_baseline") or rl.value_slot):
+    select = rl.get("row_select", "advantage")
+    if select not in ("advantage", "random"):
+        raise ValueError(f"{where}.row_select={select!r}: expected 'advantage' or 'random'")
+    if select == "random" and (not rl.update_rows or int(rl.update_rows) % int(rl.n_samples)):
+        raise ValueError(f"{where}.row_select='random' draws whole prompts: "
+                         f"{where}.update_rows={rl.update_rows} must be a positive multiple "
+                         f"of n_samples={rl.n_samples}")
+    if (rl.update_rows and select == "advantage"
+            and (rl.advantage in ("gae", "value_baseline") or rl.value_slot)):
         # the rows are picked by an outcome advantage computed before any value is known,
         # and their returns would be those advantages: a critic would learn advantages
         raise ValueError(f"{where}.update_rows={rl.update_rows} takes a critic-free "
                          f"sequence-level advantage, got advantage={rl.advantage!r}, "
-                         f"value_slot={rl.value_slot!r}: set update_rows=0 to train a critic")
+                         f"value_slot={rl.value_slot!r}: set update_rows=0, or "
+                         f"{where}.row_select='random' (whole prompts drawn at random), "
+                         "to train a critic")
     if rl.critic_workdir and not epath.Path(rl.critic_workdir, "summary.json").exists():
         raise ValueError(f"{where}.critic_workdir={rl.critic_workdir!r}: no finished critic "
                          "run there (train one with experiments/synthetic_critic.py)")
-    if rl.adv_floor is not None and not rl.update_rows:
-        raise ValueError(f"{where}.adv_floor needs {where}.update_rows > 0")
+    if rl.adv_floor is not None and (not rl.update_rows or select != "advantage"):
+        raise ValueError(f"{where}.adv_floor needs {where}.update_rows > 0 with "
+                         f"{where}.row_select='advantage'")
     if rl.adv_floor is not None and rl.advantage == "reinforce_pp":
         # its advantages are normalized per token, outcome + KL, after the rows are picked
         raise ValueError(f"{where}.adv_floor floors sequence advantages; "

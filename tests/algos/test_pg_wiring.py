@@ -260,6 +260,68 @@ def test_update_rows_refuses_a_critic(changes):
         check_config(_rl(**changes))
 
 
+def test_random_row_select_draws_whole_prompts_and_keeps_their_rewards():
+    """row_select='random': update_rows / n prompts, each with all its rows in order, drawn
+    uniformly by the rng (the same draw for the same seed), rewards untouched."""
+    rl = _rl(update_rows=8, minibatches=1, row_select="random")
+    r = np.arange(24, dtype=np.float32)  # 6 prompts x 4 samples: a row's reward is its index
+    batch = {"seq_rewards": r, "tokens": np.arange(24)[:, None] * np.ones((1, 3), np.int32),
+             "token_rewards": np.outer(r, np.ones(3)).astype(np.float32)}
+    counts = np.zeros(6)
+    for seed in range(300):
+        out, informative = select_rows(rl, batch, G, np.random.default_rng(seed))
+        assert informative == 1.0 and len(out["seq_rewards"]) == 8
+        prompts = out["seq_rewards"].reshape(2, G) // G
+        assert (prompts == prompts[:, :1]).all() and prompts[0, 0] < prompts[1, 0]
+        np.testing.assert_array_equal(out["seq_rewards"].reshape(2, G) % G, [[0, 1, 2, 3]] * 2)
+        np.testing.assert_array_equal(out["token_rewards"][:, 0], out["seq_rewards"])
+        counts[prompts[:, 0].astype(int)] += 1
+    assert counts.min() > 60, counts  # each prompt drawn about 300 * 2 / 6 = 100 times
+    a, _ = select_rows(rl, batch, G, np.random.default_rng(7))
+    b, _ = select_rows(rl, batch, G, np.random.default_rng(7))
+    np.testing.assert_array_equal(a["seq_rewards"], b["seq_rewards"])
+    with pytest.raises(ValueError, match="needs an rng"):
+        select_rows(rl, batch, G)
+
+
+def test_random_row_select_runs_the_configured_estimator_on_the_drawn_rows():
+    """The drawn rows get the estimator of a rollout made of them only (here GRPO on their
+    groups, plus the KL penalty), not the plain returns-to-go of rows picked by advantage."""
+    beta = 0.05
+    rl_all = _rl(**{"kl.beta": beta})
+    rl_rand = _rl(**{"kl.beta": beta, "update_rows": G, "minibatches": 1,
+                     "row_select": "random"})
+    batch, logp, ref = _batch([1, 0, 0.5, 0, -1, 1, -1, -1], [5, 3, 4, 5, 2, 5, 4, 3], 2)
+    rows, _ = select_rows(rl_rand, batch, G, np.random.default_rng(0))
+    first = int(rows["tokens"][0, 0])
+    sl = slice(first, first + G)
+    adv_rand, _ = _advantages(rl_rand, rows, logp[sl], ref[sl], beta)
+    sub = {k: v[sl] for k, v in batch.items()}
+    adv_sub, _ = _advantages(rl_all, sub, logp[sl], ref[sl], beta)
+    np.testing.assert_allclose(adv_rand, adv_sub, rtol=1e-5, atol=1e-6)
+    # the advantage-picked path would have placed the sequence advantage as a reward instead
+    picked, _ = select_rows(_rl(update_rows=G, minibatches=1), sub, G)
+    assert not np.allclose(picked["token_rewards"], rows["token_rewards"])
+
+
+@pytest.mark.parametrize("changes, message", [
+    (dict(row_select="randm"), "row_select='randm': expected 'advantage' or 'random'"),
+    (dict(row_select="random"), "update_rows=0 must be a positive multiple of n_samples"),
+    (dict(row_select="random", update_rows=6, minibatches=1),
+     "update_rows=6 must be a positive multiple of n_samples=8"),
+    (dict(row_select="random", update_rows=8, minibatches=1, adv_floor=0.0),
+     "adv_floor needs config.rl.update_rows > 0 with config.rl.row_select='advantage'"),
+])
+def test_random_row_select_config_errors(changes, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        check_config(_rl(**changes))
+
+
+def test_random_row_select_takes_a_critic():
+    check_config(_rl(update_rows=16, minibatches=2, row_select="random", advantage="gae",
+                     value_slot="value"))
+
+
 def test_reinforce_pp_refuses_a_sequence_advantage_floor():
     """The floor applies to sequence advantages; REINFORCE++'s are per token, normalized
     with the KL after the rows are picked: a floor would be silently ignored."""

@@ -240,10 +240,10 @@ def test_the_shipped_rl_configs_push_failures_down():
 
 def test_rl_study_rows_share_the_sample_budget_and_the_step_size():
     """Every row of the RL study samples the same programs and, except PG's one pass, takes
-    the same number of optimizer steps per iteration on 32-row device steps: the `gae` row
-    trains every row, so its 256-row steps are accumulated over 8 device steps (10.9 GiB of
-    temporaries at 256-row device steps, 1.4 accumulated), and its advantages are whitened
-    (with an untrained critic they are otherwise nearly all negative: the row collapsed)."""
+    the same number of optimizer steps per iteration on 32-row device steps, on the same
+    1,024 update rows: the `gae` row draws its rows as whole prompts at random (a critic's
+    advantages exist only after scoring), and its advantages are whitened (with an untrained
+    critic they are otherwise nearly all negative: the row collapsed)."""
     from experiments import synthetic_pg
     from experiments import synthetic_rl_study as study
     from rlfb_jax.algos.pg_config import check_config
@@ -262,7 +262,10 @@ def test_rl_study_rows_share_the_sample_budget_and_the_step_size():
     overlong = study.get_config("overlong")
     assert overlong.rl.overlong_cache == 9 and study.get_config("graded").rl.overlong_cache == 0
     gae = study.get_config("gae")
-    assert (gae.rl.update_rows, gae.rl.whiten, gae.rl.value_slot) == (0, True, "value")
+    assert (gae.rl.update_rows, gae.rl.row_select, gae.rl.whiten, gae.rl.value_slot) \
+        == (1024, "random", True, "value")
+    assert {study.get_config(v).rl.update_rows for v in study.VARIANTS} == {1024}
+    assert {study.get_config(v).optimizer.grad_accum for v in study.VARIANTS} == {1}
 
 
 def test_ablation_variants_change_one_thing():
