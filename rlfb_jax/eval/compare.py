@@ -188,6 +188,17 @@ def programs_report(runs: Sequence[FinishedRun], base: FinishedRun | None, top: 
     return "\n".join(out)
 
 
+_LINESTYLES, _HATCHES = ("-", "--", ":", "-."), ("", "//", "..", "xx")
+
+
+def run_style(i: int) -> dict[str, Any]:
+    """Run i's line style: matplotlib's ten default colours, then the same colours dashed,
+    dotted and dash-dotted, so up to 40 runs stay apart (the colour cycle alone repeats
+    after ten); ``hatch`` is the bars' counterpart of the line style."""
+    return {"color": f"C{i % 10}", "linestyle": _LINESTYLES[i // 10 % 4],
+            "hatch": _HATCHES[i // 10 % 4]}
+
+
 def plot_curves(path: str, runs: Sequence[FinishedRun],
                 base: FinishedRun | None = None) -> list[str]:
     """Draws one panel per curve that some run logged (an SFT run has no KL: no KL panel);
@@ -203,9 +214,11 @@ def plot_curves(path: str, runs: Sequence[FinishedRun],
         return []
     fig, axes = new_figure(1, len(shown), figsize=(4.2 * len(shown), 3.4), squeeze=False)
     for ax, (key, title) in zip(axes[0], shown):
-        for label, (xs, ys) in curves[key]:
+        for i, (label, (xs, ys)) in enumerate(curves[key]):
             if xs:
-                ax.plot(xs, ys, marker="o", ms=3, label=label)
+                style = run_style(i)
+                ax.plot(xs, ys, marker="o", ms=3, label=label, color=style["color"],
+                        linestyle=style["linestyle"])
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("iteration", fontsize=8)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -229,8 +242,9 @@ def plot_outcomes(path: str, runs: Sequence[FinishedRun]) -> list[str]:
     fig, ax = new_figure(figsize=(1.6 + 1.3 * len(shown), 3.4))
     x = np.arange(len(shown))
     for i, r in enumerate(runs):
+        style = run_style(i)
         ax.bar(x + i * width, [r.stats.get(f"samples/{s}", 0.0) for s in shown], width,
-               label=r.label)
+               label=r.label, color=style["color"], hatch=style["hatch"])
     ax.set_xticks(x + width * (len(runs) - 1) / 2, [s.replace("_", " ") for s in shown],
                   fontsize=8)
     ax.set_ylabel("fraction of held-out samples")

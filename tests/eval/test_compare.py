@@ -142,3 +142,12 @@ def test_compare_names_the_problem(tmp_path, capsys):
         f.write("{not json\n")
     with pytest.raises(ValueError, match=r"metrics.jsonl:5: malformed JSON"):
         compare.FinishedRun(run)
+
+
+def test_run_styles_stay_apart_beyond_the_ten_colours():
+    """Eleven runs (the RL study's seed-0 curves) drew the eleventh in the first run's
+    colour: styles now pair each colour with a line style (and hatch for bars)."""
+    lines = [(st["color"], st["linestyle"]) for st in map(compare.run_style, range(40))]
+    bars = [(st["color"], st["hatch"]) for st in map(compare.run_style, range(40))]
+    assert len(set(lines)) == len(set(bars)) == 40
+    assert compare.run_style(0)["linestyle"] == "-" and compare.run_style(10)["linestyle"] != "-"
