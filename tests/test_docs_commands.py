@@ -80,7 +80,7 @@ SKIP = {
     "runs/study/ROW_sS --config.seed=S --config.base_workdir=runs/fresh/pg_s1/base":
         "template (ROW, S); tests/algos/test_ppo.py runs every row at smoke size",
     "python -m rlfb_jax.eval.seeds runs/study/{gspo,reinforce_pp,filtered_bc,clip_higher,"
-    "graded,overlong,pg,rltf,dr_grpo,grpo}_s? --metrics eval/pass@1:gain eval/pass@16 "
+    "graded,overlong,pg,rltf,dr_grpo,grpo,gae}_s? --metrics eval/pass@1:gain eval/pass@16 "
     "eval/compile_rate kl --paired graded --plot rl_table.png":
         "needs the study's finished runs; tests/eval/test_seeds.py runs the CLI",
     "python -m rlfb_jax.main --config experiments/synthetic_ilf.py --workdir runs/ilf "
