@@ -233,8 +233,9 @@ class Scorer:
     whitens the outcome part only.
 
     With ``rl.update_rows`` (rows picked by advantage) the rows already carry their outcome
-    advantage on the last token (`select_rows`), so the estimator is plain returns-to-go ("reinforce", gamma 1, no
-    whitening): both paths give the same advantages on the same rows. REINFORCE++'s rows
+    advantage on the last token (`select_rows`), so the estimator is plain returns-to-go
+    ("reinforce", gamma 1, no whitening): both paths give the same advantages on the same
+    rows. REINFORCE++'s rows
     also carry ``kl_scale`` [B], its batch normalization's 1 / sigma, which scales their
     KL penalty.
     """

@@ -150,8 +150,10 @@ def iteration(p: PPO, state: TrainState, it: int) -> tuple[TrainState, dict]:
     t0 = time.time()
     batch = training_batch(eps, tasks, p.prompt_len, int(rl.max_new_tokens), p.policy.pad_id,
                            p.token_rewards, baseline, int(rl.overlong_cache))
-    batch, informative = select_rows(  # all rows, or rl.update_rows of them
-        rl, batch, n, np.random.default_rng([p.seed, it, 0x5E1EC7]))
+    # all rows, or rl.update_rows of them (row_select "random": drawn by a generator of its
+    # own per run seed and iteration, the constant keeping it apart from other host draws)
+    batch, informative = select_rows(rl, batch, n,
+                                     np.random.default_rng([p.seed, it, 0x5E1EC7]))
     # -- score and advantages (device)
     dev = p.driver.shard(batch)
     logp, ref_logp, values = p.scorer.score(state.params, state.frozen, dev)
