@@ -152,6 +152,13 @@ def largest_rows(adv: np.ndarray, k: int) -> np.ndarray:
 KL_IN_REWARD_ESTIMATORS = ("gae", "value_baseline", "reinforce_pp")
 
 
+def picks_by_advantage(rl) -> bool:
+    """Whether the update rows are picked by |sequence advantage| (``rl.update_rows`` > 0,
+    ``rl.row_select`` "advantage"): then they carry that advantage as their reward
+    (`select_rows`) and the scorer's estimator is plain returns-to-go (`Scorer`)."""
+    return bool(rl.update_rows) and rl.get("row_select", "advantage") == "advantage"
+
+
 def select_rows(rl, batch: dict[str, np.ndarray], n: int,
                 rng: np.random.Generator | None = None) -> tuple[dict[str, np.ndarray], float]:
     """With ``rl.update_rows`` > 0 and ``rl.row_select`` "random": update_rows / n prompts
@@ -170,7 +177,7 @@ def select_rows(rl, batch: dict[str, np.ndarray], n: int,
     beta x a few nats against an outcome std of ~0.5) is left out of mu and sigma."""
     if not rl.update_rows:
         return batch, 1.0
-    if rl.get("row_select", "advantage") == "random":
+    if not picks_by_advantage(rl):  # row_select "random"
         if rng is None:
             raise ValueError("select_rows: row_select='random' needs an rng")
         prompts = len(batch["seq_rewards"]) // n
@@ -246,7 +253,7 @@ class Scorer:
         estimator = rl.kl.estimator
         kl_gamma = float(rl.gamma)
         temperature = float(rl.temperature)
-        if rl.update_rows and rl.get("row_select", "advantage") == "advantage":
+        if picks_by_advantage(rl):
             name, kwargs = "reinforce", dict(gamma=1.0, whiten=False)
         else:
             name = rl.advantage
